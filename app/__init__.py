@@ -1,0 +1,1 @@
+"""Glassbox: a model-serving web API that shows its work."""

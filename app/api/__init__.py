@@ -1,0 +1,1 @@
+"""The HTTP layer: routers that translate HTTP into service calls and back."""

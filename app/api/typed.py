@@ -1,0 +1,250 @@
+"""Typed prediction and layer-trace routes, one router per model, built from its card.
+
+Tabular models take named, range-checked fields; image models take an upload (multipart) or
+JSON (base64 or the input array). No `from __future__ import annotations` here: the bodies are
+classes made at run time, and FastAPI reads the annotations as objects.
+"""
+
+import base64
+import math
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Body, File, Query, UploadFile
+from pydantic import Discriminator, Tag
+
+from app import imaging
+from app.api.deps import ServiceDep, VersionQuery
+from app.api.errors import ERROR_RESPONSES
+from app.card import ModelCard
+from app.errors import BadInput, PayloadTooLarge
+from app.schemas import (
+    BatchPrediction,
+    ClassPrediction,
+    ImageInput,
+    LayerTrace,
+    ValuePrediction,
+    batch_model,
+    features_model,
+)
+from app.service import InferenceService
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+
+FullQuery = Annotated[
+    bool,
+    Query(description="Return every value of every layer, however large (within the limit)."),
+]
+WeightsQuery = Annotated[
+    bool, Query(description="Also return each Dense/Conv layer's kernel and bias.")
+]
+ReturnInputQuery = Annotated[
+    bool, Query(description="Also return the array the model saw after preprocessing.")
+]
+
+
+def model_router(card: ModelCard, max_instances: int) -> APIRouter:
+    router = APIRouter(
+        prefix=f"/api/models/{card.name}", tags=[card.name], responses=ERROR_RESPONSES
+    )
+    if card.input.kind == "features":
+        _add_tabular_routes(router, card, max_instances)
+    else:
+        _add_image_routes(router, card)
+    return router
+
+
+def _single_or_batch(body: object) -> str:
+    return "batch" if isinstance(body, dict) and "instances" in body else "single"
+
+
+def _prediction_type(card: ModelCard):
+    return ClassPrediction if card.output.kind == "probabilities" else ValuePrediction
+
+
+def _add_tabular_routes(router: APIRouter, card: ModelCard, max_instances: int) -> None:
+    name = card.name
+    Features = features_model(card)
+    Batch = batch_model(card, Features, max_instances)
+    example = {spec.name: spec.mean for spec in card.input.features}
+    examples = {
+        "one": {"summary": "One instance (training means)", "value": example},
+        "batch": {"summary": "A batch", "value": {"instances": [example, example]}},
+    }
+    Answer = _prediction_type(card)
+
+    @router.post(
+        "/predict",
+        response_model_exclude_none=True,
+        response_model=Answer | BatchPrediction,
+        summary=f"Predict with {name}",
+        description=f"{card.description} Send one instance, or several as "
+        f'{{"instances": [...]}} (at most {max_instances}). Each field is refused with 422 '
+        "outside its allowed range (see the schema's minimum and maximum).",
+    )
+    async def predict(
+        body: Annotated[
+            Annotated[Features, Tag("single")] | Annotated[Batch, Tag("batch")],
+            Discriminator(_single_or_batch),
+            Body(openapi_examples=examples),
+        ],
+        service: ServiceDep,
+        version: VersionQuery = None,
+    ):
+        runtime = service.registry.get(name, version)
+        instances = body.instances if isinstance(body, Batch) else [body]
+        rows = service.feature_rows(runtime.card, [item.model_dump() for item in instances])
+        predictions = await service.predictions(runtime, rows)
+        if isinstance(body, Batch):
+            return BatchPrediction(model=name, version=runtime.version, predictions=predictions)
+        return predictions[0]
+
+    @router.post(
+        "/trace",
+        response_model_exclude_none=True,
+        response_model=LayerTrace,
+        summary=f"Layer trace of {name}",
+        description="The output of every layer for one instance, in order, and the prediction.",
+    )
+    async def trace(
+        body: Annotated[Features, Body(openapi_examples={"one": examples["one"]})],
+        service: ServiceDep,
+        version: VersionQuery = None,
+        full: FullQuery = False,
+        weights: WeightsQuery = False,
+    ) -> LayerTrace:
+        runtime = service.registry.get(name, version)
+        rows = service.feature_rows(runtime.card, [body.model_dump()])
+        return await service.trace(runtime, rows, full=full, weights=weights)
+
+
+async def _read_upload(service: InferenceService, upload: UploadFile) -> bytes:
+    limit = service.settings.max_image_bytes
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"The image is over the limit of {limit} bytes.")
+    return data
+
+
+def _json_examples(card: ModelCard) -> dict:
+    """Swagger UI examples: a committed example image, and for small inputs the array itself."""
+    path = next(iter(sorted(EXAMPLES_DIR.glob(f"{card.name}.*"))), None)
+    if path is None:
+        return {}
+    data = path.read_bytes()
+    examples = {
+        "image": {
+            "summary": f"A base64 {path.suffix[1:].upper()} image",
+            "value": {"image_base64": base64.b64encode(data).decode()},
+        }
+    }
+    if math.prod(card.input.shape[1:]) <= 1024:
+        image = imaging.decode(data, max_bytes=len(data), max_pixels=10**8)
+        pixels = np.round(imaging.preprocess(image, card.input.image)).tolist()
+        examples["pixels"] = {"summary": "The input array itself", "value": {"pixels": pixels}}
+    return examples
+
+
+def _add_image_routes(router: APIRouter, card: ModelCard) -> None:
+    name = card.name
+    spec = card.input.image
+    size = f"{spec.height}x{spec.width}"
+    how = (
+        "Photos and scans of a dark digit on light paper work: the image is made grayscale, a "
+        "light background is inverted, the ink is cropped, fitted to 20x20 and centred by centre "
+        "of mass in 28x28, as MNIST was made."
+        if spec.preprocessing == "mnist"
+        else f"Any size and mode; EXIF orientation is applied, the photo is converted to RGB and "
+        f"resized to {size} ({spec.interpolation}, aspect not kept), as in training."
+    )
+    Answer = _prediction_type(card)
+    json_examples = _json_examples(card)
+    upload_description = "A PNG, JPEG, GIF (first frame), BMP or WebP image."
+
+    async def answer(service: ServiceDep, batch, version, return_input):
+        runtime = service.registry.get(name, version)
+        prediction = (await service.predictions(runtime, batch))[0]
+        if return_input:
+            prediction.model_input = batch[0].tolist()
+        return prediction
+
+    def from_json(service: InferenceService, body: ImageInput, runtime_card: ModelCard):
+        if (body.image_base64 is None) == (body.pixels is None):
+            raise BadInput("Send exactly one of image_base64 and pixels.", field="image_base64")
+        if body.image_base64 is not None:
+            return service.base64_image_array(runtime_card, body.image_base64)
+        return service.pixel_array(runtime_card, body.pixels)
+
+    @router.post(
+        "/predict",
+        response_model_exclude_none=True,
+        response_model=Answer,
+        summary=f"Predict with {name} from an uploaded image",
+        description=f"{card.description} {how}",
+    )
+    async def predict_upload(
+        service: ServiceDep,
+        file: Annotated[UploadFile, File(description=upload_description)],
+        version: VersionQuery = None,
+        return_input: ReturnInputQuery = False,
+    ):
+        batch = service.image_array(card, await _read_upload(service, file))
+        return await answer(service, batch, version, return_input)
+
+    @router.post(
+        "/predict/json",
+        response_model_exclude_none=True,
+        response_model=Answer,
+        summary=f"Predict with {name} from JSON (base64 image or input array)",
+        description=f"{card.description} {how} An input array is used as it is.",
+    )
+    async def predict_json(
+        body: Annotated[ImageInput, Body(openapi_examples=json_examples)],
+        service: ServiceDep,
+        version: VersionQuery = None,
+        return_input: ReturnInputQuery = False,
+    ):
+        return await answer(service, from_json(service, body, card), version, return_input)
+
+    trace_description = (
+        "The output of every layer for one image, in order, and the prediction. Outputs larger "
+        "than the inline limit (convolution feature maps) come as summary statistics and a "
+        "slice unless full=true."
+    )
+
+    @router.post(
+        "/trace",
+        response_model_exclude_none=True,
+        response_model=LayerTrace,
+        summary=f"Layer trace of {name} for an uploaded image",
+        description=trace_description,
+    )
+    async def trace_upload(
+        service: ServiceDep,
+        file: Annotated[UploadFile, File(description=upload_description)],
+        version: VersionQuery = None,
+        full: FullQuery = False,
+        weights: WeightsQuery = False,
+    ) -> LayerTrace:
+        runtime = service.registry.get(name, version)
+        batch = service.image_array(card, await _read_upload(service, file))
+        return await service.trace(runtime, batch, full=full, weights=weights)
+
+    @router.post(
+        "/trace/json",
+        response_model_exclude_none=True,
+        response_model=LayerTrace,
+        summary=f"Layer trace of {name} from JSON (base64 image or input array)",
+        description=trace_description,
+    )
+    async def trace_json(
+        body: Annotated[ImageInput, Body(openapi_examples=json_examples)],
+        service: ServiceDep,
+        version: VersionQuery = None,
+        full: FullQuery = False,
+        weights: WeightsQuery = False,
+    ) -> LayerTrace:
+        runtime = service.registry.get(name, version)
+        batch = from_json(service, body, card)
+        return await service.trace(runtime, batch, full=full, weights=weights)

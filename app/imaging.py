@@ -1,0 +1,141 @@
+"""Image decoding and the preprocessing that turns a photo into a model input.
+
+Training uses `resize_rgb` too, so a served photo is resized exactly as the training photos were.
+Nothing here imports TensorFlow or FastAPI.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from app.card import ImageSpec
+from app.errors import BadInput, PayloadTooLarge, UnsupportedMediaType
+
+SUPPORTED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+_INTERPOLATION = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+# MNIST digits were scaled to fit a 20x20 box, then centred by centre of mass in 28x28.
+_MNIST_BOX = 20
+_MNIST_SIZE = 28
+# Below this contrast between ink and paper (0-255) there is no digit to read.
+_MIN_INK_CONTRAST = 40.0
+
+
+def decode(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+    """Decode an uploaded image (first frame of an animation), EXIF orientation applied.
+
+    The pixel count is checked from the header before any pixel is decoded, so a small file
+    that claims a huge canvas (a decompression bomb) is refused cheaply.
+    """
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"The image is {len(data)} bytes; the limit is {max_bytes} bytes.")
+    if not data:
+        raise BadInput("The image is empty.", field="image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+    except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise UnsupportedMediaType(
+            f"The file is not an image in a supported format ({', '.join(SUPPORTED_FORMATS)})."
+        ) from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise PayloadTooLarge(
+            f"The image is {width}x{height} = {width * height} pixels; "
+            f"the limit is {max_pixels} pixels."
+        )
+    if width < 1 or height < 1:
+        raise BadInput("The image has no pixels.", field="image")
+    try:
+        image.load()
+        return ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise BadInput(
+            f"The {image.format} image could not be decoded (truncated or corrupt): {error}",
+            field="image",
+        ) from None
+
+
+def flatten_alpha(image: Image.Image) -> Image.Image:
+    """RGB with any transparency composited on white, as the image looks on a page."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit grayscale: scale to 8 bits rather than clip.
+        values = np.asarray(image, dtype=np.float64)
+        peak = values.max() or 1.0
+        scale = 255.0 / (65535.0 if peak > 255 else 255.0)
+        return Image.fromarray(np.clip(values * scale, 0, 255).astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
+
+
+def resize_rgb(image: Image.Image, spec: ImageSpec) -> np.ndarray:
+    """The photo as the model's float32 (height, width, 3) input, values 0-255."""
+    rgb = flatten_alpha(image)
+    resized = rgb.resize((spec.width, spec.height), _INTERPOLATION[spec.interpolation])
+    return np.asarray(resized, dtype=np.float32)
+
+
+def mnist_digit(image: Image.Image) -> np.ndarray:
+    """A digit photo or drawing as MNIST shows digits: (28, 28) float32, light ink on black.
+
+    Grayscale; a light background (judged from the border) is inverted; the paper level is
+    subtracted and the ink stretched to 0-255; the ink's bounding box is scaled to fit 20x20
+    keeping its aspect ratio and centred by centre of mass in 28x28.
+    """
+    gray = np.asarray(flatten_alpha(image).convert("L"), dtype=np.float32)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    if np.median(border) > 127:
+        gray = 255.0 - gray
+        border = 255.0 - border
+    paper = float(np.median(border))
+    ink_level = float(np.percentile(gray, 99.5)) if gray.size > 200 else float(gray.max())
+    if ink_level - paper < _MIN_INK_CONTRAST:
+        raise BadInput(
+            "No digit found: the image has no ink that stands out from the background.",
+            field="image",
+        )
+    ink = np.clip((gray - paper) / (ink_level - paper), 0.0, 1.0) * 255.0
+    rows = np.flatnonzero((ink > 64).any(axis=1))
+    cols = np.flatnonzero((ink > 64).any(axis=0))
+    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+    height, width = crop.shape
+    scale = _MNIST_BOX / max(height, width)
+    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    fitted = np.asarray(
+        Image.fromarray(crop.astype(np.uint8)).resize(new_size, Image.Resampling.LANCZOS),
+        dtype=np.float32,
+    )
+
+    canvas = np.zeros((_MNIST_SIZE, _MNIST_SIZE), dtype=np.float32)
+    total = fitted.sum()
+    if total > 0:
+        ys, xs = np.indices(fitted.shape)
+        centre_y, centre_x = (ys * fitted).sum() / total, (xs * fitted).sum() / total
+    else:
+        centre_y, centre_x = (fitted.shape[0] - 1) / 2, (fitted.shape[1] - 1) / 2
+    top = round(_MNIST_SIZE / 2 - 0.5 - centre_y)
+    left = round(_MNIST_SIZE / 2 - 0.5 - centre_x)
+    top = min(max(top, 0), _MNIST_SIZE - fitted.shape[0])
+    left = min(max(left, 0), _MNIST_SIZE - fitted.shape[1])
+    canvas[top : top + fitted.shape[0], left : left + fitted.shape[1]] = fitted
+    return canvas
+
+
+def preprocess(image: Image.Image, spec: ImageSpec) -> np.ndarray:
+    """The model input for one decoded image, as the card's preprocessing says."""
+    if spec.preprocessing == "mnist":
+        return mnist_digit(image)
+    return resize_rgb(image, spec)

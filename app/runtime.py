@@ -1,0 +1,109 @@
+"""One loaded model version: a SavedModel with `serving_default` and `trace` signatures.
+
+The runtime knows TensorFlow and the model card, never HTTP. `load()` verifies the files against
+the card's hashes, loads the SavedModel and warms both signatures up; `predict()` and `trace()`
+take a float32 batch shaped as the card says.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+from app.card import CARD_FILE, ModelCard, hash_files
+from app.errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_SIGNATURES = ("serving_default", "trace")
+
+
+class ModelState(str, Enum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class ModelRuntime:
+    def __init__(self, name: str, version: int, path: Path):
+        self.name = name
+        self.version = version
+        self.path = path
+        self.card: ModelCard | None = None
+        self.state = ModelState.LOADING
+        self.reason: str | None = None
+        self._serve = None
+        self._trace = None
+        self._weights: dict[str, dict[str, np.ndarray]] = {}
+
+    @property
+    def ready(self) -> bool:
+        return self.state is ModelState.READY
+
+    def load(self, verify_hashes: bool = True) -> None:
+        """Load and warm up; on any failure the runtime is FAILED with the reason, never raises."""
+        try:
+            self._load(verify_hashes)
+        except Exception as error:  # any broken artifact must leave the other models serving
+            self.state = ModelState.FAILED
+            self.reason = str(error) if isinstance(error, ModelLoadError) else repr(error)
+            logger.error(
+                "model failed to load",
+                extra={"model": self.name, "version": self.version, "reason": self.reason},
+            )
+            return
+        self.state = ModelState.READY
+        logger.info("model ready", extra={"model": self.name, "version": self.version})
+
+    def _load(self, verify_hashes: bool) -> None:
+        import tensorflow as tf
+
+        if not (self.path / CARD_FILE).is_file():
+            raise ModelLoadError(f"{CARD_FILE} (the model card) is missing")
+        try:
+            self.card = ModelCard.read(self.path)
+        except ValueError as error:
+            raise ModelLoadError(f"{CARD_FILE} is not a valid model card: {error}") from None
+        if verify_hashes:
+            found = hash_files(self.path)
+            if found != self.card.files:
+                bad = sorted(
+                    name
+                    for name in set(found) | set(self.card.files)
+                    if found.get(name) != self.card.files.get(name)
+                )
+                raise ModelLoadError(f"files do not match the model card's sha256: {bad}")
+        loaded = tf.saved_model.load(str(self.path))
+        missing = [name for name in REQUIRED_SIGNATURES if name not in loaded.signatures]
+        if missing:
+            raise ModelLoadError(f"the SavedModel lacks the signature(s) {missing}")
+        self._loaded = loaded  # keeps the variables the signatures read alive
+        self._serve = loaded.signatures["serving_default"]
+        self._trace = loaded.signatures["trace"]
+        for variable in loaded.variables:
+            layer, _, weight = variable.name.rpartition(":")[0].rpartition("/")
+            self._weights.setdefault(layer, {})[weight] = variable.numpy()
+        warm = np.zeros([1, *self.card.input.shape[1:]], dtype=np.float32)
+        self.predict(warm)
+        self.trace(warm)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """The serving_default output for a float32 batch."""
+        import tensorflow as tf
+
+        outputs = self._serve(**{self.card.input.name: tf.constant(batch, dtype=tf.float32)})
+        return outputs[self.card.output.name].numpy()
+
+    def trace(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every layer's output for a float32 batch, keyed as the card's layers say, in order."""
+        import tensorflow as tf
+
+        outputs = self._trace(**{self.card.input.name: tf.constant(batch, dtype=tf.float32)})
+        return {key: outputs[key].numpy() for key in sorted(outputs)}
+
+    def weights(self, layer: str) -> dict[str, np.ndarray]:
+        """A layer's variables by name (kernel, bias, ...), read from the SavedModel."""
+        return self._weights.get(layer, {})

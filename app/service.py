@@ -1,0 +1,215 @@
+"""The logic layer: input arrays from requests, model calls off the event loop, answers.
+
+Routes call this; this calls the registry and the runtimes. Nothing here knows HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from app import imaging
+from app.card import ModelCard
+from app.errors import BadInput, PayloadTooLarge
+from app.registry import ModelRegistry
+from app.runtime import ModelRuntime
+from app.schemas import (
+    ClassPrediction,
+    LayerOutput,
+    LayerTrace,
+    ModelSummary,
+    Prediction,
+    Summary,
+    ValuePrediction,
+    VersionStatus,
+)
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+WEIGHTED_LAYER_TYPES = {"Dense", "Conv2D", "DepthwiseConv2D", "SeparableConv2D"}
+
+
+class InferenceService:
+    def __init__(self, settings: Settings, registry: ModelRegistry | None = None):
+        self.settings = settings
+        self.registry = registry or ModelRegistry()
+        self.executor = ThreadPoolExecutor(
+            settings.inference_threads, thread_name_prefix="inference"
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def load_all(self) -> None:
+        runtimes = self.registry.discover(self.settings.model_dir, self.settings.models or None)
+        for runtime in runtimes:
+            await self._in_executor(runtime.load, self.settings.verify_hashes)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    async def _in_executor(self, function, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+    # -- status ------------------------------------------------------------------------------
+
+    def summary(self, name: str) -> ModelSummary:
+        versions = self.registry.versions(name)
+        ready = [runtime for runtime in versions if runtime.ready]
+        card = (ready or [r for r in versions if r.card] or [None])[-1]
+        card = card.card if card else None
+        return ModelSummary(
+            name=name,
+            task=card.task if card else None,
+            description=card.description if card else None,
+            default_version=ready[-1].version if ready else None,
+            versions=[
+                VersionStatus(version=r.version, state=r.state.value, reason=r.reason)
+                for r in versions
+            ],
+        )
+
+    def summaries(self) -> list[ModelSummary]:
+        return [self.summary(name) for name in self.registry.names()]
+
+    def missing(self) -> list[str]:
+        wanted = self.settings.models or []
+        absent = [name for name in wanted if name not in self.registry.names()]
+        not_ready = [f"{r.name}/{r.version}" for r in self.registry.all() if not r.ready]
+        return [f"{name} (no model folder)" for name in absent] + not_ready
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    @staticmethod
+    def feature_rows(card: ModelCard, rows: list[dict[str, float]]) -> np.ndarray:
+        names = [feature.name for feature in card.input.features or []]
+        return np.array([[row[name] for name in names] for row in rows], dtype=np.float32)
+
+    def image_array(self, card: ModelCard, data: bytes) -> np.ndarray:
+        image = imaging.decode(
+            data,
+            max_bytes=self.settings.max_image_bytes,
+            max_pixels=self.settings.max_image_pixels,
+        )
+        return imaging.preprocess(image, card.input.image)[np.newaxis]
+
+    def base64_image_array(self, card: ModelCard, encoded: str) -> np.ndarray:
+        if len(encoded) > self.settings.max_image_bytes * 4 // 3 + 4:
+            raise PayloadTooLarge(
+                f"The image is over the limit of {self.settings.max_image_bytes} bytes."
+            )
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadInput("image_base64 is not valid base64.", field="image_base64") from None
+        return self.image_array(card, data)
+
+    @staticmethod
+    def pixel_array(card: ModelCard, pixels: Any) -> np.ndarray:
+        expected = card.input.shape[1:]
+        try:
+            array = np.asarray(pixels, dtype=np.float32)
+        except (ValueError, TypeError):
+            raise BadInput(
+                f"pixels must be a numeric array of shape {expected}.", field="pixels"
+            ) from None
+        if list(array.shape) != expected:
+            raise BadInput(
+                f"pixels has shape {list(array.shape)}; '{card.name}' takes {expected}.",
+                field="pixels",
+            )
+        low, high = card.input.image.value_range
+        if not np.isfinite(array).all() or array.min() < low or array.max() > high:
+            raise BadInput(f"pixels must be finite values from {low} to {high}.", field="pixels")
+        return array[np.newaxis]
+
+    # -- model calls -------------------------------------------------------------------------
+
+    async def predict(self, runtime: ModelRuntime, batch: np.ndarray) -> np.ndarray:
+        return await self._in_executor(runtime.predict, batch)
+
+    async def predictions(self, runtime: ModelRuntime, batch: np.ndarray) -> list[Prediction]:
+        outputs = await self.predict(runtime, batch)
+        return [describe(runtime, row) for row in outputs]
+
+    async def trace(
+        self,
+        runtime: ModelRuntime,
+        one: np.ndarray,
+        *,
+        full: bool = False,
+        weights: bool = False,
+    ) -> LayerTrace:
+        outputs = await self._in_executor(runtime.trace, one)
+        layers = []
+        total = 0
+        for index, spec in enumerate(runtime.card.layers):
+            values = outputs[spec.trace_key][0]
+            layer_weights = None
+            if weights and spec.type in WEIGHTED_LAYER_TYPES:
+                layer_weights = runtime.weights(spec.name)
+                total += sum(w.size for w in layer_weights.values())
+            inline = full or values.size <= self.settings.trace_inline_values
+            total += values.size if inline else self.settings.trace_slice_values
+            flat = values.reshape(-1)
+            layers.append(
+                LayerOutput(
+                    index=index,
+                    name=spec.name,
+                    type=spec.type,
+                    activation=spec.activation,
+                    output_shape=spec.output_shape,
+                    size=int(values.size),
+                    values=values.tolist() if inline else None,
+                    summary=Summary(
+                        min=float(flat.min()),
+                        max=float(flat.max()),
+                        mean=float(flat.mean()),
+                        zero_fraction=float(np.mean(flat == 0)),
+                    ),
+                    slice=None if inline else flat[: self.settings.trace_slice_values].tolist(),
+                    weights={k: v.tolist() for k, v in layer_weights.items()}
+                    if layer_weights
+                    else None,
+                )
+            )
+        if total > self.settings.trace_max_values:
+            raise PayloadTooLarge(
+                f"This trace would return {total} values; the limit is "
+                f"{self.settings.trace_max_values}. Ask without full=true or weights=true."
+            )
+        last = outputs[runtime.card.layers[-1].trace_key][0]
+        return LayerTrace(
+            model=runtime.name,
+            version=runtime.version,
+            layers=layers,
+            prediction=describe(runtime, last),
+        )
+
+
+def describe(runtime: ModelRuntime, row: np.ndarray) -> Prediction:
+    """One model output row as a typed answer with labels and units from the card."""
+    output = runtime.card.output
+    if output.kind == "probabilities":
+        index = int(np.argmax(row))
+        return ClassPrediction(
+            model=runtime.name,
+            version=runtime.version,
+            label=output.labels[index],
+            class_index=index,
+            probabilities={label: float(p) for label, p in zip(output.labels, row, strict=True)},
+        )
+    value = float(np.asarray(row).reshape(-1)[0])
+    return ValuePrediction(
+        model=runtime.name,
+        version=runtime.version,
+        value=value,
+        unit=output.unit,
+        dollars=round(value * output.unit_scale, 2) if output.unit_scale else None,
+    )

@@ -1,0 +1,44 @@
+"""Shared fixtures: the committed models, the small committed data samples, the app client."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def mnist_sample():
+    with np.load(FIXTURES / "mnist_sample.npz") as data:
+        return {key: data[key] for key in data.files}
+
+
+@pytest.fixture(scope="session")
+def housing_sample():
+    with np.load(FIXTURES / "housing_sample.npz") as data:
+        return {key: data[key] for key in data.files}
+
+
+@pytest.fixture(scope="session")
+def catdog_photos() -> list[tuple[Path, str]]:
+    """The committed held-out photos with their labels."""
+    root = FIXTURES / "catdog" / "test"
+    return [(path, label) for label in ("cat", "dog") for path in sorted((root / label).glob("*"))]
+
+
+@pytest.fixture(scope="session")
+def app_client():
+    """One app on the committed models for the whole session (loading takes seconds)."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app.settings import Settings
+
+    with TestClient(create_app(Settings(model_dir=MODELS))) as client:
+        yield client

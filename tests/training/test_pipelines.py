@@ -1,0 +1,96 @@
+"""Each pipeline trains one short epoch on a tiny slice and exports a self-contained SavedModel."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from app.card import ModelCard, hash_files
+from tests.conftest import FIXTURES
+from tests.savedmodel_checks import check_dense_layers
+from training import PIPELINES, catdog, iris
+from training.common import Options, Splits, run
+
+
+def tiny_splits(name: str) -> Splits:
+    if name == "iris":
+        full = iris.load_data(None, seed=42)
+        return Splits(
+            full.x_train[:40],
+            full.y_train[:40],
+            full.x_val,
+            full.y_val,
+            full.x_test,
+            full.y_test,
+            source="iris slice",
+        )
+    if name in ("mnist", "housing"):
+        with np.load(FIXTURES / f"{name}_sample.npz") as data:
+            x, y = data["x_train"], data["y_train"]
+            if name == "mnist":
+                y = y.astype(np.int64)
+            return Splits(
+                x[:200],
+                y[:200],
+                x[200:],
+                y[200:],
+                data["x_test"][:50],
+                data["y_test"][:50].astype(y.dtype),
+                source=f"{name} slice",
+            )
+    x, y = catdog.load_folder(FIXTURES / "catdog" / "train")
+    x_test, y_test = catdog.load_folder(FIXTURES / "catdog" / "test")
+    return Splits(x, y, x[:4], y[:4], x_test[:8], y_test[:8], source="catdog slice")
+
+
+@pytest.fixture(scope="module", params=list(PIPELINES))
+def exported(request, tmp_path_factory):
+    name = request.param
+    options = Options(
+        epochs=1, baseline_epochs=1, out_dir=tmp_path_factory.mktemp(name), version=1, verbose=0
+    )
+    result = run(PIPELINES[name], options, splits=tiny_splits(name))
+    return name, result.path, tiny_splits(name)
+
+
+def test_export_reloads_with_tensorflow_alone(exported):
+    name, path, splits = exported
+    loaded = tf.saved_model.load(str(path))
+    assert set(loaded.signatures) >= {"serving_default", "trace"}
+    card = ModelCard.read(path)
+    assert card.name == name and card.version == 1
+    assert card.files == hash_files(path)
+
+
+def test_signatures_have_documented_shapes_and_dtypes(exported):
+    _, path, splits = exported
+    card = ModelCard.read(path)
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    (spec,) = serve.structured_input_signature[1].values()
+    assert spec.name == card.input.name
+    assert spec.dtype == tf.float32
+    assert spec.shape.as_list() == card.input.shape
+    x = splits.x_test[:3].astype(np.float32)
+    out = serve(**{card.input.name: tf.constant(x)})[card.output.name].numpy()
+    assert out.dtype == np.float32
+    if card.output.kind == "probabilities":
+        assert out.shape == (3, len(card.output.labels))
+        np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+    else:
+        assert out.shape == (3, 1)
+
+
+def test_trace_is_every_layer_in_order_ending_in_the_prediction(exported):
+    _, path, splits = exported
+    card = ModelCard.read(path)
+    loaded = tf.saved_model.load(str(path))
+    x = tf.constant(splits.x_test[:2].astype(np.float32))
+    traced = loaded.signatures["trace"](**{card.input.name: x})
+    assert sorted(traced) == [layer.trace_key for layer in card.layers]
+    last = traced[card.layers[-1].trace_key].numpy()
+    served = loaded.signatures["serving_default"](**{card.input.name: x})[card.output.name]
+    np.testing.assert_allclose(last, served.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_dense_layers_are_previous_output_times_kernel_plus_bias(exported):
+    _, path, splits = exported
+    assert check_dense_layers(path, splits.x_test[:4].astype(np.float32)) >= 1

@@ -1,0 +1,64 @@
+"""`python -m training iris|housing|mnist|catdog|all [options]`: train, export, print a table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from training import PIPELINES
+from training.common import Options, format_table, run
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[list[str], Options]:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    parser.add_argument("model", choices=[*PIPELINES, "all"])
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="offline data folder (layout of shared/data/README.md); "
+        "without it the real loaders download the data",
+    )
+    parser.add_argument("--out", type=Path, default=Path("models"), help="models folder")
+    parser.add_argument(
+        "--version",
+        type=int,
+        default=None,
+        help="version number to write (default: the next free one)",
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="default: per model")
+    parser.add_argument("--baseline-epochs", type=int, default=None, help="default: per model")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: per model")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--arch", default=None, help="mnist only: 'cnn' (default, shipped) or 'mlp' (the seed)"
+    )
+    args = parser.parse_args(argv)
+    names = list(PIPELINES) if args.model == "all" else [args.model]
+    options = Options(
+        epochs=args.epochs,
+        seed=args.seed,
+        out_dir=args.out,
+        version=args.version,
+        data_dir=args.data_dir,
+        batch_size=args.batch_size,
+        arch=args.arch,
+        baseline_epochs=args.baseline_epochs,
+    )
+    return names, options
+
+
+def main(argv: list[str] | None = None) -> int:
+    names, options = parse_args(argv)
+    results = []
+    for name in names:
+        results.append(run(PIPELINES[name], options))
+        print(format_table(results[-1:]), flush=True)
+    print()
+    print(format_table(results))
+    return 0 if all(result.met for result in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
