@@ -90,19 +90,21 @@ class ModelRuntime:
         self.predict(warm)
         self.trace(warm)
 
+    def call(self, signature: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of a signature (serving_default or trace) for a float32 batch."""
+        import tensorflow as tf
+
+        function = self._serve if signature == "serving_default" else self._trace
+        outputs = function(**{self.card.input.name: tf.constant(batch, dtype=tf.float32)})
+        return {key: outputs[key].numpy() for key in sorted(outputs)}
+
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """The serving_default output for a float32 batch."""
-        import tensorflow as tf
-
-        outputs = self._serve(**{self.card.input.name: tf.constant(batch, dtype=tf.float32)})
-        return outputs[self.card.output.name].numpy()
+        return self.call("serving_default", batch)[self.card.output.name]
 
     def trace(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Every layer's output for a float32 batch, keyed as the card's layers say, in order."""
-        import tensorflow as tf
-
-        outputs = self._trace(**{self.card.input.name: tf.constant(batch, dtype=tf.float32)})
-        return {key: outputs[key].numpy() for key in sorted(outputs)}
+        """Every layer's output, keyed as the card's layers say, in order."""
+        return self.call("trace", batch)
 
     def weights(self, layer: str) -> dict[str, np.ndarray]:
         """A layer's variables by name (kernel, bias, ...), read from the SavedModel."""

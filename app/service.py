@@ -132,7 +132,16 @@ class InferenceService:
     # -- model calls -------------------------------------------------------------------------
 
     async def predict(self, runtime: ModelRuntime, batch: np.ndarray) -> np.ndarray:
+        """The serving_default output (the card's output) for a float32 batch."""
         return await self._in_executor(runtime.predict, batch)
+
+    async def call_signature(
+        self, runtime: ModelRuntime, signature: str, batch: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Every output of 'serving_default' or 'trace' by name, for the wire protocols."""
+        if signature == "serving_default":
+            return {runtime.card.output.name: await self.predict(runtime, batch)}
+        return await self._in_executor(runtime.trace, batch)
 
     async def predictions(self, runtime: ModelRuntime, batch: np.ndarray) -> list[Prediction]:
         outputs = await self.predict(runtime, batch)
