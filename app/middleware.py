@@ -1,44 +1,77 @@
-"""ASGI middleware: the request body size limit (413 before the body is read past it)."""
+"""ASGI middleware for request limits: body size (413) and JSON nesting depth (422).
+
+The size is checked from Content-Length before reading, and again while the body streams in.
+A JSON body is read whole (it is within the size limit by then) and its nesting measured before
+any parser sees it, since a deeply nested document can exhaust the parser's recursion.
+"""
 
 from app.api.errors import error_response
+from app.security import json_depth
 
 
-class BodySizeLimit:
-    def __init__(self, app, max_bytes: int):
+class RequestLimits:
+    def __init__(self, app, max_bytes: int, max_json_depth: int):
         self.app = app
         self.max_bytes = max_bytes
+        self.max_json_depth = max_json_depth
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
+            await self._too_large(scope, receive, send)
             return
+        is_json = b"json" in headers.get(b"content-type", b"")
+        if is_json:
+            body, complete = await self._read(receive)
+            if not complete:
+                await self._too_large(scope, receive, send)
+                return
+            if json_depth(body) > self.max_json_depth:
+                response = error_response(
+                    422,
+                    f"The JSON body is nested deeper than {self.max_json_depth} levels.",
+                    "invalid_input",
+                )
+                await response(scope, receive, send)
+                return
+            await self.app(scope, _replay(body, receive), send)
+            return
+
         received = 0
-        too_large = False
 
         async def counting_receive():
-            nonlocal received, too_large
+            nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    too_large = True
-                    raise BodyTooLarge
+                    raise _BodyTooLarge
             return message
 
         try:
             await self.app(scope, counting_receive, send)
-        except BodyTooLarge:
-            await self._refuse(scope, receive, send)
-        except Exception:
-            if not too_large:
-                raise
-            await self._refuse(scope, receive, send)
+        except _BodyTooLarge:
+            await self._too_large(scope, receive, send)
 
-    async def _refuse(self, scope, receive, send):
+    async def _read(self, receive) -> tuple[bytes, bool]:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return b"".join(chunks), True
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return b"", False
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks), True
+
+    async def _too_large(self, scope, receive, send):
         response = error_response(
             413,
             f"The request body is over the limit of {self.max_bytes} bytes.",
@@ -47,5 +80,19 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
-class BodyTooLarge(Exception):
+def _replay(body: bytes, receive):
+    """The body already read, then the real channel (which reports a disconnect)."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class _BodyTooLarge(Exception):
     pass

@@ -11,25 +11,28 @@ from app.runtime import ModelRuntime, ModelState
 logger = logging.getLogger(__name__)
 
 
+def scan_versions(model_dir: Path, names: list[str] | None = None) -> dict[tuple[str, int], Path]:
+    """Every `<model_dir>/<name>/<version>/` folder with a numeric version, by (name, version).
+
+    Folders whose names are not numbers (e.g. a copy in progress, `.tmp-3`) are not versions, so
+    a new version is published atomically by renaming its finished folder.
+    """
+    if not model_dir.is_dir():
+        logger.error("model folder not found", extra={"path": str(model_dir)})
+        return {}
+    found = {}
+    for model_path in sorted(p for p in model_dir.iterdir() if p.is_dir()):
+        if names and model_path.name not in names:
+            continue
+        for version_path in model_path.iterdir():
+            if version_path.is_dir() and version_path.name.isdigit():
+                found[(model_path.name, int(version_path.name))] = version_path
+    return found
+
+
 class ModelRegistry:
     def __init__(self) -> None:
         self._models: dict[str, dict[int, ModelRuntime]] = {}
-
-    def discover(self, model_dir: Path, names: list[str] | None = None) -> list[ModelRuntime]:
-        """Register every `<model_dir>/<name>/<version>/` folder (not loaded yet)."""
-        found = []
-        if not model_dir.is_dir():
-            logger.error("model folder not found", extra={"path": str(model_dir)})
-            return found
-        for model_path in sorted(p for p in model_dir.iterdir() if p.is_dir()):
-            if names and model_path.name not in names:
-                continue
-            for version_path in sorted(model_path.iterdir(), key=lambda p: p.name):
-                if version_path.is_dir() and version_path.name.isdigit():
-                    runtime = ModelRuntime(model_path.name, int(version_path.name), version_path)
-                    self.add(runtime)
-                    found.append(runtime)
-        return found
 
     def add(self, runtime: ModelRuntime) -> None:
         self._models.setdefault(runtime.name, {})[runtime.version] = runtime

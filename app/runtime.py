@@ -38,6 +38,7 @@ class ModelRuntime:
         self._serve = None
         self._trace = None
         self._weights: dict[str, dict[str, np.ndarray]] = {}
+        self.fingerprint = folder_fingerprint(path)
 
     @property
     def ready(self) -> bool:
@@ -109,3 +110,22 @@ class ModelRuntime:
     def weights(self, layer: str) -> dict[str, np.ndarray]:
         """A layer's variables by name (kernel, bias, ...), read from the SavedModel."""
         return self._weights.get(layer, {})
+
+
+def folder_fingerprint(path: Path) -> tuple[int, float]:
+    """File count and newest modification time: changes when a folder's files change."""
+    files = [p.stat() for p in path.rglob("*") if p.is_file()] if path.is_dir() else []
+    return len(files), max((f.st_mtime for f in files), default=0.0)
+
+
+def configure_threads(intra_op: int, inter_op: int) -> None:
+    """TensorFlow's thread pools (0: TensorFlow's choice). Only possible before its first op."""
+    import tensorflow as tf
+
+    try:
+        if intra_op:
+            tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        if inter_op:
+            tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError:
+        logger.warning("TensorFlow already started; its thread settings stay as they were")

@@ -51,6 +51,12 @@ class Readiness(BaseModel):
     missing: list[str] = Field(description="name/version of each model that does not serve.")
 
 
+class ReloadReport(BaseModel):
+    loaded: list[str] = Field(description="name/version of each version that now serves.")
+    failed: list[str] = Field(description="name/version: reason, for each that failed to load.")
+    removed: list[str] = Field(description="name/version of each version no longer served.")
+
+
 class ClassPrediction(BaseModel):
     model: str
     version: int

@@ -9,22 +9,25 @@ import asyncio
 import base64
 import binascii
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from app import imaging
+from app.batching import Batcher
 from app.card import ModelCard
 from app.errors import BadInput, PayloadTooLarge
-from app.registry import ModelRegistry
-from app.runtime import ModelRuntime
+from app.registry import ModelRegistry, scan_versions
+from app.runtime import ModelRuntime, ModelState, folder_fingerprint
 from app.schemas import (
     ClassPrediction,
     LayerOutput,
     LayerTrace,
     ModelSummary,
     Prediction,
+    ReloadReport,
     Summary,
     ValuePrediction,
     VersionStatus,
@@ -43,15 +46,78 @@ class InferenceService:
         self.executor = ThreadPoolExecutor(
             settings.inference_threads, thread_name_prefix="inference"
         )
+        self._batchers: dict[tuple[str, int], Batcher] = {}
+        self._reload_lock = asyncio.Lock()
+        self._background: set[asyncio.Task] = set()
+        self.on_new_model: Callable[[ModelCard], None] | None = None
+        self._announced: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def load_all(self) -> None:
-        runtimes = self.registry.discover(self.settings.model_dir, self.settings.models or None)
-        for runtime in runtimes:
-            await self._in_executor(runtime.load, self.settings.verify_hashes)
+    async def reload(self) -> ReloadReport:
+        """Bring the registry in line with the model folder: load new versions (and failed ones
+        whose files changed), drop removed ones. A version that fails to load never replaces a
+        ready one: the newest *ready* version keeps serving. Requests in flight on a removed
+        version finish on it."""
+        async with self._reload_lock:
+            on_disk = scan_versions(self.settings.model_dir, self.settings.models or None)
+            known = {(r.name, r.version): r for r in self.registry.all()}
+            fresh = [
+                ModelRuntime(name, version, path)
+                for (name, version), path in sorted(on_disk.items())
+                if (name, version) not in known
+                or (
+                    known[(name, version)].state is ModelState.FAILED
+                    and known[(name, version)].fingerprint != folder_fingerprint(path)
+                )
+            ]
+            for runtime in fresh:
+                if (runtime.name, runtime.version) not in known:
+                    self.registry.add(runtime)
+            for runtime in fresh:
+                await self._in_executor(runtime.load, self.settings.verify_hashes)
+                self.registry.add(runtime)  # replaces a failed attempt only once loaded
+            removed = sorted(set(known) - set(on_disk))
+            for name, version in removed:
+                self.registry.remove(name, version)
+                batcher = self._batchers.pop((name, version), None)
+                if batcher is not None:
+                    task = asyncio.create_task(batcher.drain_and_close())
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
+            self._announce_new_models()
+            report = ReloadReport(
+                loaded=[f"{r.name}/{r.version}" for r in fresh if r.ready],
+                failed=[f"{r.name}/{r.version}: {r.reason}" for r in fresh if not r.ready],
+                removed=[f"{name}/{version}" for name, version in removed],
+            )
+            if fresh or removed:
+                logger.info("models reloaded", extra=report.model_dump())
+            return report
 
-    def close(self) -> None:
+    def _announce_new_models(self) -> None:
+        """Tell `on_new_model` about each model name that has a readable card for the first
+        time (the HTTP layer adds its typed routes)."""
+        for name in self.registry.names():
+            cards = [r.card for r in self.registry.versions(name) if r.card]
+            if cards and name not in self._announced and self.on_new_model is not None:
+                self._announced.add(name)
+                self.on_new_model(cards[-1])
+
+    async def watch(self, interval_s: float) -> None:
+        """Reload every `interval_s` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.reload()
+            except Exception:  # a bad poll must not stop the next one
+                logger.exception("model reload failed")
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*self._background, return_exceptions=True)
+        for batcher in self._batchers.values():
+            await batcher.close()
+        self._batchers.clear()
         self.executor.shutdown(wait=True, cancel_futures=True)
 
     async def _in_executor(self, function, *args):
@@ -62,8 +128,8 @@ class InferenceService:
     def summary(self, name: str) -> ModelSummary:
         versions = self.registry.versions(name)
         ready = [runtime for runtime in versions if runtime.ready]
-        card = (ready or [r for r in versions if r.card] or [None])[-1]
-        card = card.card if card else None
+        described = ready or [runtime for runtime in versions if runtime.card]
+        card = described[-1].card if described else None
         return ModelSummary(
             name=name,
             task=card.task if card else None,
@@ -132,8 +198,19 @@ class InferenceService:
     # -- model calls -------------------------------------------------------------------------
 
     async def predict(self, runtime: ModelRuntime, batch: np.ndarray) -> np.ndarray:
-        """The serving_default output (the card's output) for a float32 batch."""
-        return await self._in_executor(runtime.predict, batch)
+        """The serving_default output (the card's output) for a float32 batch, batched with
+        concurrent requests for the same model version."""
+        return await self._batcher(runtime).submit(batch)
+
+    def _batcher(self, runtime: ModelRuntime) -> Batcher:
+        key = (runtime.name, runtime.version)
+        batcher = self._batchers.get(key)
+        if batcher is None:
+            batcher = Batcher(
+                runtime.predict, self.executor, self.settings.batch_policy(runtime.name)
+            )
+            self._batchers[key] = batcher
+        return batcher
 
     async def call_signature(
         self, runtime: ModelRuntime, signature: str, batch: np.ndarray
@@ -156,17 +233,29 @@ class InferenceService:
         weights: bool = False,
     ) -> LayerTrace:
         outputs = await self._in_executor(runtime.trace, one)
+        inline_limit = self.settings.trace_inline_values
+        slice_size = self.settings.trace_slice_values
+        specs = runtime.card.layers
+        layer_weights = {
+            spec.name: runtime.weights(spec.name) if weights else {}
+            for spec in specs
+            if spec.type in WEIGHTED_LAYER_TYPES
+        }
+        total = sum(
+            size if full or size <= inline_limit else slice_size
+            for size in (outputs[spec.trace_key][0].size for spec in specs)
+        ) + sum(w.size for layer in layer_weights.values() for w in layer.values())
+        if total > self.settings.trace_max_values:
+            raise PayloadTooLarge(
+                f"This trace would return {total} values; the limit is "
+                f"{self.settings.trace_max_values}. Ask without full=true or weights=true."
+            )
         layers = []
-        total = 0
-        for index, spec in enumerate(runtime.card.layers):
+        for index, spec in enumerate(specs):
             values = outputs[spec.trace_key][0]
-            layer_weights = None
-            if weights and spec.type in WEIGHTED_LAYER_TYPES:
-                layer_weights = runtime.weights(spec.name)
-                total += sum(w.size for w in layer_weights.values())
-            inline = full or values.size <= self.settings.trace_inline_values
-            total += values.size if inline else self.settings.trace_slice_values
             flat = values.reshape(-1)
+            inline = full or values.size <= inline_limit
+            own_weights = layer_weights.get(spec.name)
             layers.append(
                 LayerOutput(
                     index=index,
@@ -182,16 +271,11 @@ class InferenceService:
                         mean=float(flat.mean()),
                         zero_fraction=float(np.mean(flat == 0)),
                     ),
-                    slice=None if inline else flat[: self.settings.trace_slice_values].tolist(),
-                    weights={k: v.tolist() for k, v in layer_weights.items()}
-                    if layer_weights
+                    slice=None if inline else flat[:slice_size].tolist(),
+                    weights={k: v.tolist() for k, v in own_weights.items()}
+                    if own_weights
                     else None,
                 )
-            )
-        if total > self.settings.trace_max_values:
-            raise PayloadTooLarge(
-                f"This trace would return {total} values; the limit is "
-                f"{self.settings.trace_max_values}. Ask without full=true or weights=true."
             )
         last = outputs[runtime.card.layers[-1].trace_key][0]
         return LayerTrace(

@@ -6,8 +6,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.batching import BatchPolicy
 
 
 def _split_commas(value: object) -> object:
@@ -20,7 +22,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GLASSBOX_", extra="ignore")
 
     model_dir: Path = Field(Path("models"), description="Folder of <name>/<version>/ models.")
-    models: Annotated[list[str], NoDecode] = Field(
+    models: Annotated[list[str], NoDecode, BeforeValidator(_split_commas)] = Field(
         default_factory=list,
         description="Comma-separated model names to load; empty loads every model found.",
     )
@@ -63,9 +65,68 @@ class Settings(BaseSettings):
     tf_inter_op_threads: int = Field(
         0, ge=0, description="TensorFlow ops run in parallel; 0 lets TensorFlow choose."
     )
+    batch_max_size: int = Field(
+        64, gt=0, description="Most rows the dynamic batcher puts in one model call."
+    )
+    batch_max_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        description="How long a batch waits for more requests once the queue is "
+        "empty; 0 runs what is queued at once (batches still form under load).",
+    )
+    queue_size: int = Field(
+        256,
+        gt=0,
+        description="Requests queued per model version; beyond it, 503 at once with Retry-After.",
+    )
+    request_timeout_s: float = Field(
+        5.0, gt=0, description="A request queued longer than this is answered 504, not computed."
+    )
+    batching: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description='Per-model overrides as JSON, e.g. {"catdog": {"max_batch_size": 16, '
+        '"max_wait_ms": 2}}; keys: max_batch_size, max_wait_ms, queue_size, timeout_s.',
+    )
+    poll_interval_s: float = Field(
+        10.0,
+        ge=0,
+        description="How often the model folder is checked for new or removed "
+        "versions; 0 turns polling off (POST /admin/reload still works).",
+    )
+    api_keys: Annotated[list[str], NoDecode, BeforeValidator(_split_commas)] = Field(
+        default_factory=list,
+        description="Comma-separated API keys. When set, every route but liveness and "
+        "readiness needs one (Authorization: Bearer KEY, or X-API-Key: KEY).",
+    )
+    admin_api_keys: Annotated[list[str], NoDecode, BeforeValidator(_split_commas)] = Field(
+        default_factory=list,
+        description="Comma-separated keys for /admin routes; with none set, /admin is refused.",
+    )
+    cors_origins: Annotated[list[str], NoDecode, BeforeValidator(_split_commas)] = Field(
+        default_factory=list,
+        description="Comma-separated origins allowed by CORS; empty turns CORS off.",
+    )
+    max_json_depth: int = Field(
+        32, gt=0, description="Deepest nesting of [ and { accepted in a JSON body (422)."
+    )
     verify_hashes: bool = Field(
         True, description="Check every SavedModel file against its model card's sha256."
     )
+
+    def batch_policy(self, model: str) -> BatchPolicy:
+        defaults = {
+            "max_batch_size": self.batch_max_size,
+            "max_wait_ms": self.batch_max_wait_ms,
+            "queue_size": self.queue_size,
+            "timeout_s": self.request_timeout_s,
+        }
+        merged = {**defaults, **self.batching.get(model, {})}
+        return BatchPolicy(
+            max_batch_size=int(merged["max_batch_size"]),
+            max_wait_ms=float(merged["max_wait_ms"]),
+            queue_size=int(merged["queue_size"]),
+            timeout_s=float(merged["timeout_s"]),
+        )
 
 
 @lru_cache

@@ -53,7 +53,7 @@ def exported(request, tmp_path_factory):
 
 
 def test_export_reloads_with_tensorflow_alone(exported):
-    name, path, splits = exported
+    name, path, _ = exported
     loaded = tf.saved_model.load(str(path))
     assert set(loaded.signatures) >= {"serving_default", "trace"}
     card = ModelCard.read(path)

@@ -1,0 +1,168 @@
+"""Dynamic batching: concurrent predictions for one model version become one signature call.
+
+Each model version has one `Batcher`: a bounded queue and one worker task. The worker takes the
+oldest request, then every request already waiting (up to `max_batch_size` rows), waiting up to
+`max_wait_ms` for more only when that is configured; runs the batch on the inference executor;
+and hands each request its rows back. While a batch runs, the next one fills up, so batches grow
+with the load and a lone request never waits for company unless asked to.
+
+The signatures are concrete functions with a `None` batch dimension, so no batch size makes
+TensorFlow retrace: no padding or bucketing is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.errors import DeadlineExceeded, Overloaded
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    max_batch_size: int = 64
+    max_wait_ms: float = 0.0
+    queue_size: int = 256
+    timeout_s: float = 5.0
+
+
+@dataclass
+class _Request:
+    batch: np.ndarray
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+class Batcher:
+    def __init__(
+        self,
+        predict: Callable[[np.ndarray], np.ndarray],
+        executor: Executor,
+        policy: BatchPolicy,
+        on_batch: Callable[[int, float], None] | None = None,
+        on_reject: Callable[[str], None] | None = None,
+        on_depth: Callable[[int], None] | None = None,
+    ):
+        self._predict = predict
+        self._executor = executor
+        self.policy = policy
+        self._on_batch = on_batch or (lambda size, seconds: None)
+        self._on_reject = on_reject or (lambda reason: None)
+        self._on_depth = on_depth or (lambda depth: None)
+        self._queue: asyncio.Queue[_Request] | None = None
+        self._worker: asyncio.Task | None = None
+        self._carry: _Request | None = None
+        self._busy = False
+
+    @property
+    def depth(self) -> int:
+        return (self._queue.qsize() if self._queue else 0) + (self._carry is not None)
+
+    async def submit(self, batch: np.ndarray) -> np.ndarray:
+        """The model's output rows for `batch`, computed in a shared batch."""
+        if self._worker is None:
+            self._queue = asyncio.Queue(self.policy.queue_size)
+            self._worker = asyncio.create_task(self._run(), name="batcher")
+        request = _Request(batch, asyncio.get_running_loop().create_future())
+        try:
+            self._queue.put_nowait(request)
+        except asyncio.QueueFull:
+            self._on_reject("queue_full")
+            raise Overloaded(
+                f"The model is busy: {self.policy.queue_size} requests are already queued. "
+                "Retry shortly."
+            ) from None
+        self._on_depth(self._queue.qsize())
+        return await request.future
+
+    async def drain_and_close(self, timeout_s: float = 30.0) -> None:
+        """Finish what is queued and running, then stop (a removed model version)."""
+        deadline = time.monotonic() + timeout_s
+        while (self.depth or self._busy) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await self.close()
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+
+    async def _run(self) -> None:
+        while True:
+            self._busy = False
+            requests = await self._gather()
+            self._busy = True
+            self._on_depth(self._queue.qsize())
+            requests = self._drop_expired(requests)
+            if not requests:
+                continue
+            batch = (
+                requests[0].batch
+                if len(requests) == 1
+                else np.concatenate([request.batch for request in requests])
+            )
+            started = time.perf_counter()
+            try:
+                outputs = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._predict, batch
+                )
+            except Exception as error:  # the callers get the error, the worker lives on
+                for request in requests:
+                    if not request.future.done():
+                        request.future.set_exception(error)
+                continue
+            self._on_batch(len(batch), time.perf_counter() - started)
+            offset = 0
+            for request in requests:
+                rows = len(request.batch)
+                if not request.future.done():  # the caller may have gone away
+                    request.future.set_result(outputs[offset : offset + rows])
+                offset += rows
+
+    async def _gather(self) -> list[_Request]:
+        first = self._carry or await self._queue.get()
+        self._carry = None
+        requests, rows = [first], len(first.batch)
+        deadline = time.monotonic() + self.policy.max_wait_ms / 1000
+        while rows < self.policy.max_batch_size:
+            if self._queue.empty():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                # Polling rather than wait_for(get()), which can drop an item when it times out.
+                await asyncio.sleep(min(remaining, 0.0002))
+                continue
+            request = self._queue.get_nowait()
+            if rows + len(request.batch) > self.policy.max_batch_size:
+                self._carry = request  # too big to join: it opens the next batch
+                break
+            requests.append(request)
+            rows += len(request.batch)
+        return requests
+
+    def _drop_expired(self, requests: list[_Request]) -> list[_Request]:
+        now = time.monotonic()
+        live = []
+        for request in requests:
+            if request.future.done():
+                continue
+            if now - request.enqueued > self.policy.timeout_s:
+                self._on_reject("deadline")
+                request.future.set_exception(
+                    DeadlineExceeded(
+                        f"The request waited over {self.policy.timeout_s} s in the queue and "
+                        "was not computed. Retry later."
+                    )
+                )
+                continue
+            live.append(request)
+        return live

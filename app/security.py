@@ -1,0 +1,119 @@
+"""API keys, security headers and the JSON nesting limit, as ASGI middleware.
+
+Keys are compared as sha256 digests with `hmac.compare_digest`, so neither the comparison time
+nor the error says anything about which keys exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import numpy as np
+
+from app.api.errors import error_response
+from app.errors import Unauthorized
+
+# Routes that answer without a key: probes must work for orchestrators, and the page's own files
+# hold no data (the page's API calls need a key like any client's).
+OPEN_PATHS = ("/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready")
+OPEN_PREFIXES = ("/static/",)
+ADMIN_PREFIX = "/admin"
+# Swagger UI and ReDoc load their scripts from a CDN, which a strict policy would block.
+_DOCS_PATHS = ("/docs", "/redoc", "/docs/oauth2-redirect")
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+_CSP = (
+    b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    b"connect-src 'self'; frame-ancestors 'none'"
+)
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+class KeyRing:
+    def __init__(self, keys: list[str]):
+        self._digests = [_digest(key) for key in keys]
+
+    def __bool__(self) -> bool:
+        return bool(self._digests)
+
+    def accepts(self, presented: str | None) -> bool:
+        if not presented:
+            return False
+        digest = _digest(presented)
+        # Compare against every key, so timing does not tell how many matched or which.
+        matches = [hmac.compare_digest(digest, known) for known in self._digests]
+        return any(matches)
+
+
+def presented_key(headers: dict[bytes, bytes]) -> str | None:
+    if b"x-api-key" in headers:
+        return headers[b"x-api-key"].decode("latin-1").strip()
+    scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+class ApiKeys:
+    """401 with WWW-Authenticate for a missing or wrong key."""
+
+    def __init__(self, app, api_keys: list[str], admin_keys: list[str]):
+        self.app = app
+        self.clients = KeyRing(api_keys)
+        self.admins = KeyRing(admin_keys)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        key = presented_key(dict(scope["headers"]))
+        if path.startswith(ADMIN_PREFIX):
+            allowed = self.admins.accepts(key)
+        elif path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or path == "/":
+            allowed = True
+        else:
+            allowed = not self.clients or self.clients.accepts(key)
+        if allowed:
+            await self.app(scope, receive, send)
+            return
+        refusal = Unauthorized()
+        response = error_response(401, refusal.message, refusal.code, headers=refusal.headers)
+        await response(scope, receive, send)
+
+
+class SecurityHeaders:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        strict = scope["path"] not in _DOCS_PATHS
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.extend(_SECURITY_HEADERS)
+                if strict:
+                    headers.append((b"content-security-policy", _CSP))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def json_depth(body: bytes) -> int:
+    """Deepest bracket nesting, counting brackets inside strings too (so never less)."""
+    data = np.frombuffer(body, dtype=np.uint8)
+    steps = np.zeros(len(data), dtype=np.int32)
+    steps[(data == ord("[")) | (data == ord("{"))] = 1
+    steps[(data == ord("]")) | (data == ord("}"))] = -1
+    return int(np.cumsum(steps).max(initial=0))

@@ -1,0 +1,139 @@
+"""Faults in model folders and hot updates: bad versions never take good ones down."""
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from app.card import CARD_FILE, ModelCard, hash_files
+from app.service import InferenceService
+from app.settings import Settings
+from tests.conftest import MODELS
+
+IRIS = sorted((MODELS / "iris").iterdir())[-1]
+FLOWER = np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32)
+
+
+def copy_version(root: Path, version: int, name: str = "iris") -> Path:
+    target = root / name / str(version)
+    shutil.copytree(IRIS, target)
+    card = ModelCard.read(target)
+    card.name, card.version = name, version
+    card.write(target)
+    return target
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+@pytest.fixture
+def root(tmp_path):
+    copy_version(tmp_path, 1)
+    return tmp_path
+
+
+def service_for(root: Path) -> InferenceService:
+    return InferenceService(Settings(model_dir=root, poll_interval_s=0))
+
+
+def states(service: InferenceService) -> dict[str, str]:
+    return {f"{r.name}/{r.version}": r.state.value for r in service.registry.all()}
+
+
+def test_missing_card_is_reported_and_others_serve(root):
+    broken = copy_version(root, 1, name="nocard")
+    (broken / CARD_FILE).unlink()
+
+    async def main():
+        service = service_for(root)
+        report = await service.reload()
+        await service.predict(service.registry.get("iris"), FLOWER)
+        await service.aclose()
+        return service, report
+
+    service, report = run(main())
+    assert states(service) == {"iris/1": "ready", "nocard/1": "failed"}
+    assert "model card" in report.failed[0]
+    assert service.missing() == ["nocard/1"]
+
+
+def test_savedmodel_without_trace_signature_is_refused(root):
+    target = root / "notrace" / "1"
+    loaded = tf.saved_model.load(str(IRIS))
+    tf.saved_model.save(
+        loaded, str(target), signatures={"serving_default": loaded.signatures["serving_default"]}
+    )
+    card = ModelCard.read(IRIS)
+    card.name, card.files = "notrace", hash_files(target)
+    card.write(target)
+
+    async def main():
+        service = service_for(root)
+        report = await service.reload()
+        await service.aclose()
+        return report
+
+    report = run(main())
+    assert report.failed == ["notrace/1: the SavedModel lacks the signature(s) ['trace']"]
+
+
+def test_new_version_is_loaded_and_served_then_removal_falls_back(root):
+    async def main():
+        service = service_for(root)
+        await service.reload()
+        assert service.registry.get("iris").version == 1
+        copy_version(root, 2)
+        report = await service.reload()
+        assert report.loaded == ["iris/2"]
+        assert service.registry.get("iris").version == 2
+        shutil.rmtree(root / "iris" / "2")
+        report = await service.reload()
+        assert report.removed == ["iris/2"]
+        assert service.registry.get("iris").version == 1
+        await service.aclose()
+
+    run(main())
+
+
+def test_a_version_that_fails_to_load_never_replaces_a_good_one(root):
+    async def main():
+        service = service_for(root)
+        await service.reload()
+        bad = copy_version(root, 2)
+        (bad / "saved_model.pb").write_bytes(b"not a graph")
+        report = await service.reload()
+        assert report.failed and report.failed[0].startswith("iris/2")
+        served = service.registry.get("iris")
+        assert served.version == 1
+        output = await service.predict(served, FLOWER)
+        # Fixed later (files replaced): the next poll loads it.
+        shutil.rmtree(bad)
+        copy_version(root, 2)
+        report = await service.reload()
+        assert report.loaded == ["iris/2"]
+        await service.aclose()
+        return output
+
+    assert run(main()).shape == (1, 3)
+
+
+def test_requests_in_flight_on_a_removed_version_finish(root):
+    async def main():
+        service = service_for(root)
+        await service.reload()
+        runtime = service.registry.get("iris")
+        in_flight = [asyncio.create_task(service.predict(runtime, FLOWER)) for _ in range(50)]
+        await asyncio.sleep(0)
+        shutil.rmtree(root / "iris" / "1")
+        copy_version(root, 2)
+        await service.reload()
+        results = await asyncio.gather(*in_flight)
+        await service.aclose()
+        return results
+
+    results = run(main())
+    assert len(results) == 50 and all(r.shape == (1, 3) for r in results)
