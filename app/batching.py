@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 class BatchPolicy:
     max_batch_size: int = 64
     max_wait_ms: float = 0.0
-    queue_size: int = 256
+    queue_size: int = 256  # requests waiting or running; more are refused at once
     timeout_s: float = 5.0
 
 
@@ -61,6 +61,7 @@ class Batcher:
         self._worker: asyncio.Task | None = None
         self._carry: _Request | None = None
         self._busy = False
+        self._in_flight = 0  # requests queued or in the running batch
 
     @property
     def depth(self) -> int:
@@ -69,19 +70,22 @@ class Batcher:
     async def submit(self, batch: np.ndarray) -> np.ndarray:
         """The model's output rows for `batch`, computed in a shared batch."""
         if self._worker is None:
-            self._queue = asyncio.Queue(self.policy.queue_size)
+            self._queue = asyncio.Queue()  # bounded by _in_flight below
             self._worker = asyncio.create_task(self._run(), name="batcher")
-        request = _Request(batch, asyncio.get_running_loop().create_future())
-        try:
-            self._queue.put_nowait(request)
-        except asyncio.QueueFull:
+        if self._in_flight >= self.policy.queue_size:
             self._on_reject("queue_full")
             raise Overloaded(
-                f"The model is busy: {self.policy.queue_size} requests are already queued. "
-                "Retry shortly."
-            ) from None
-        self._on_depth(self._queue.qsize())
-        return await request.future
+                f"The model is busy: {self.policy.queue_size} requests are already waiting or "
+                "running. Retry shortly."
+            )
+        request = _Request(batch, asyncio.get_running_loop().create_future())
+        self._in_flight += 1
+        try:
+            self._queue.put_nowait(request)
+            self._on_depth(self._queue.qsize())
+            return await request.future
+        finally:
+            self._in_flight -= 1
 
     async def drain_and_close(self, timeout_s: float = 30.0) -> None:
         """Finish what is queued and running, then stop (a removed model version)."""

@@ -165,6 +165,11 @@ class InferenceService:
         )
         return imaging.preprocess(image, card.input.image)[np.newaxis]
 
+    async def image_input(self, card: ModelCard, data: bytes) -> np.ndarray:
+        """`image_array` on a worker thread: decoding and resizing are CPU work that must not
+        hold up the event loop (Pillow releases the GIL while it decodes)."""
+        return await asyncio.to_thread(self.image_array, card, data)
+
     def base64_image_array(self, card: ModelCard, encoded: str) -> np.ndarray:
         if len(encoded) > self.settings.max_image_bytes * 4 // 3 + 4:
             raise PayloadTooLarge(

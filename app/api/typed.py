@@ -5,6 +5,7 @@ JSON (base64 or the input array). No `from __future__ import annotations` here: 
 classes made at run time, and FastAPI reads the annotations as objects.
 """
 
+import asyncio
 import base64
 import math
 from pathlib import Path
@@ -162,18 +163,19 @@ def _add_image_routes(router: APIRouter, card: ModelCard) -> None:
     json_examples = _json_examples(card)
     upload_description = "A PNG, JPEG, GIF (first frame), BMP or WebP image."
 
-    async def answer(service: ServiceDep, batch, version, return_input):
-        runtime = service.registry.get(name, version)
+    async def answer(service: InferenceService, runtime, batch, return_input: bool):
         prediction = (await service.predictions(runtime, batch))[0]
         if return_input:
             prediction.model_input = batch[0].tolist()
         return prediction
 
-    def from_json(service: InferenceService, body: ImageInput, runtime_card: ModelCard):
+    async def from_json(service: InferenceService, body: ImageInput, runtime_card: ModelCard):
         if (body.image_base64 is None) == (body.pixels is None):
             raise BadInput("Send exactly one of image_base64 and pixels.", field="image_base64")
         if body.image_base64 is not None:
-            return service.base64_image_array(runtime_card, body.image_base64)
+            return await asyncio.to_thread(
+                service.base64_image_array, runtime_card, body.image_base64
+            )
         return service.pixel_array(runtime_card, body.pixels)
 
     @router.post(
@@ -189,8 +191,9 @@ def _add_image_routes(router: APIRouter, card: ModelCard) -> None:
         version: VersionQuery = None,
         return_input: ReturnInputQuery = False,
     ):
-        batch = service.image_array(card, await _read_upload(service, file))
-        return await answer(service, batch, version, return_input)
+        runtime = service.registry.get(name, version)
+        batch = await service.image_input(runtime.card, await _read_upload(service, file))
+        return await answer(service, runtime, batch, return_input)
 
     @router.post(
         "/predict/json",
@@ -205,7 +208,9 @@ def _add_image_routes(router: APIRouter, card: ModelCard) -> None:
         version: VersionQuery = None,
         return_input: ReturnInputQuery = False,
     ):
-        return await answer(service, from_json(service, body, card), version, return_input)
+        runtime = service.registry.get(name, version)
+        batch = await from_json(service, body, runtime.card)
+        return await answer(service, runtime, batch, return_input)
 
     trace_description = (
         "The output of every layer for one image, in order, and the prediction. Outputs larger "
@@ -228,7 +233,7 @@ def _add_image_routes(router: APIRouter, card: ModelCard) -> None:
         weights: WeightsQuery = False,
     ) -> LayerTrace:
         runtime = service.registry.get(name, version)
-        batch = service.image_array(card, await _read_upload(service, file))
+        batch = await service.image_input(runtime.card, await _read_upload(service, file))
         return await service.trace(runtime, batch, full=full, weights=weights)
 
     @router.post(
@@ -246,5 +251,5 @@ def _add_image_routes(router: APIRouter, card: ModelCard) -> None:
         weights: WeightsQuery = False,
     ) -> LayerTrace:
         runtime = service.registry.get(name, version)
-        batch = from_json(service, body, card)
+        batch = await from_json(service, body, runtime.card)
         return await service.trace(runtime, batch, full=full, weights=weights)

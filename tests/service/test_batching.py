@@ -74,9 +74,9 @@ def test_full_queue_refuses_at_once_with_retry_after(executor):
     model = SlowDouble(gate=gate)
 
     async def main():
-        batcher = Batcher(model, executor, BatchPolicy(max_batch_size=1, queue_size=2))
+        batcher = Batcher(model, executor, BatchPolicy(max_batch_size=1, queue_size=3))
         first = asyncio.create_task(batcher.submit(np.ones((1, 1), np.float32)))
-        await asyncio.sleep(0.05)  # the worker holds the first request in the model call
+        await asyncio.sleep(0.05)  # the first request is running, two wait: three in flight
         queued = [asyncio.create_task(batcher.submit(np.ones((1, 1), np.float32))) for _ in "ab"]
         await asyncio.sleep(0.01)
         with pytest.raises(Overloaded) as refused:

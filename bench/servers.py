@@ -1,0 +1,162 @@
+"""Server processes for a benchmark: started on free loopback ports, always stopped.
+
+`Servers` is a context manager; leaving it (normally, on an exception or on Ctrl-C) terminates
+every process it started, waits, and kills the ones that do not exit in time. On Linux the
+children also get SIGTERM if the benchmark itself dies (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+TARGETS = {
+    "service": "app.main:app",
+    "baseline": "bench.baseline_app:app",
+    "floor": "bench.floor_app:app",
+}
+# The same uvicorn options for all three servers: one worker, no access log.
+UVICORN_OPTIONS = ["--workers", "1", "--no-access-log", "--timeout-graceful-shutdown", "5"]
+
+
+class ServerFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen
+    url: str
+    log_path: Path
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def uvicorn_command(target: str, port: int, log_level: str = "warning") -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        target,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--log-level",
+        log_level,
+        *UVICORN_OPTIONS,
+    ]
+
+
+class Servers:
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.running: list[Server] = []
+
+    def __enter__(self) -> Servers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop_all()
+
+    def start(self, name: str, env: dict[str, str], label: str | None = None) -> Server:
+        """Start `name` (service, baseline or floor) on a free port; returns at once."""
+        port = free_port()
+        log_path = self.log_dir / f"{label or name}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                uvicorn_command(TARGETS[name], port),
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the benchmark, which stops them in order
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        server = Server(label or name, process, f"http://{HOST}:{port}", log_path)
+        self.running.append(server)
+        return server
+
+    async def wait_ready(self, server: Server, timeout: float) -> None:
+        """Until /health/live answers 200 (uvicorn answers only after the lifespan loaded the
+        models); ServerFailed if the process exits or the timeout passes."""
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(base_url=server.url, timeout=2.0) as client:
+            while True:
+                if server.process.poll() is not None:
+                    raise ServerFailed(
+                        f"{server.name} exited with code {server.process.returncode}; "
+                        f"its log ({server.log_path}) ends:\n{server.log_tail()}"
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get("/health/live")).status_code == 200:
+                        return
+                if time.monotonic() > deadline:
+                    raise ServerFailed(
+                        f"{server.name} did not answer /health/live within {timeout:.0f} s; "
+                        f"its log ({server.log_path}) ends:\n{server.log_tail()}"
+                    )
+                await asyncio.sleep(0.25)
+
+    def stop(self, server: Server, grace: float = 10.0) -> None:
+        """SIGTERM, wait `grace` seconds, then SIGKILL."""
+        process = server.process
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(grace)
+            except subprocess.TimeoutExpired:
+                logger.warning("%s did not stop in %.0f s; killing it", server.name, grace)
+                process.kill()
+                process.wait()
+        if server in self.running:
+            self.running.remove(server)
+
+    def stop_all(self) -> None:
+        for server in list(reversed(self.running)):
+            self.stop(server)
+
+
+async def served_models(server: Server) -> set[str]:
+    """Names of the models the server answers for (a ready version, for the service)."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=10.0) as client:
+        response = await client.get("/api/models")
+        response.raise_for_status()
+        return {
+            model["name"]
+            for model in response.json()["models"]
+            if model.get("default_version") is not None
+        }
