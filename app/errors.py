@@ -23,6 +23,14 @@ class BadInput(GlassboxError):
     code = "invalid_input"
 
 
+class ProtocolError(GlassboxError):
+    """A TF Serving or Open Inference Protocol request that is malformed or whose tensors do not
+    fit the model; both protocols answer a bad request with 400, not 422."""
+
+    status_code = 400
+    code = "bad_request"
+
+
 class ModelNotFound(GlassboxError):
     status_code = 404
     code = "model_not_found"

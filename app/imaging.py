@@ -7,6 +7,7 @@ Nothing here imports TensorFlow or FastAPI.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 
 import numpy as np
@@ -27,6 +28,10 @@ _MNIST_BOX = 20
 _MNIST_SIZE = 28
 # Below this contrast between ink and paper (0-255) there is no digit to read.
 _MIN_INK_CONTRAST = 40.0
+# A thin stroke on a large canvas counts as ink when at least this many pixels show it.
+_MIN_INK_PIXELS = 20
+# The digit reader works on at most about twice this many pixels per side.
+_MNIST_WORK_SIZE = 1024
 
 
 def decode(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
@@ -43,9 +48,21 @@ def decode(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
-    except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError):
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        # Pillow's own bomb check, from the header: a canvas over its limit (and so ours).
+        raise PayloadTooLarge(
+            "The image claims more pixels than can be decoded safely; "
+            f"the limit is {min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)} pixels."
+        ) from None
+    except UnidentifiedImageError:
         raise UnsupportedMediaType(
             f"The file is not an image in a supported format ({', '.join(SUPPORTED_FORMATS)})."
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
+        # A format knew the file by its first bytes, then found its header broken (a BMP with
+        # no such compression, a PNG text chunk that unpacks past Pillow's limit, ...).
+        raise BadInput(
+            f"The image could not be decoded (corrupt header): {error}", field="image"
         ) from None
     width, height = image.size
     if width * height > max_pixels:
@@ -67,15 +84,20 @@ def decode(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
 
 def flatten_alpha(image: Image.Image) -> Image.Image:
     """RGB with any transparency composited on white, as the image looks on a page."""
+    if image.mode in ("La", "RGBa"):  # premultiplied alpha, which Pillow cannot composite
+        image = image.convert("LA" if image.mode == "La" else "RGBA")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16/32-bit grayscale: scale to 8 bits rather than clip.
+    if image.mode.startswith("I;16"):
+        # 16-bit grayscale (PNG): scale 0-65535 to 0-255 rather than clip.
+        values = np.asarray(image, dtype=np.float64) * (255.0 / 65535.0)
+        return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8)).convert("RGB")
+    if image.mode == "I":
+        # 32-bit grayscale of unknown depth: taken as 16 bits when any value is over 255.
         values = np.asarray(image, dtype=np.float64)
-        peak = values.max() or 1.0
-        scale = 255.0 / (65535.0 if peak > 255 else 255.0)
+        scale = 255.0 / (65535.0 if values.max() > 255 else 255.0)
         return Image.fromarray(np.clip(values * scale, 0, 255).astype(np.uint8)).convert("RGB")
     return image.convert("RGB")
 
@@ -94,13 +116,19 @@ def mnist_digit(image: Image.Image) -> np.ndarray:
     subtracted and the ink stretched to 0-255; the ink's bounding box is scaled to fit 20x20
     keeping its aspect ratio and centred by centre of mass in 28x28.
     """
-    gray = np.asarray(flatten_alpha(image).convert("L"), dtype=np.float32)
+    gray_image = flatten_alpha(image).convert("L")
+    # A large photo is box-reduced first by a whole factor (cheap, and the digit ends up 20
+    # pixels tall anyway), so the float arrays below take megabytes, not a gigabyte.
+    factor = max(gray_image.size) // _MNIST_WORK_SIZE
+    if factor > 1:
+        gray_image = gray_image.reduce(factor)
+    gray = np.asarray(gray_image, dtype=np.float32)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     if np.median(border) > 127:
         gray = 255.0 - gray
         border = 255.0 - border
     paper = float(np.median(border))
-    ink_level = float(np.percentile(gray, 99.5)) if gray.size > 200 else float(gray.max())
+    ink_level = _ink_level(gray, paper)
     if ink_level - paper < _MIN_INK_CONTRAST:
         raise BadInput(
             "No digit found: the image has no ink that stands out from the background.",
@@ -132,6 +160,22 @@ def mnist_digit(image: Image.Image) -> np.ndarray:
     left = min(max(left, 0), _MNIST_SIZE - fitted.shape[1])
     canvas[top : top + fitted.shape[0], left : left + fitted.shape[1]] = fitted
     return canvas
+
+
+def _ink_level(gray: np.ndarray, paper: float) -> float:
+    """How bright the ink is: the 99.5th percentile, so that a few specks are not taken for ink.
+
+    A thin stroke on a large canvas covers less than 0.5% of the pixels; then the level of the
+    _MIN_INK_PIXELS-th brightest pixel is taken instead, so a pen line is still found.
+    """
+    if gray.size <= 200:
+        return float(gray.max())
+    level = float(np.percentile(gray, 99.5))
+    if level - paper >= _MIN_INK_CONTRAST:
+        return level
+    flat = gray.reshape(-1)
+    rank = flat.size - min(_MIN_INK_PIXELS, flat.size)
+    return float(np.partition(flat, rank)[rank])
 
 
 def preprocess(image: Image.Image, spec: ImageSpec) -> np.ndarray:

@@ -74,7 +74,7 @@ class ValuePrediction(BaseModel):
     model: str
     version: int
     value: float = Field(description="The prediction in the model's unit.")
-    unit: str | None
+    unit: str | None = None
     dollars: float | None = Field(None, description="The value in dollars, where it is money.")
 
 
@@ -98,7 +98,7 @@ class LayerOutput(BaseModel):
     index: int
     name: str
     type: str
-    activation: str | None
+    activation: str | None = None
     output_shape: list[int | None] = Field(description="Shape with the batch dimension as null.")
     size: int = Field(description="Number of values in this layer's output for one input.")
     values: list[Any] | None = Field(
@@ -163,6 +163,7 @@ def features_model(card: ModelCard) -> type[BaseModel]:
                 description=f"{spec.description}, in {spec.unit}. Seen in training: "
                 f"{spec.observed_min} to {spec.observed_max}.",
                 allow_inf_nan=False,
+                strict=True,  # a number, not "5.1" or true
                 examples=[spec.mean],
                 json_schema_extra={"minimum": spec.allowed_min, "maximum": spec.allowed_max},
             ),

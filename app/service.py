@@ -49,8 +49,10 @@ class InferenceService:
         self._batchers: dict[tuple[str, int], Batcher] = {}
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task] = set()
-        self.on_new_model: Callable[[ModelCard], None] | None = None
+        self.on_new_model: Callable[[str, ModelCard], None] | None = None
         self._announced: set[str] = set()
+        # A large image takes ~100 MB while it decodes: bound how many decode at once.
+        self._decode_slots = asyncio.Semaphore(settings.max_concurrent_decodes)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -102,7 +104,7 @@ class InferenceService:
             cards = [r.card for r in self.registry.versions(name) if r.card]
             if cards and name not in self._announced and self.on_new_model is not None:
                 self._announced.add(name)
-                self.on_new_model(cards[-1])
+                self.on_new_model(name, cards[-1])
 
     async def watch(self, interval_s: float) -> None:
         """Reload every `interval_s` seconds until cancelled."""
@@ -168,7 +170,12 @@ class InferenceService:
     async def image_input(self, card: ModelCard, data: bytes) -> np.ndarray:
         """`image_array` on a worker thread: decoding and resizing are CPU work that must not
         hold up the event loop (Pillow releases the GIL while it decodes)."""
-        return await asyncio.to_thread(self.image_array, card, data)
+        async with self._decode_slots:
+            return await asyncio.to_thread(self.image_array, card, data)
+
+    async def base64_image_input(self, card: ModelCard, encoded: str) -> np.ndarray:
+        async with self._decode_slots:
+            return await asyncio.to_thread(self.base64_image_array, card, encoded)
 
     def base64_image_array(self, card: ModelCard, encoded: str) -> np.ndarray:
         if len(encoded) > self.settings.max_image_bytes * 4 // 3 + 4:

@@ -42,7 +42,10 @@ class Settings(BaseSettings):
         "the pixels are decoded (413).",
     )
     max_instances: int = Field(
-        1024, gt=0, description="Most instances in one prediction request (413)."
+        1024, gt=0, description="Most instances in one prediction request (422)."
+    )
+    max_concurrent_decodes: int = Field(
+        2, gt=0, description="Images decoded at once (each can take ~100 MB while it decodes)."
     )
     trace_inline_values: int = Field(
         4096,
@@ -77,7 +80,8 @@ class Settings(BaseSettings):
     queue_size: int = Field(
         256,
         gt=0,
-        description="Requests queued per model version; beyond it, 503 at once with Retry-After.",
+        description="Requests waiting or running per model version; beyond it, 503 at once "
+        "with Retry-After.",
     )
     request_timeout_s: float = Field(
         5.0, gt=0, description="A request queued longer than this is answered 504, not computed."

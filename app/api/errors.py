@@ -30,12 +30,17 @@ def error_response(
 _LOCATION_NOISE = {"body", "query", "path", "single", "batch"}
 
 
-def _field_name(location: tuple) -> str:
+def _field_name(location: tuple, kind: str = "") -> str:
+    if kind == "json_invalid":  # located by character offset, which names no field
+        return "body"
     parts = [str(part) for part in location if part not in _LOCATION_NOISE]
     return ".".join(parts) or str(location[-1])
 
 
 def _message(error: dict) -> str:
+    if error["type"] == "json_invalid":
+        reason = error.get("ctx", {}).get("error", "")
+        return f"The body is not valid JSON: {reason} (at character {error['loc'][-1]})."
     text = error["msg"].removeprefix("Value error, ")
     field = _field_name(tuple(error["loc"]))
     return text if text.startswith(field) else f"{field}: {text}"
@@ -48,7 +53,11 @@ async def on_glassbox_error(request: Request, error: GlassboxError) -> JSONRespo
 async def on_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
     problems = error.errors()
     details = [
-        {"field": _field_name(tuple(p["loc"])), "message": _message(p), "type": p["type"]}
+        {
+            "field": _field_name(tuple(p["loc"]), p["type"]),
+            "message": _message(p),
+            "type": p["type"],
+        }
         for p in problems
     ]
     return error_response(
@@ -60,11 +69,28 @@ async def on_validation_error(request: Request, error: RequestValidationError) -
     )
 
 
+def _documents(request: Request, status: int) -> bool:
+    """Whether the matched route documents `status` in its OpenAPI responses."""
+    responses = getattr(request.scope.get("route"), "responses", None) or {}
+    return status in responses or str(status) in responses
+
+
 async def on_http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-    codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+    if error.status_code == 400 and not _documents(request, 400):
+        # FastAPI and Starlette answer a body they cannot parse at all (JSON that is not UTF-8,
+        # a multipart form without its boundary) with 400. A route that documents no 400 answers
+        # it as the bad input it is, as it does JSON that does not parse.
+        reason = error.__cause__ or error.detail
+        return error_response(
+            422, f"The request body could not be parsed: {reason}", "invalid_input", "body"
+        )
+    codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+    detail = error.detail
+    if error.status_code == 400 and error.__cause__ is not None:
+        detail = f"The request body could not be parsed: {error.__cause__}"
     return error_response(
         error.status_code,
-        str(error.detail),
+        str(detail),
         codes.get(error.status_code, "http_error"),
         headers=getattr(error, "headers", None),
     )

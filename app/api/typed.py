@@ -5,7 +5,6 @@ JSON (base64 or the input array). No `from __future__ import annotations` here: 
 classes made at run time, and FastAPI reads the annotations as objects.
 """
 
-import asyncio
 import base64
 import math
 from pathlib import Path
@@ -45,14 +44,13 @@ ReturnInputQuery = Annotated[
 ]
 
 
-def model_router(card: ModelCard, max_instances: int) -> APIRouter:
-    router = APIRouter(
-        prefix=f"/api/models/{card.name}", tags=[card.name], responses=ERROR_RESPONSES
-    )
+def model_router(name: str, card: ModelCard, max_instances: int) -> APIRouter:
+    """Routes for the model served as `name` (its folder's name), shaped by its newest card."""
+    router = APIRouter(prefix=f"/api/models/{name}", tags=[name], responses=ERROR_RESPONSES)
     if card.input.kind == "features":
-        _add_tabular_routes(router, card, max_instances)
+        _add_tabular_routes(router, name, card, max_instances)
     else:
-        _add_image_routes(router, card)
+        _add_image_routes(router, name, card)
     return router
 
 
@@ -64,8 +62,7 @@ def _prediction_type(card: ModelCard):
     return ClassPrediction if card.output.kind == "probabilities" else ValuePrediction
 
 
-def _add_tabular_routes(router: APIRouter, card: ModelCard, max_instances: int) -> None:
-    name = card.name
+def _add_tabular_routes(router: APIRouter, name: str, card: ModelCard, max_instances: int) -> None:
     Features = features_model(card)
     Batch = batch_model(card, Features, max_instances)
     example = {spec.name: spec.mean for spec in card.input.features}
@@ -147,8 +144,7 @@ def _json_examples(card: ModelCard) -> dict:
     return examples
 
 
-def _add_image_routes(router: APIRouter, card: ModelCard) -> None:
-    name = card.name
+def _add_image_routes(router: APIRouter, name: str, card: ModelCard) -> None:
     spec = card.input.image
     size = f"{spec.height}x{spec.width}"
     how = (
@@ -173,9 +169,7 @@ def _add_image_routes(router: APIRouter, card: ModelCard) -> None:
         if (body.image_base64 is None) == (body.pixels is None):
             raise BadInput("Send exactly one of image_base64 and pixels.", field="image_base64")
         if body.image_base64 is not None:
-            return await asyncio.to_thread(
-                service.base64_image_array, runtime_card, body.image_base64
-            )
+            return await service.base64_image_input(runtime_card, body.image_base64)
         return service.pixel_array(runtime_card, body.pixels)
 
     @router.post(
