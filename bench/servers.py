@@ -110,8 +110,8 @@ class Servers:
         self.running.append(server)
         return server
 
-    async def wait_ready(self, server: Server, timeout: float) -> None:
-        """Until /health/live answers 200 (uvicorn answers only after the lifespan loaded the
+    async def wait_ready(self, server: Server, timeout: float, path: str = "/health/live") -> None:
+        """Until `path` answers 200 (uvicorn answers only after the lifespan loaded the
         models); ServerFailed if the process exits or the timeout passes."""
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(base_url=server.url, timeout=2.0) as client:
@@ -122,11 +122,11 @@ class Servers:
                         f"its log ({server.log_path}) ends:\n{server.log_tail()}"
                     )
                 with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get("/health/live")).status_code == 200:
+                    if (await client.get(path)).status_code == 200:
                         return
                 if time.monotonic() > deadline:
                     raise ServerFailed(
-                        f"{server.name} did not answer /health/live within {timeout:.0f} s; "
+                        f"{server.name} did not answer {path} within {timeout:.0f} s; "
                         f"its log ({server.log_path}) ends:\n{server.log_tail()}"
                     )
                 await asyncio.sleep(0.25)

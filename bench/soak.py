@@ -299,26 +299,6 @@ def sample(pid: int, t: float) -> Sample:
     return Sample(t, rss_kb, len(os.listdir(f"/proc/{pid}/fd")))
 
 
-async def wait_ready(server: Server, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(base_url=server.url, timeout=5.0) as client:
-        while True:
-            if server.process.poll() is not None:
-                raise ServerFailed(
-                    f"the service exited with code {server.process.returncode}; its log ends:\n"
-                    f"{server.log_tail()}"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get("/health/ready")).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise ServerFailed(
-                    f"/health/ready did not answer 200 within {timeout:.0f} s; the log ends:\n"
-                    f"{server.log_tail()}"
-                )
-            await asyncio.sleep(0.5)
-
-
 async def served_cards(client: httpx.AsyncClient) -> dict[str, dict]:
     models = (await client.get("/api/models")).json()["models"]
     cards = {}
@@ -405,8 +385,8 @@ def alive_sample(server: Server, t: float) -> Sample:
     return sample(server.process.pid, t)
 
 
-async def soak(args: argparse.Namespace, server: Server) -> dict:
-    await wait_ready(server, args.ready_timeout)
+async def soak(args: argparse.Namespace, servers: Servers, server: Server) -> dict:
+    await servers.wait_ready(server, args.ready_timeout, path="/health/ready")
     pid = server.process.pid
     async with httpx.AsyncClient(base_url=server.url, timeout=60.0) as client:
         cards = await served_cards(client)
@@ -637,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
         server = servers.start("service", server_env(args.model_dir), label="soak")
         progress(f"service starting at {server.url} (pid {server.process.pid})")
         try:
-            result = asyncio.run(soak(args, server))
+            result = asyncio.run(soak(args, servers, server))
         except ServerFailed as error:
             progress(str(error))
             return 2
