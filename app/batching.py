@@ -18,12 +18,27 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from app.errors import DeadlineExceeded, Overloaded
 
 logger = logging.getLogger(__name__)
+
+
+class BatchObserver(Protocol):
+    """Where batch metrics go (app.observability in the service; nothing in unit tests)."""
+
+    def observe_inference(self, model: str, version: int, seconds: float, batch_size: int): ...
+    def set_queue_depth(self, model: str, version: int, depth: int): ...
+    def count_rejected(self, model: str, version: int, reason: str): ...
+
+
+class _Unobserved:
+    def observe_inference(self, model, version, seconds, batch_size): ...
+    def set_queue_depth(self, model, version, depth): ...
+    def count_rejected(self, model, version, reason): ...
 
 
 @dataclass(frozen=True)
@@ -47,16 +62,14 @@ class Batcher:
         predict: Callable[[np.ndarray], np.ndarray],
         executor: Executor,
         policy: BatchPolicy,
-        on_batch: Callable[[int, float], None] | None = None,
-        on_reject: Callable[[str], None] | None = None,
-        on_depth: Callable[[int], None] | None = None,
+        observer: BatchObserver | None = None,
+        model: tuple[str, int] = ("", 0),
     ):
         self._predict = predict
         self._executor = executor
         self.policy = policy
-        self._on_batch = on_batch or (lambda size, seconds: None)
-        self._on_reject = on_reject or (lambda reason: None)
-        self._on_depth = on_depth or (lambda depth: None)
+        self._observer = observer or _Unobserved()
+        self._model = model  # (name, version): the metrics' labels
         self._queue: asyncio.Queue[_Request] | None = None
         self._worker: asyncio.Task | None = None
         self._carry: _Request | None = None
@@ -73,7 +86,7 @@ class Batcher:
             self._queue = asyncio.Queue()  # bounded by _in_flight below
             self._worker = asyncio.create_task(self._run(), name="batcher")
         if self._in_flight >= self.policy.queue_size:
-            self._on_reject("queue_full")
+            self._observer.count_rejected(*self._model, "queue_full")
             raise Overloaded(
                 f"The model is busy: {self.policy.queue_size} requests are already waiting or "
                 "running. Retry shortly."
@@ -82,7 +95,7 @@ class Batcher:
         self._in_flight += 1
         try:
             self._queue.put_nowait(request)
-            self._on_depth(self._queue.qsize())
+            self._observer.set_queue_depth(*self._model, self._queue.qsize())
             return await request.future
         finally:
             self._in_flight -= 1
@@ -105,7 +118,7 @@ class Batcher:
             self._busy = False
             requests = await self._gather()
             self._busy = True
-            self._on_depth(self._queue.qsize())
+            self._observer.set_queue_depth(*self._model, self._queue.qsize())
             requests = self._drop_expired(requests)
             if not requests:
                 continue
@@ -124,7 +137,9 @@ class Batcher:
                     if not request.future.done():
                         request.future.set_exception(error)
                 continue
-            self._on_batch(len(batch), time.perf_counter() - started)
+            self._observer.observe_inference(
+                *self._model, time.perf_counter() - started, len(batch)
+            )
             offset = 0
             for request in requests:
                 rows = len(request.batch)
@@ -160,7 +175,7 @@ class Batcher:
             if request.future.done():
                 continue
             if now - request.enqueued > self.policy.timeout_s:
-                self._on_reject("deadline")
+                self._observer.count_rejected(*self._model, "deadline")
                 request.future.set_exception(
                     DeadlineExceeded(
                         f"The request waited over {self.policy.timeout_s} s in the queue and "

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from app.api import errors, health, models, page, typed
-from app.middleware import BodySizeLimit
+from app import observability
+from app.api import admin, errors, health, models, page, tfserving, typed, v2
+from app.card import ModelCard
+from app.middleware import RequestLimits
+from app.observability import RequestObservability, configure_logging
+from app.observability import router as metrics_router
+from app.runtime import configure_threads
+from app.security import ApiKeys, SecurityHeaders
 from app.service import InferenceService
 from app.settings import Settings, get_settings
 
@@ -18,19 +26,28 @@ logger = logging.getLogger("app")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging(settings.log_level)
+
+    def add_typed_routes(name: str, card: ModelCard) -> None:
+        app.include_router(typed.model_router(name, card, settings.max_instances))
+        app.openapi_schema = None  # rebuilt with the new routes on the next request
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        service = InferenceService(settings)
+        configure_threads(settings.tf_intra_op_threads, settings.tf_inter_op_threads)
+        service = InferenceService(settings, observer=observability)
+        service.on_new_model = add_typed_routes
         app.state.service = service
-        await service.load_all()
-        for name in service.registry.names():
-            newest = [r for r in service.registry.versions(name) if r.card][-1:]
-            if newest:
-                app.include_router(typed.model_router(newest[0].card, settings.max_instances))
-        app.openapi_schema = None  # the typed routes were added after start-up
+        await service.reload()
+        watcher = (
+            asyncio.create_task(service.watch(settings.poll_interval_s))
+            if settings.poll_interval_s
+            else None
+        )
         yield
-        service.close()
+        if watcher is not None:
+            watcher.cancel()
+        await service.aclose()
 
     app = FastAPI(
         title="Glassbox",
@@ -38,11 +55,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Model serving that shows its work: typed predictions and layer traces.",
         lifespan=lifespan,
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestLimits, max_bytes=settings.max_body_bytes, max_json_depth=settings.max_json_depth
+    )
+    app.add_middleware(ApiKeys, api_keys=settings.api_keys, admin_keys=settings.admin_api_keys)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(SecurityHeaders)
+    # Added last, so outermost: it logs and counts the other middleware's refusals too.
+    app.add_middleware(RequestObservability)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(models.router)
+    app.include_router(admin.router)
     app.include_router(page.router)
+    app.include_router(tfserving.router)
+    app.include_router(v2.router)
+    app.include_router(metrics_router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
     return app
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from app import imaging
-from app.batching import Batcher
+from app.batching import Batcher, BatchObserver
 from app.card import ModelCard
 from app.errors import BadInput, PayloadTooLarge
 from app.registry import ModelRegistry, scan_versions
@@ -40,9 +40,15 @@ WEIGHTED_LAYER_TYPES = {"Dense", "Conv2D", "DepthwiseConv2D", "SeparableConv2D"}
 
 
 class InferenceService:
-    def __init__(self, settings: Settings, registry: ModelRegistry | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ModelRegistry | None = None,
+        observer: BatchObserver | None = None,
+    ):
         self.settings = settings
         self.registry = registry or ModelRegistry()
+        self.observer = observer
         self.executor = ThreadPoolExecutor(
             settings.inference_threads, thread_name_prefix="inference"
         )
@@ -147,10 +153,20 @@ class InferenceService:
         return [self.summary(name) for name in self.registry.names()]
 
     def missing(self) -> list[str]:
+        """What keeps the service from being ready: each wanted model without a folder, and the
+        versions of each model that has no ready version. A new version still loading (or one
+        that failed) beside a ready one does not count: the model serves."""
         wanted = self.settings.models or []
-        absent = [name for name in wanted if name not in self.registry.names()]
-        not_ready = [f"{r.name}/{r.version}" for r in self.registry.all() if not r.ready]
-        return [f"{name} (no model folder)" for name in absent] + not_ready
+        absent = [
+            f"{name} (no model folder)" for name in wanted if name not in self.registry.names()
+        ]
+        not_serving = [
+            f"{runtime.name}/{runtime.version}"
+            for name in self.registry.names()
+            if not any(runtime.ready for runtime in self.registry.versions(name))
+            for runtime in self.registry.versions(name)
+        ]
+        return absent + not_serving
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -219,7 +235,11 @@ class InferenceService:
         batcher = self._batchers.get(key)
         if batcher is None:
             batcher = Batcher(
-                runtime.predict, self.executor, self.settings.batch_policy(runtime.name)
+                runtime.predict,
+                self.executor,
+                self.settings.batch_policy(runtime.name),
+                observer=self.observer,
+                model=key,
             )
             self._batchers[key] = batcher
         return batcher

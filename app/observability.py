@@ -1,0 +1,312 @@
+"""Metrics, request logs and log format: what an operator sees of the running service.
+
+- Prometheus metrics (`prometheus-client`), served at `/metrics` by `router`. Request metrics
+  come from `RequestObservability`; the batcher reports inference through `observe_inference`,
+  `set_queue_depth` and `count_rejected`; model states are read from the registry at scrape time.
+- One structured JSON log line per request (request id, method, route, model, version, status,
+  latency), the request id taken from `X-Request-ID` or made up, and echoed back.
+- `configure_logging()`: every glassbox and uvicorn log record as one JSON line on stderr.
+
+With several uvicorn workers in one container, set `PROMETHEUS_MULTIPROC_DIR` (deploy/serve.sh
+does) so that a scrape, answered by whichever worker gets it, sums every worker's counters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from contextvars import ContextVar
+from datetime import datetime, timezone
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
+
+logger = logging.getLogger(__name__)
+
+# -- metrics ---------------------------------------------------------------------------------
+
+UNMATCHED_ROUTE = "<unmatched>"
+# Seconds. A full trace of an image model returns up to GLASSBOX_TRACE_MAX_VALUES numbers as
+# JSON, so the request buckets reach far past the model calls'.
+_REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+REQUESTS = Counter(
+    "glassbox_http_requests",
+    "HTTP requests answered, by route template and status.",
+    ["method", "route", "status"],
+)
+REQUEST_LATENCY = Histogram(
+    "glassbox_http_request_duration_seconds",
+    "Time from a request's arrival to the end of its response, by route template.",
+    ["method", "route"],
+    buckets=_REQUEST_BUCKETS,
+)
+INFERENCE_LATENCY = Histogram(
+    "glassbox_inference_duration_seconds",
+    "Time of one model call (one batch), by model and version.",
+    ["model", "version"],
+    buckets=_INFERENCE_BUCKETS,
+)
+BATCH_SIZE = Histogram(
+    "glassbox_inference_batch_size",
+    "Rows in one model call, by model and version.",
+    ["model", "version"],
+    buckets=_BATCH_BUCKETS,
+)
+# livesum: with several workers, the depth of the service is the sum over the live workers.
+QUEUE_DEPTH = Gauge(
+    "glassbox_queue_depth",
+    "Requests waiting for a model call, by model and version.",
+    ["model", "version"],
+    multiprocess_mode="livesum",
+)
+REJECTED = Counter(
+    "glassbox_rejected_requests",
+    "Requests refused without a model call (queue full, deadline passed), by reason.",
+    ["model", "version", "reason"],
+)
+
+
+def observe_inference(model: str, version: int, seconds: float, batch_size: int) -> None:
+    """Record one model call: its duration and how many rows it computed."""
+    INFERENCE_LATENCY.labels(model, str(version)).observe(seconds)
+    BATCH_SIZE.labels(model, str(version)).observe(batch_size)
+
+
+def set_queue_depth(model: str, version: int, depth: int) -> None:
+    QUEUE_DEPTH.labels(model, str(version)).set(depth)
+
+
+def count_rejected(model: str, version: int, reason: str) -> None:
+    REJECTED.labels(model, str(version), reason).inc()
+
+
+class ModelCollector:
+    """Each model version's load state and each model's default version, read at scrape time.
+
+    Read from the service rather than kept in gauges, so a scrape can never disagree with
+    /health/ready.
+    """
+
+    STATES = ("loading", "ready", "failed")
+
+    def __init__(self, service) -> None:
+        self.service = service
+
+    def collect(self):
+        state = GaugeMetricFamily(
+            "glassbox_model_state",
+            "1 for the state a model version is in (loading, ready, failed), 0 for the others.",
+            labels=["model", "version", "state"],
+        )
+        default = GaugeMetricFamily(
+            "glassbox_model_default_version",
+            "The version a request without a version gets: the newest ready one.",
+            labels=["model"],
+        )
+        if self.service is not None:
+            for runtime in self.service.registry.all():
+                for name in self.STATES:
+                    value = 1.0 if runtime.state.value == name else 0.0
+                    state.add_metric([runtime.name, str(runtime.version), name], value)
+            for name in self.service.registry.names():
+                ready = [r.version for r in self.service.registry.versions(name) if r.ready]
+                if ready:
+                    default.add_metric([name], float(ready[-1]))
+        yield state
+        yield default
+
+
+class _Scrape:
+    """The collectors one scrape reads: this process's (or every worker's) and the models."""
+
+    def __init__(self, service) -> None:
+        self.models = ModelCollector(service)
+        multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if multiproc_dir:
+            self.base = CollectorRegistry()
+            MultiProcessCollector(self.base, path=multiproc_dir)
+        else:
+            self.base = REGISTRY
+
+    def collect(self):
+        yield from self.base.collect()
+        yield from self.models.collect()
+
+
+router = APIRouter(tags=["observability"])
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format (OpenMetrics when the scraper asks for it)."""
+    encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+    scrape = _Scrape(getattr(request.app.state, "service", None))
+    return Response(encoder(scrape), headers={"Content-Type": content_type})
+
+
+# -- request logs and metrics ----------------------------------------------------------------
+
+REQUEST_ID_HEADER = "X-Request-ID"
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+# A client's request id is echoed into logs and headers, so only a plain token is taken as is.
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+# /api/models/{name}/..., /v1/models/{name}..., /v2/models/{name}/versions/{version}/...
+_MODEL_IN_PATH = re.compile(r"/models/(?P<model>[^/:]+)(?:/versions/(?P<version>\d+))?")
+# Probes and scrapes come every few seconds; at INFO they would drown the requests that matter.
+_QUIET_ROUTES = ("/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/metrics")
+
+
+def _model_and_version(scope) -> tuple[str | None, int | None]:
+    match = _MODEL_IN_PATH.search(scope.get("path", ""))
+    if not match:
+        return None, None
+    version = match.group("version")
+    if version is None:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        version = (query.get("version") or [None])[0]
+    return match.group("model"), int(version) if version and version.isdigit() else None
+
+
+def _route_template(scope) -> str:
+    route = scope.get("route")
+    return getattr(route, "path_format", None) or getattr(route, "path", None) or UNMATCHED_ROUTE
+
+
+class RequestObservability:
+    """Pure ASGI middleware: request id, request metrics and one JSON log line per request.
+
+    Added last, so it is the outermost middleware: it also sees the answers of the other
+    middleware (413 on size, 401 on keys). The route is the template ('/api/models/{name}'),
+    never the raw path, so a scan of made-up URLs cannot grow the metrics without bound.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _SAFE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        status = 500  # what the client gets if the app raises before answering
+
+        async def send_with_id(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except BaseException:
+            # The id stays set: the 500 handler outside this middleware logs with it.
+            self._record(scope, status, started)
+            raise
+        self._record(scope, status, started)
+        request_id_var.reset(token)
+
+    @staticmethod
+    def _record(scope, status: int, started: float) -> None:
+        seconds = time.perf_counter() - started
+        route = _route_template(scope)
+        method = scope["method"]
+        REQUESTS.labels(method, route, str(status)).inc()
+        REQUEST_LATENCY.labels(method, route).observe(seconds)
+        model, version = _model_and_version(scope)
+        logger.log(
+            logging.DEBUG if route in _QUIET_ROUTES else logging.INFO,
+            "request",
+            extra={
+                "method": method,
+                "route": route,
+                "model": model,
+                "version": version,
+                "status": status,
+                "latency_ms": round(seconds * 1000, 2),
+            },
+        )
+
+
+# -- log format ------------------------------------------------------------------------------
+
+# Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
+_RECORD_ATTRIBUTES = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_DROPPED = {"color_message"}  # uvicorn's ANSI-coloured copy of the message
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ts, level, logger, message, request_id, then the extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None) or request_id_var.get()
+        if request_id:
+            entry["request_id"] = request_id
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRIBUTES and key not in _DROPPED and key not in entry:
+                entry[key] = value
+        if record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time, as logging's own last-resort handler does,
+    so a test's capture of stderr sees the lines and no closed stream is ever kept."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+_HANDLER_NAME = "glassbox-json"
+# uvicorn's loggers ("uvicorn.error" propagates to "uvicorn") get the same format, so the
+# container's output is JSON lines only. Not "uvicorn.access": uvicorn writes access lines
+# whenever that logger has a handler, and the request line above replaces them.
+_LOGGERS = ("app", "uvicorn")
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """JSON lines on stderr for the glassbox and uvicorn loggers; safe to call again."""
+    handler = _StderrHandler()
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(JsonFormatter())
+    for name in _LOGGERS:
+        target = logging.getLogger(name)
+        for old in list(target.handlers):
+            # uvicorn's own text handlers go too: one format per stream.
+            if old.get_name() == _HANDLER_NAME or name != "app":
+                target.removeHandler(old)
+        target.addHandler(handler)
+    logging.getLogger("app").setLevel(level)

@@ -1,0 +1,34 @@
+#!/bin/sh
+# The one command line that serves Glassbox. The container's ENTRYPOINT runs this file, and so
+# do the tests that start a real server (tests/ops/server.py), so both run the same server.
+#
+#   GLASSBOX_HOST        address to listen on            (default 0.0.0.0)
+#   GLASSBOX_PORT        port                            (default 8000)
+#   GLASSBOX_WORKERS     uvicorn worker processes        (default 1; each loads every model)
+#   GLASSBOX_GRACEFUL_SHUTDOWN_S  seconds in-flight requests get after SIGTERM (default 20)
+#   PYTHON               interpreter                     (default python)
+# Extra arguments are passed on to uvicorn (e.g. --log-level debug).
+set -eu
+
+workers="${GLASSBOX_WORKERS:-1}"
+port="${GLASSBOX_PORT:-8000}"
+if [ "$workers" -gt 1 ] && [ -z "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
+    # Each worker counts its own requests; the metrics library sums them from files here, so a
+    # scrape shows the whole server whichever worker answers it. Emptied first: files left by
+    # an earlier run would be summed in too.
+    PROMETHEUS_MULTIPROC_DIR="${TMPDIR:-/tmp}/glassbox-metrics-$port"
+    rm -rf "$PROMETHEUS_MULTIPROC_DIR"
+    mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+    export PROMETHEUS_MULTIPROC_DIR
+fi
+
+# exec: uvicorn replaces this shell, so it gets SIGTERM directly (PID 1 in a container), stops
+# accepting connections and lets in-flight requests finish for up to the graceful timeout.
+# --no-access-log: the app logs one JSON line per request itself (app/observability.py).
+exec "${PYTHON:-python}" -m uvicorn app.main:app \
+    --host "${GLASSBOX_HOST:-0.0.0.0}" \
+    --port "$port" \
+    --workers "$workers" \
+    --timeout-graceful-shutdown "${GLASSBOX_GRACEFUL_SHUTDOWN_S:-20}" \
+    --no-access-log \
+    "$@"

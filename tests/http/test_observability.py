@@ -1,0 +1,186 @@
+"""/metrics, the X-Request-ID round trip and the JSON request log, through the app."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from app import observability
+
+
+def sample(client, name: str, **labels) -> float:
+    """One sample's value from /metrics; 0 when the series does not exist yet."""
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    for family in text_string_to_metric_families(response.text):
+        for found in family.samples:
+            if found.name == name and labels.items() <= found.labels.items():
+                return found.value
+    return 0.0
+
+
+def request_lines(output: str) -> list[dict]:
+    entries = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return [entry for entry in entries if entry["message"] == "request"]
+
+
+def test_metrics_is_prometheus_text(app_client):
+    response = app_client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    names = {family.name for family in text_string_to_metric_families(response.text)}
+    assert {
+        "glassbox_http_requests",
+        "glassbox_http_request_duration_seconds",
+        "glassbox_inference_duration_seconds",
+        "glassbox_inference_batch_size",
+        "glassbox_queue_depth",
+        "glassbox_rejected_requests",
+        "glassbox_model_state",
+        "glassbox_model_default_version",
+    } <= names
+
+
+def test_a_request_shows_up_by_route_template_and_status(app_client):
+    labels = {"method": "GET", "route": "/api/models/{name}", "status": "404"}
+    before = sample(app_client, "glassbox_http_requests_total", **labels)
+    assert app_client.get("/api/models/no-such-model").status_code == 404
+    assert sample(app_client, "glassbox_http_requests_total", **labels) == before + 1
+    latency = {"method": "GET", "route": "/api/models/{name}"}
+    assert sample(app_client, "glassbox_http_request_duration_seconds_count", **latency) >= 1
+
+
+def test_unknown_paths_share_one_label(app_client):
+    labels = {"method": "GET", "route": observability.UNMATCHED_ROUTE, "status": "404"}
+    before = sample(app_client, "glassbox_http_requests_total", **labels)
+    app_client.get("/made-up/path/1")
+    app_client.get("/made-up/path/2")
+    assert sample(app_client, "glassbox_http_requests_total", **labels) == before + 2
+    assert "/made-up/path" not in app_client.get("/metrics").text
+
+
+def test_model_states_come_from_the_registry(app_client):
+    for model in app_client.get("/api/models").json()["models"]:
+        for version in model["versions"]:
+            value = sample(
+                app_client,
+                "glassbox_model_state",
+                model=model["name"],
+                version=str(version["version"]),
+                state=version["state"],
+            )
+            assert value == 1.0
+        if model["default_version"] is not None:
+            default = sample(app_client, "glassbox_model_default_version", model=model["name"])
+            assert default == model["default_version"]
+
+
+def test_the_batcher_hooks_show_up(app_client):
+    observability.observe_inference("hook-test", 7, 0.012, batch_size=5)
+    observability.set_queue_depth("hook-test", 7, 3)
+    observability.count_rejected("hook-test", 7, "queue_full")
+    labels = {"model": "hook-test", "version": "7"}
+    assert sample(app_client, "glassbox_inference_duration_seconds_count", **labels) >= 1
+    assert sample(app_client, "glassbox_inference_batch_size_sum", **labels) >= 5
+    assert sample(app_client, "glassbox_queue_depth", **labels) == 3
+    rejected = {**labels, "reason": "queue_full"}
+    assert sample(app_client, "glassbox_rejected_requests_total", **rejected) >= 1
+
+
+def test_a_given_request_id_is_echoed(app_client):
+    response = app_client.get("/health/live", headers={"X-Request-ID": "trace-42.a"})
+    assert response.headers["x-request-id"] == "trace-42.a"
+
+
+def test_a_request_id_is_made_when_none_is_given(app_client):
+    first = app_client.get("/health/live").headers["x-request-id"]
+    second = app_client.get("/health/live").headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", first)
+    assert first != second
+
+
+def test_an_unsafe_request_id_is_replaced(app_client):
+    given = "x" * 200  # too long to be echoed into logs and headers
+    echoed = app_client.get("/health/live", headers={"X-Request-ID": given})
+    assert re.fullmatch(r"[0-9a-f]{32}", echoed.headers["x-request-id"])
+
+
+def test_each_request_logs_one_json_line_with_the_documented_fields(app_client, capsys, caplog):
+    capsys.readouterr()
+    with caplog.at_level(logging.INFO, logger="app"):
+        response = app_client.get(
+            "/api/models/no-such-model?version=3", headers={"X-Request-ID": "log-test-1"}
+        )
+    lines = request_lines(capsys.readouterr().err)
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert set(line) >= {
+        "ts",
+        "level",
+        "logger",
+        "message",
+        "request_id",
+        "method",
+        "route",
+        "model",
+        "version",
+        "status",
+        "latency_ms",
+    }
+    assert line["request_id"] == "log-test-1" == response.headers["x-request-id"]
+    assert (line["method"], line["route"], line["status"]) == ("GET", "/api/models/{name}", 404)
+    assert (line["model"], line["version"]) == ("no-such-model", 3)
+    assert line["level"] == "INFO" and line["logger"] == "app.observability"
+    assert isinstance(line["latency_ms"], float) and line["latency_ms"] >= 0
+
+
+def test_request_bodies_are_never_logged(app_client, capsys, caplog):
+    capsys.readouterr()
+    secret = "do-not-log-this-value"
+    with caplog.at_level(logging.DEBUG, logger="app"):
+        app_client.post("/api/models/no-such-model/predict", json={"secret": secret})
+    output = capsys.readouterr().err
+    assert request_lines(output)
+    assert secret not in output
+
+
+def test_probes_log_at_debug_only(app_client, capsys, caplog):
+    capsys.readouterr()
+    with caplog.at_level(logging.INFO, logger="app"):
+        app_client.get("/health/live")
+    assert request_lines(capsys.readouterr().err) == []
+
+
+def test_an_unhandled_error_is_logged_as_500_with_its_request_id(capsys, caplog, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app.settings import Settings
+
+    app = create_app(Settings(model_dir=tmp_path))
+
+    @app.get("/boom")
+    async def boom():
+        raise RuntimeError("boom")
+
+    capsys.readouterr()
+    with caplog.at_level(logging.INFO, logger="app"):
+        client = TestClient(app, raise_server_exceptions=False)  # no lifespan: no models
+        assert client.get("/boom", headers={"X-Request-ID": "boom-1"}).status_code == 500
+    entries = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line[:1] == "{"]
+    ours = [entry for entry in entries if entry.get("request_id") == "boom-1"]
+    assert [entry["message"] for entry in ours] == ["request", "unhandled error"]
+    assert ours[0]["status"] == 500 and ours[0]["route"] == "/boom"
+    assert "exc_info" in ours[1]
+
+
+def test_a_prediction_is_counted_by_the_batcher(app_client):
+    labels = {"model": "iris", "version": "1"}
+    before = sample(app_client, "glassbox_inference_batch_size_count", **labels)
+    flower = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+    assert app_client.post("/api/models/iris/predict", json=flower).status_code == 200
+    assert sample(app_client, "glassbox_inference_batch_size_count", **labels) == before + 1
+    assert sample(app_client, "glassbox_inference_duration_seconds_count", **labels) >= 1
