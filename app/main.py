@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from app import observability
 from app.api import admin, errors, health, models, page, tfserving, typed, v2
 from app.card import ModelCard
-from app.middleware import RequestLimits
+from app.middleware import Admission, RequestLimits
 from app.observability import RequestObservability, configure_logging
 from app.observability import router as metrics_router
 from app.runtime import configure_threads
@@ -29,7 +29,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.log_level)
 
     def add_typed_routes(name: str, card: ModelCard) -> None:
+        before = len(app.router.routes)
         app.include_router(typed.model_router(name, card, settings.max_instances))
+        # Matched first: routes are tried in order, and these carry most of the traffic.
+        added = app.router.routes[before:]
+        del app.router.routes[before:]
+        app.router.routes[:0] = added
         app.openapi_schema = None  # rebuilt with the new routes on the next request
 
     @asynccontextmanager
@@ -57,6 +62,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(
         RequestLimits, max_bytes=settings.max_body_bytes, max_json_depth=settings.max_json_depth
+    )
+    app.add_middleware(
+        Admission,
+        limit=settings.queue_size,
+        on_reject=lambda model: observability.count_rejected(model, 0, "in_progress_limit"),
     )
     app.add_middleware(ApiKeys, api_keys=settings.api_keys, admin_keys=settings.admin_api_keys)
     if settings.cors_origins:

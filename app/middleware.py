@@ -1,11 +1,15 @@
-"""ASGI middleware for request limits: body size (413) and JSON nesting depth (422).
+"""ASGI middleware for request limits: body size (413), JSON nesting depth (422), and
+requests in progress per model (503).
 
 The size is checked from Content-Length before reading, and again while the body streams in.
 A JSON body is read whole (it is within the size limit by then) and its nesting measured before
 any parser sees it, since a deeply nested document can exhaust the parser's recursion.
 """
 
+import re
+
 from app.api.errors import error_response
+from app.errors import Overloaded
 from app.security import json_depth
 
 
@@ -30,7 +34,7 @@ class RequestLimits:
             if not complete:
                 await self._too_large(scope, receive, send)
                 return
-            if json_depth(body) > self.max_json_depth:
+            if json_depth(body, self.max_json_depth) > self.max_json_depth:
                 response = error_response(
                     422,
                     f"The JSON body is nested deeper than {self.max_json_depth} levels.",
@@ -96,3 +100,42 @@ def _replay(body: bytes, receive):
 
 class _BodyTooLarge(Exception):
     pass
+
+
+# POST routes that reach a model: the typed API, TF Serving and Open Inference.
+_MODEL_PATH = re.compile(r"^/(?:api|v1|v2)/models/(?P<model>[^/:]+)")
+
+
+class Admission:
+    """At most `limit` requests per model inside the service at once (being read, waiting for
+    the batcher or computing); one more is refused at once with 503 and Retry-After.
+
+    The batcher's queue alone does not bound this: under overload requests pile up before they
+    reach it (in the event loop, reading bodies), and latency would grow without a refusal.
+    """
+
+    def __init__(self, app, limit: int, on_reject=None):
+        self.app = app
+        self.limit = limit
+        self.on_reject = on_reject or (lambda model: None)
+        self.in_flight: dict[str, int] = {}
+
+    async def __call__(self, scope, receive, send):
+        match = _MODEL_PATH.match(scope["path"]) if scope["type"] == "http" else None
+        if match is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        model = match["model"]
+        if self.in_flight.get(model, 0) >= self.limit:
+            self.on_reject(model)
+            refusal = Overloaded(
+                f"The model is busy: {self.limit} requests are already in progress. Retry shortly."
+            )
+            response = error_response(503, refusal.message, refusal.code, headers=refusal.headers)
+            await response(scope, receive, send)
+            return
+        self.in_flight[model] = self.in_flight.get(model, 0) + 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight[model] -= 1

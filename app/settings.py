@@ -80,8 +80,8 @@ class Settings(BaseSettings):
     queue_size: int = Field(
         256,
         gt=0,
-        description="Requests waiting or running per model version; beyond it, 503 at once "
-        "with Retry-After.",
+        description="Requests in progress per model (being read, queued or computed); beyond "
+        "it, 503 at once with Retry-After.",
     )
     request_timeout_s: float = Field(
         5.0, gt=0, description="A request queued longer than this is answered 504, not computed."

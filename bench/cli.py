@@ -23,7 +23,7 @@ from unittest import mock
 
 from app.card import ModelCard
 from app.settings import Settings
-from bench import report
+from bench import report, wrk
 from bench.cards import newest_versions
 from bench.load import measure
 from bench.scenarios import ALL_NAMES, OVERLOAD, SCENARIOS, Payload, Scenario, build_payload
@@ -31,8 +31,14 @@ from bench.servers import ROOT, TARGETS, UVICORN_OPTIONS, ServerFailed, Servers,
 from bench.stats import summarize, summarize_overload
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
-QUICK = {"requests": 64, "warmup": 8, "max_seconds": 15.0, "overload_requests": 512}
-FULL = {"requests": 1000, "warmup": None, "max_seconds": 60.0, "overload_requests": 2048}
+QUICK = {"requests": 64, "warmup": 8, "max_seconds": 15.0, "overload_requests": 512, "seconds": 3.0}
+FULL = {
+    "requests": 1000,
+    "warmup": None,
+    "max_seconds": 60.0,
+    "overload_requests": 2048,
+    "seconds": 10.0,
+}
 
 
 def _names(allowed: tuple[str, ...]):
@@ -96,6 +102,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--overload-queue-size", type=int, default=32, help="GLASSBOX_QUEUE_SIZE of that run"
     )
     parser.add_argument("--overload-requests", type=int, help="2048; quick 512")
+    parser.add_argument(
+        "--driver",
+        choices=["wrk", "httpx"],
+        default="wrk" if wrk.available() else "httpx",
+        help="load generator of the table's runs: wrk (C, when installed; a timed run per "
+        "row) or httpx (Python; a fixed request count per row). Default: wrk if installed",
+    )
+    parser.add_argument(
+        "--seconds", type=float, help="length of one measured wrk run (10; quick 3)"
+    )
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else FULL
     for key, value in defaults.items():
@@ -191,37 +207,53 @@ async def run_table(
                     if note not in notes:
                         notes.append(note)
                     continue
-                outcome = await measure(
-                    server.url,
-                    payloads[scenario.name],
-                    requests=args.requests,
-                    concurrency=concurrency,
-                    warmup=_warmup(args, concurrency),
-                    max_seconds=args.max_seconds,
-                    timeout=args.timeout,
-                )
+                if args.driver == "wrk":
+                    row = await _wrk_row(args, server.url, payloads[scenario.name], concurrency)
+                    outcome = None
+                else:
+                    outcome = await measure(
+                        server.url,
+                        payloads[scenario.name],
+                        requests=args.requests,
+                        concurrency=concurrency,
+                        warmup=_warmup(args, concurrency),
+                        max_seconds=args.max_seconds,
+                        timeout=args.timeout,
+                    )
+                    row = {
+                        "requests": args.requests,
+                        "capped": outcome.capped,
+                        **summarize(outcome.samples, outcome.elapsed_s, outcome.unfinished),
+                    }
                 row = {
                     "scenario": scenario.name,
                     "concurrency": concurrency,
                     "server": name,
-                    "requests": args.requests,
-                    "capped": outcome.capped,
-                    **summarize(outcome.samples, outcome.elapsed_s, outcome.unfinished),
+                    "driver": args.driver,
+                    **row,
                 }
                 results.append(row)
                 _say(
                     f"{scenario.name:<10} c={concurrency:<3} {name:<8} "
                     f"{row['rps'] or 0:>8.1f} req/s  p50 {row['p50_ms'] or 0:.1f} ms  "
                     f"p99 {row['p99_ms'] or 0:.1f} ms  errors {row['errors']}"
-                    + ("  (wall-clock cap)" if outcome.capped else "")
+                    + ("  (wall-clock cap)" if outcome and outcome.capped else "")
                 )
-                if outcome.capped:
+                if outcome and outcome.capped:
                     notes.append(
                         f"{scenario.name} c={concurrency} {name}: stopped at the "
                         f"{args.max_seconds:.0f} s cap after {row['completed']} requests"
                     )
     servers.stop_all()
     return results
+
+
+async def _wrk_row(args: argparse.Namespace, url: str, payload, concurrency: int) -> dict:
+    """A short unrecorded wrk run to warm up, then the measured one (off the event loop)."""
+    await asyncio.to_thread(wrk.measure, url, payload, concurrency=concurrency, seconds=2)
+    return await asyncio.to_thread(
+        wrk.measure, url, payload, concurrency=concurrency, seconds=args.seconds
+    )
 
 
 async def run_overload(

@@ -101,8 +101,9 @@ def overload_markdown(overload: dict) -> str:
     ]
     if o["rejected_503"] == 0 and o["all_finished"]:
         lines.append(
-            "- no 503 at all: the queue limit did not take effect (is GLASSBOX_QUEUE_SIZE "
-            "implemented in this build?)"
+            "- no 503 at all: the Python client sent too slowly to keep more than "
+            "GLASSBOX_QUEUE_SIZE requests in progress at once (compare its req/s with the "
+            "service's); overload it with wrk: bench/overload.lua"
         )
     return "\n".join(lines)
 

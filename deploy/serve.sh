@@ -25,7 +25,7 @@ fi
 # exec: uvicorn replaces this shell, so it gets SIGTERM directly (PID 1 in a container), stops
 # accepting connections and lets in-flight requests finish for up to the graceful timeout.
 # --no-access-log: the app logs one JSON line per request itself (app/observability.py).
-exec "${PYTHON:-python}" -m uvicorn app.main:app \
+exec "${PYTHON:-python}" -m app.serve app.main:app \
     --host "${GLASSBOX_HOST:-0.0.0.0}" \
     --port "$port" \
     --workers "$workers" \

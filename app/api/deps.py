@@ -7,7 +7,7 @@ from fastapi import Depends, Query, Request
 from app.service import InferenceService
 
 
-def get_service(request: Request) -> InferenceService:
+async def get_service(request: Request) -> InferenceService:
     return request.app.state.service
 
 

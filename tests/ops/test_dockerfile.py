@@ -70,7 +70,7 @@ def test_the_served_script_is_in_the_image_where_the_command_looks():
     assert [SERVE_SCRIPT, f"./{SERVE_SCRIPT}"] in copies, copies
     assert workdir.startswith("/")
     script = (ROOT / SERVE_SCRIPT).read_text()
-    assert re.search(r'^exec "\$\{PYTHON:-python\}" -m uvicorn app\.main:app', script, re.M)
+    assert re.search(r'^exec "\$\{PYTHON:-python\}" -m app\.serve app\.main:app', script, re.M)
     assert "--timeout-graceful-shutdown" in script
 
 
