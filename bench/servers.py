@@ -31,7 +31,12 @@ TARGETS = {
     "floor": "bench.floor_app:app",
 }
 # The same uvicorn options for all three servers: one worker, no access log.
-UVICORN_OPTIONS = ["--workers", "1", "--no-access-log", "--timeout-graceful-shutdown", "5"]
+UVICORN_OPTIONS = [
+    "--workers", "1", "--no-access-log", "--timeout-graceful-shutdown", "5",
+    # As deploy/serve.sh: longer than any client's keep-alive, so the server never closes a
+    # connection just as a client sends on it.
+    "--timeout-keep-alive", "75",
+]  # fmt: skip
 
 
 class ServerFailed(RuntimeError):

@@ -6,6 +6,9 @@
 #   GLASSBOX_PORT        port                            (default 8000)
 #   GLASSBOX_WORKERS     uvicorn worker processes        (default 1; each loads every model)
 #   GLASSBOX_GRACEFUL_SHUTDOWN_S  seconds in-flight requests get after SIGTERM (default 20)
+#   GLASSBOX_KEEP_ALIVE_S  idle keep-alive connections are closed after this (default 75: longer
+#                          than clients' and load balancers' own, e.g. httpx 5 s, nginx 60 s, so
+#                          the server never closes a connection just as a client sends on it)
 #   PYTHON               interpreter                     (default python)
 # Extra arguments are passed on to uvicorn (e.g. --log-level debug).
 set -eu
@@ -30,5 +33,6 @@ exec "${PYTHON:-python}" -m app.serve app.main:app \
     --port "$port" \
     --workers "$workers" \
     --timeout-graceful-shutdown "${GLASSBOX_GRACEFUL_SHUTDOWN_S:-20}" \
+    --timeout-keep-alive "${GLASSBOX_KEEP_ALIVE_S:-75}" \
     --no-access-log \
     "$@"
