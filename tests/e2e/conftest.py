@@ -6,16 +6,12 @@ by Playwright for Python. Where either is missing the browser tests skip and say
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import MODELS, ROOT
+from tests.ops.server import serve
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM_ARGS = [
@@ -39,19 +35,9 @@ def chromium_path() -> str | None:
     return shutil.which("chromium")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _log_tail(lines: int = 40) -> str:
-    if not SERVER_LOG.exists():
-        return ""
-    return "\n".join(SERVER_LOG.read_text(errors="replace").splitlines()[-lines:])
-
-
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an asyncio loop running in the main
+# thread while it is open, and later tests call asyncio.run().
+@pytest.fixture(scope="module")
 def sync_playwright():
     module = pytest.importorskip(
         "playwright.sync_api",
@@ -60,7 +46,7 @@ def sync_playwright():
     return module.sync_playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(sync_playwright):
     executable = chromium_path()
     if executable is None:
@@ -73,51 +59,18 @@ def browser(sync_playwright):
         browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(browser) -> str:
-    """The service on a free loopback port, from `python -m uvicorn app.main:app`, until the
-    session ends. Yields its base URL once /health/ready says every model serves."""
+    """The service on a free loopback port, started by the real server command
+    (deploy/serve.sh, as the container runs it), until the session ends. Yields its base URL once
+    /health/ready says every model serves."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    # Only the test's own settings: no API keys or model filter from the calling shell.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("GLASSBOX_")}
-    env |= {
+    env = {
         "GLASSBOX_MODEL_DIR": os.environ.get("GLASSBOX_E2E_MODEL_DIR", str(MODELS)),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONUNBUFFERED": "1",
     }
-    command = [sys.executable, "-m", "uvicorn", "app.main:app"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    with SERVER_LOG.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(process, base)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def _wait_ready(process: subprocess.Popen, base: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited with {process.returncode}:\n{_log_tail()}")
-        try:
-            response = httpx.get(f"{base}/health/ready", timeout=2)
-            if response.status_code == 200:
-                return
-            last = f"{response.status_code} {response.text[:300]}"
-        except httpx.TransportError as error:
-            last = repr(error)
-        time.sleep(0.5)
-    pytest.fail(f"the server was not ready in {READY_TIMEOUT_S} s ({last}):\n{_log_tail()}")
+    with serve(SERVER_LOG, env, ready_timeout_s=READY_TIMEOUT_S) as running:
+        yield running.base
 
 
 @pytest.fixture

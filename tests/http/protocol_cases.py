@@ -126,3 +126,13 @@ def small_limits_settings(root: Path, name: str) -> Settings:
     (root / "broken" / "1" / CARD_FILE).write_text("{}")
     prediction_size = math.prod(newest_card(name).layers[-1].output_shape[1:])
     return Settings(model_dir=root, max_instances=2, trace_max_values=2 * prediction_size)
+
+
+_typed_cases: dict = {}
+
+
+def cached_typed_case(client, name: str):
+    """`typed_case`, asked once per session for each model."""
+    if name not in _typed_cases:
+        _typed_cases[name] = typed_case(client, name)
+    return _typed_cases[name]

@@ -17,36 +17,17 @@ from app.protocols import TFModelMetadata, TFModelStatus, TFPredictResponse
 from app.runtime import ModelRuntime, ModelState
 from tests.http.protocol_cases import (
     assert_same_numbers,
+    cached_typed_case,
     image_model_names,
     model_names,
     newest_version_dir,
     quickest_model,
     small_limits_settings,
-    typed_case,
 )
 
 MODELS = model_names()
 IMAGE_MODELS = image_model_names()
 pytestmark = pytest.mark.skipif(not MODELS, reason="no models in the models folder")
-
-_cases = {}
-
-
-def _case(client, name: str):
-    """The typed endpoint's answer for one model, asked once per session."""
-    if name not in _cases:
-        _cases[name] = typed_case(client, name)
-    return _cases[name]
-
-
-@pytest.fixture(params=MODELS)
-def case(request, app_client):
-    return _case(app_client, request.param)
-
-
-@pytest.fixture(params=IMAGE_MODELS)
-def image_case(request, app_client):
-    return _case(app_client, request.param)
 
 
 def predict(client, name: str, body: dict, version: int | None = None):
@@ -170,7 +151,7 @@ def test_a_version_that_failed_to_load_is_end_with_its_error(small_limits_client
 
 
 def test_instance_and_answer_limits_are_413(small_limits_client, app_client):
-    case = _case(app_client, quickest_model())
+    case = cached_typed_case(app_client, quickest_model())
     name, one = case.card.name, case.rows[0]
     assert predict(small_limits_client, name, {"instances": [one, one]}).status_code == 200
     too_many = predict(small_limits_client, name, {"instances": [one, one, one]})

@@ -24,13 +24,13 @@ from app.protocols import InferenceResponse, MetadataModelResponse
 from tests import conftest
 from tests.http.protocol_cases import (
     assert_same_numbers,
+    cached_typed_case,
     image_model_names,
     model_names,
     newest_card,
     newest_version_dir,
     quickest_model,
     small_limits_settings,
-    typed_case,
 )
 
 MODELS = model_names()
@@ -98,25 +98,6 @@ def client(server_url):
     client = triton.InferenceServerClient(url=server_url, network_timeout=120)
     yield client
     client.close()
-
-
-_cases = {}
-
-
-def _case(app_client, name: str):
-    if name not in _cases:
-        _cases[name] = typed_case(app_client, name)
-    return _cases[name]
-
-
-@pytest.fixture(params=MODELS)
-def case(request, app_client):
-    return _case(app_client, request.param)
-
-
-@pytest.fixture(params=IMAGE_MODELS)
-def image_case(request, app_client):
-    return _case(app_client, request.param)
 
 
 def fp32_input(name: str, batch: np.ndarray) -> triton.InferInput:
@@ -214,7 +195,7 @@ def test_a_model_that_failed_to_load_is_not_ready(small_limits_client):
 
 
 def test_instance_and_answer_limits_are_413(small_limits_client, app_client):
-    case = _case(app_client, quickest_model())
+    case = cached_typed_case(app_client, quickest_model())
     card = case.card
 
     def infer(batch: np.ndarray, *names: str):
