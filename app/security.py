@@ -1,4 +1,4 @@
-"""API keys, security headers and the JSON nesting limit, as ASGI middleware.
+"""API keys and security headers, as ASGI middleware.
 
 Keys are compared as sha256 digests with `hmac.compare_digest`, so neither the comparison time
 nor the error says anything about which keys exist.
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-
-import numpy as np
 
 from app.api.errors import error_response
 from app.errors import Unauthorized
@@ -108,20 +106,3 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-def json_depth(body: bytes, limit: int | None = None) -> int:
-    """Deepest bracket nesting, counting brackets inside strings too (so never less).
-
-    With `limit`, a body with no more opening brackets than it is answered at C speed: it
-    cannot nest deeper (most request bodies).
-    """
-    if limit is not None:
-        opening = body.count(b"[") + body.count(b"{")
-        if opening <= limit:
-            return opening
-    data = np.frombuffer(body, dtype=np.uint8)
-    steps = np.zeros(len(data), dtype=np.int32)
-    steps[(data == ord("[")) | (data == ord("{"))] = 1
-    steps[(data == ord("]")) | (data == ord("}"))] = -1
-    return int(np.cumsum(steps).max(initial=0))

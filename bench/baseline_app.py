@@ -12,18 +12,17 @@ No `from __future__ import annotations`: FastAPI must see the card-built body cl
 """
 
 import os
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, FastAPI, File, UploadFile
+from fastapi import APIRouter, File, UploadFile
 
 from app import imaging
 from app.card import ModelCard
 from app.schemas import features_model
 from app.settings import get_settings
-from bench.cards import newest_versions
+from bench.stand_in import stand_in_app
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -94,26 +93,4 @@ def model_router(path: Path, card: ModelCard) -> APIRouter:
     return router
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI):
-    settings = get_settings()
-    loaded = {}
-    for name, path in newest_versions(settings.model_dir, settings.models or None).items():
-        card = ModelCard.read(path)
-        app.include_router(model_router(path, card))
-        loaded[name] = card.version
-    app.state.loaded = loaded
-    yield
-
-
-app = FastAPI(title="Glassbox benchmark baseline (Keras model.predict)", lifespan=lifespan)
-
-
-@app.get("/health/live")
-async def live():
-    return {"status": "alive"}
-
-
-@app.get("/api/models")
-async def models():
-    return {"models": [{"name": n, "default_version": v} for n, v in app.state.loaded.items()]}
+app = stand_in_app("Glassbox benchmark baseline (Keras model.predict)", model_router)

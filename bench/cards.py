@@ -8,21 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.card import CARD_FILE
+from app.registry import scan_versions
 
 
 def newest_versions(model_dir: Path, names: list[str] | None = None) -> dict[str, Path]:
     """name -> the newest `<model_dir>/<name>/<version>/` that holds a model card."""
     found: dict[str, Path] = {}
-    if not model_dir.is_dir():
-        return found
-    for model_path in sorted(p for p in model_dir.iterdir() if p.is_dir()):
-        if names and model_path.name not in names:
-            continue
-        versions = [
-            p
-            for p in model_path.iterdir()
-            if p.is_dir() and p.name.isdigit() and (p / CARD_FILE).is_file()
-        ]
-        if versions:
-            found[model_path.name] = max(versions, key=lambda p: int(p.name))
+    for (name, _version), path in sorted(scan_versions(model_dir, names).items()):
+        if (path / CARD_FILE).is_file():
+            found[name] = path  # in version order, so the last one kept is the newest
     return found

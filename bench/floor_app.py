@@ -8,15 +8,13 @@ Run by `python -m bench`; by hand: `python -m uvicorn bench.floor_app:app --port
 No `from __future__ import annotations`: FastAPI must see the card-built body classes.
 """
 
-from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, File, UploadFile
+from fastapi import APIRouter, File, UploadFile
 
 from app.card import ModelCard
 from app.schemas import features_model
-from app.settings import get_settings
-from bench.cards import newest_versions
+from bench.stand_in import stand_in_app
 
 CONSTANT = {"model": "floor", "label": "floor", "value": 0.0}
 
@@ -45,26 +43,6 @@ def model_router(card: ModelCard) -> APIRouter:
     return router
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI):
-    settings = get_settings()
-    loaded = {}
-    for name, path in newest_versions(settings.model_dir, settings.models or None).items():
-        card = ModelCard.read(path)
-        app.include_router(model_router(card))
-        loaded[name] = card.version
-    app.state.loaded = loaded
-    yield
-
-
-app = FastAPI(title="Glassbox benchmark floor (validation only)", lifespan=lifespan)
-
-
-@app.get("/health/live")
-async def live():
-    return {"status": "alive"}
-
-
-@app.get("/api/models")
-async def models():
-    return {"models": [{"name": n, "default_version": v} for n, v in app.state.loaded.items()]}
+app = stand_in_app(
+    "Glassbox benchmark floor (validation only)", lambda path, card: model_router(card)
+)
