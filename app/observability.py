@@ -178,7 +178,9 @@ def _model_and_version(scope) -> tuple[str | None, int | None]:
     if version is None:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         version = (query.get("version") or [None])[0]
-    return match.group("model"), int(version) if version and version.isdigit() else None
+    return match.group("model"), int(
+        version
+    ) if version and version.isascii() and version.isdigit() else None
 
 
 def _route_template(scope) -> str:

@@ -25,7 +25,11 @@ def scan_versions(model_dir: Path, names: list[str] | None = None) -> dict[tuple
         if names and model_path.name not in names:
             continue
         for version_path in model_path.iterdir():
-            if version_path.is_dir() and version_path.name.isdigit():
+            if (
+                version_path.is_dir()
+                and version_path.name.isascii()
+                and version_path.name.isdigit()
+            ):
                 found[(model_path.name, int(version_path.name))] = version_path
     return found
 

@@ -60,6 +60,12 @@ def test_unknown_version_is_404(small_limits_client):
     assert "no version 99" in error_of(response, 404).error
 
 
+def test_non_ascii_digit_version_is_422_not_a_crash(small_limits_client):
+    # "²".isdigit() is True, but int("²") raises: the request log must not choke on it.
+    response = small_limits_client.post("/api/models/iris/predict?version=²", json=FLOWER)
+    assert error_of(response, 422).field == "version"
+
+
 def test_missing_field_is_422_naming_it(small_limits_client):
     flower = {k: v for k, v in FLOWER.items() if k != "petal_width"}
     body = error_of(small_limits_client.post("/api/models/iris/predict", json=flower), 422)

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from app.card import CARD_FILE, ModelCard, hash_files
+from app.registry import scan_versions
 from app.service import InferenceService
 from app.settings import Settings
 from tests.conftest import MODELS
@@ -59,6 +60,12 @@ def test_missing_card_is_reported_and_others_serve(root):
     assert states(service) == {"iris/1": "ready", "nocard/1": "failed"}
     assert "model card" in report.failed[0]
     assert service.missing() == ["nocard/1"]
+
+
+def test_folders_not_named_by_ascii_digits_are_not_versions(root):
+    for name in ("latest", "²", "1.5"):
+        (root / "iris" / name).mkdir()
+    assert sorted(scan_versions(root)) == [("iris", 1)]
 
 
 def test_savedmodel_without_trace_signature_is_refused(root):
