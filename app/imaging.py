@@ -35,10 +35,15 @@ _MNIST_WORK_SIZE = 1024
 
 
 def decode(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
-    """Decode an uploaded image (first frame of an animation), EXIF orientation applied.
+    """Decode an uploaded image (first frame of an animation), EXIF orientation applied."""
+    return load(open_image(data, max_bytes=max_bytes, max_pixels=max_pixels))
 
-    The pixel count is checked from the header before any pixel is decoded, so a small file
-    that claims a huge canvas (a decompression bomb) is refused cheaply.
+
+def open_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+    """Read and check an image's header; no pixel is decoded yet (`load` does that).
+
+    The pixel count is checked from the header, so a small file that claims a huge canvas (a
+    decompression bomb) is refused cheaply, and the caller knows the cost of `load` up front.
     """
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"The image is {len(data)} bytes; the limit is {max_bytes} bytes.")
@@ -72,6 +77,11 @@ def decode(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
         )
     if width < 1 or height < 1:
         raise BadInput("The image has no pixels.", field="image")
+    return image
+
+
+def load(image: Image.Image) -> Image.Image:
+    """Decode the pixels of an image from `open_image`, EXIF orientation applied."""
     try:
         image.load()
         return ImageOps.exif_transpose(image)
@@ -124,10 +134,10 @@ def mnist_digit(image: Image.Image) -> np.ndarray:
         gray_image = gray_image.reduce(factor)
     gray = np.asarray(gray_image, dtype=np.float32)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    if np.median(border) > 127:
+    if _quantile(border, 0.5) > 127:
         gray = 255.0 - gray
         border = 255.0 - border
-    paper = float(np.median(border))
+    paper = _quantile(border, 0.5)
     ink_level = _ink_level(gray, paper)
     if ink_level - paper < _MIN_INK_CONTRAST:
         raise BadInput(
@@ -170,12 +180,22 @@ def _ink_level(gray: np.ndarray, paper: float) -> float:
     """
     if gray.size <= 200:
         return float(gray.max())
-    level = float(np.percentile(gray, 99.5))
+    level = _quantile(gray.reshape(-1), 0.995)
     if level - paper >= _MIN_INK_CONTRAST:
         return level
     flat = gray.reshape(-1)
     rank = flat.size - min(_MIN_INK_PIXELS, flat.size)
     return float(np.partition(flat, rank)[rank])
+
+
+def _quantile(values: np.ndarray, q: float) -> float:
+    """`np.percentile(values, 100 * q)` (linear interpolation) of a 1-D array, from a partial
+    sort: a tenth of the cost on a small image, where numpy's generic path dominates."""
+    position = q * (values.size - 1)
+    low = int(position)
+    high = min(low + 1, values.size - 1)
+    ordered = np.partition(values, (low, high))
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
 
 
 def preprocess(image: Image.Image, spec: ImageSpec) -> np.ndarray:

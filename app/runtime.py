@@ -7,6 +7,7 @@ take a float32 batch shaped as the card says.
 
 from __future__ import annotations
 
+import gc
 import logging
 from enum import Enum
 from pathlib import Path
@@ -129,3 +130,19 @@ def configure_threads(intra_op: int, inter_op: int) -> None:
             tf.config.threading.set_inter_op_parallelism_threads(inter_op)
     except RuntimeError:
         logger.warning("TensorFlow already started; its thread settings stay as they were")
+
+
+def settle_heap() -> None:
+    """Collect, then exempt every surviving object from future collections (`gc.freeze`).
+
+    A loaded TensorFlow model leaves millions of long-lived objects. Without this, each
+    full collection walks all of them while the event loop waits: tens to hundreds of
+    milliseconds that land on whichever requests are in flight (the p99). Called after
+    models load or go; cyclic garbage among frozen objects is left to the next call.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    # A request leaves a few hundred short-lived objects: collect the young generation every
+    # 50,000 allocations rather than 700 (a few MB of garbage at most, waiting a little longer).
+    gc.set_threshold(50_000, 20, 100)

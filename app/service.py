@@ -11,7 +11,7 @@ import binascii
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from app.batching import Batcher, BatchObserver
 from app.card import ModelCard
 from app.errors import BadInput, PayloadTooLarge
 from app.registry import ModelRegistry, scan_versions
-from app.runtime import ModelRuntime, ModelState, folder_fingerprint
+from app.runtime import ModelRuntime, ModelState, folder_fingerprint, settle_heap
 from app.schemas import (
     ClassPrediction,
     LayerOutput,
@@ -33,6 +33,9 @@ from app.schemas import (
     VersionStatus,
 )
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +96,7 @@ class InferenceService:
                     task = asyncio.create_task(batcher.drain_and_close())
                     self._background.add(task)
                     task.add_done_callback(self._background.discard)
+                    task.add_done_callback(lambda _: settle_heap())  # the runtime is garbage now
             self._announce_new_models()
             report = ReloadReport(
                 loaded=[f"{r.name}/{r.version}" for r in fresh if r.ready],
@@ -100,6 +104,7 @@ class InferenceService:
                 removed=[f"{name}/{version}" for name, version in removed],
             )
             if fresh or removed:
+                settle_heap()
                 logger.info("models reloaded", extra=report.model_dump())
             return report
 
@@ -176,18 +181,31 @@ class InferenceService:
         return np.array([[row[name] for name in names] for row in rows], dtype=np.float32)
 
     def image_array(self, card: ModelCard, data: bytes) -> np.ndarray:
-        image = imaging.decode(
+        return self._model_input(card, self._open_image(data))
+
+    async def image_input(self, card: ModelCard, data: bytes) -> np.ndarray:
+        """`image_array`, on a worker thread unless the image is small.
+
+        Decoding and resizing a large image is CPU work that must not hold up the event loop
+        (Pillow releases the GIL while it decodes). A small one (`inline_decode_pixels`, read
+        from the header) takes well under a millisecond, less than handing it to a thread
+        and back, which is why it is done in place."""
+        image = self._open_image(data)
+        if image.width * image.height <= self.settings.inline_decode_pixels:
+            return self._model_input(card, image)
+        async with self._decode_slots:
+            return await asyncio.to_thread(self._model_input, card, image)
+
+    def _open_image(self, data: bytes) -> Image.Image:
+        return imaging.open_image(
             data,
             max_bytes=self.settings.max_image_bytes,
             max_pixels=self.settings.max_image_pixels,
         )
-        return imaging.preprocess(image, card.input.image)[np.newaxis]
 
-    async def image_input(self, card: ModelCard, data: bytes) -> np.ndarray:
-        """`image_array` on a worker thread: decoding and resizing are CPU work that must not
-        hold up the event loop (Pillow releases the GIL while it decodes)."""
-        async with self._decode_slots:
-            return await asyncio.to_thread(self.image_array, card, data)
+    @staticmethod
+    def _model_input(card: ModelCard, image: Image.Image) -> np.ndarray:
+        return imaging.preprocess(imaging.load(image), card.input.image)[np.newaxis]
 
     async def base64_image_input(self, card: ModelCard, encoded: str) -> np.ndarray:
         async with self._decode_slots:

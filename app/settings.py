@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     max_concurrent_decodes: int = Field(
         2, gt=0, description="Images decoded at once (each can take ~100 MB while it decodes)."
     )
+    inline_decode_pixels: int = Field(
+        256 * 256,
+        ge=0,
+        description="Images of at most this many pixels (width x height, from the header) are "
+        "decoded on the event loop, not on a worker thread; 0 sends every image to a thread.",
+    )
     trace_inline_values: int = Field(
         4096,
         gt=0,

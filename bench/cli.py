@@ -85,6 +85,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=list(TARGETS),
         help=f"default {','.join(TARGETS)}",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes of every server, the same for all three (default 1)",
+    )
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="default bench/results")
     parser.add_argument(
@@ -322,7 +328,7 @@ def describe(
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "glassbox_env": {k: v for k, v in os.environ.items() if k.startswith("GLASSBOX_")},
         "service_settings": effective_settings(env),
-        "uvicorn_options": UVICORN_OPTIONS,
+        "uvicorn_options": [*UVICORN_OPTIONS, "--workers", str(args.workers)],
         "client": "httpx.AsyncClient per run, keep-alive pool = concurrency, on loopback, "
         "sharing the machine's cores with the servers",
         "server_logs": str(log_dir),
@@ -349,7 +355,7 @@ async def run(args: argparse.Namespace) -> int:
     results: list[dict] = []
     overload_result: dict | None = None
     log_dir = Path(tempfile.mkdtemp(prefix="glassbox-bench-"))
-    with Servers(log_dir) as servers:
+    with Servers(log_dir, args.workers) as servers:
         if scenarios:
             results = await run_table(args, servers, env, scenarios, payloads, notes)
         if overload:

@@ -30,9 +30,9 @@ TARGETS = {
     "baseline": "bench.baseline_app:app",
     "floor": "bench.floor_app:app",
 }
-# The same uvicorn options for all three servers: one worker, no access log.
+# The same uvicorn options for all three servers (and the same worker count, `Servers.workers`).
 UVICORN_OPTIONS = [
-    "--workers", "1", "--no-access-log", "--timeout-graceful-shutdown", "5",
+    "--no-access-log", "--timeout-graceful-shutdown", "5",
     # As deploy/serve.sh: longer than any client's keep-alive, so the server never closes a
     # connection just as a client sends on it.
     "--timeout-keep-alive", "75",
@@ -50,12 +50,14 @@ class Server:
     url: str
     log_path: Path
 
-    def log_tail(self, lines: int = 30) -> str:
+    def log_text(self) -> str:
         try:
-            text = self.log_path.read_text(errors="replace")
+            return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
 
 def free_port() -> int:
@@ -69,7 +71,7 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def uvicorn_command(target: str, port: int, log_level: str = "warning") -> list[str]:
+def uvicorn_command(target: str, port: int, workers: int = 1) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -79,15 +81,22 @@ def uvicorn_command(target: str, port: int, log_level: str = "warning") -> list[
         HOST,
         "--port",
         str(port),
+        # info: each worker logs its "Application startup complete", which wait_ready counts.
         "--log-level",
-        log_level,
+        "info",
+        "--workers",
+        str(workers),
         *UVICORN_OPTIONS,
     ]
 
 
+STARTED = "Application startup complete"
+
+
 class Servers:
-    def __init__(self, log_dir: Path):
+    def __init__(self, log_dir: Path, workers: int = 1):
         self.log_dir = log_dir
+        self.workers = workers  # uvicorn worker processes of every server started here
         self.running: list[Server] = []
 
     def __enter__(self) -> Servers:
@@ -102,7 +111,7 @@ class Servers:
         log_path = self.log_dir / f"{label or name}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                uvicorn_command(TARGETS[name], port),
+                uvicorn_command(TARGETS[name], port, self.workers),
                 cwd=ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -116,8 +125,10 @@ class Servers:
         return server
 
     async def wait_ready(self, server: Server, timeout: float, path: str = "/health/live") -> None:
-        """Until `path` answers 200 (uvicorn answers only after the lifespan loaded the
-        models); ServerFailed if the process exits or the timeout passes."""
+        """Until `path` answers 200 and every worker has logged that its startup is complete
+        (uvicorn answers only after the lifespan loaded the models, but a second worker may
+        still be loading when the first answers); ServerFailed if the process exits or the
+        timeout passes."""
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(base_url=server.url, timeout=2.0) as client:
             while True:
@@ -127,7 +138,8 @@ class Servers:
                         f"its log ({server.log_path}) ends:\n{server.log_tail()}"
                     )
                 with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(path)).status_code == 200:
+                    answered = (await client.get(path)).status_code == 200
+                    if answered and server.log_text().count(STARTED) >= self.workers:
                         return
                 if time.monotonic() > deadline:
                     raise ServerFailed(

@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from app import protocols
 from app.api.deps import ServiceDep
 from app.api.errors import ERROR_RESPONSES
+from app.api.responses import ModelJSON
 from app.errors import ProtocolError
 from app.protocols import TFModelMetadata, TFModelStatus, TFPredictRequest, TFPredictResponse
 from app.schemas import ErrorResponse
@@ -141,8 +142,8 @@ async def version_metadata(name: str, version: str, service: ServiceDep) -> TFMo
     summary="Predict",
     description=PREDICT_DESCRIPTION,
 )
-async def predict(name: str, body: PredictBody, service: ServiceDep) -> TFPredictResponse:
-    return await protocols.tf_predict(service, service.registry.get(name), body)
+async def predict(name: str, body: PredictBody, service: ServiceDep) -> Response:
+    return ModelJSON(await protocols.tf_predict(service, service.registry.get(name), body))
 
 
 @router.post(
@@ -154,9 +155,9 @@ async def predict(name: str, body: PredictBody, service: ServiceDep) -> TFPredic
 )
 async def predict_version(
     name: str, version: str, body: PredictBody, service: ServiceDep
-) -> TFPredictResponse:
+) -> Response:
     runtime = service.registry.get(name, protocols.parse_version(name, version))
-    return await protocols.tf_predict(service, runtime, body)
+    return ModelJSON(await protocols.tf_predict(service, runtime, body))
 
 
 # Registered after :predict, so they catch only the other methods (e.g. :classify, :regress).

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Body, File, Query, UploadFile
+from fastapi import APIRouter, Body, File, Query, Response, UploadFile
 from pydantic import Discriminator, Tag
 
 from app import imaging
 from app.api.deps import ServiceDep, VersionQuery
 from app.api.errors import ERROR_RESPONSES
+from app.api.responses import ModelJSON
 from app.card import ModelCard
 from app.errors import BadInput, PayloadTooLarge
 from app.schemas import (
@@ -95,8 +96,10 @@ def _add_tabular_routes(router: APIRouter, name: str, card: ModelCard, max_insta
         rows = service.feature_rows(runtime.card, [item.model_dump() for item in instances])
         predictions = await service.predictions(runtime, rows)
         if isinstance(body, Batch):
-            return BatchPrediction(model=name, version=runtime.version, predictions=predictions)
-        return predictions[0]
+            return ModelJSON(
+                BatchPrediction(model=name, version=runtime.version, predictions=predictions)
+            )
+        return ModelJSON(predictions[0])
 
     @router.post(
         "/trace",
@@ -111,10 +114,10 @@ def _add_tabular_routes(router: APIRouter, name: str, card: ModelCard, max_insta
         version: VersionQuery = None,
         full: FullQuery = False,
         weights: WeightsQuery = False,
-    ) -> LayerTrace:
+    ) -> Response:
         runtime = service.registry.get(name, version)
         rows = service.feature_rows(runtime.card, [body.model_dump()])
-        return await service.trace(runtime, rows, full=full, weights=weights)
+        return ModelJSON(await service.trace(runtime, rows, full=full, weights=weights))
 
 
 async def _read_upload(service: InferenceService, upload: UploadFile) -> bytes:
@@ -163,7 +166,7 @@ def _add_image_routes(router: APIRouter, name: str, card: ModelCard) -> None:
         prediction = (await service.predictions(runtime, batch))[0]
         if return_input:
             prediction.model_input = batch[0].tolist()
-        return prediction
+        return ModelJSON(prediction)
 
     async def from_json(service: InferenceService, body: ImageInput, runtime_card: ModelCard):
         if (body.image_base64 is None) == (body.pixels is None):
@@ -225,10 +228,10 @@ def _add_image_routes(router: APIRouter, name: str, card: ModelCard) -> None:
         version: VersionQuery = None,
         full: FullQuery = False,
         weights: WeightsQuery = False,
-    ) -> LayerTrace:
+    ) -> Response:
         runtime = service.registry.get(name, version)
         batch = await service.image_input(runtime.card, await _read_upload(service, file))
-        return await service.trace(runtime, batch, full=full, weights=weights)
+        return ModelJSON(await service.trace(runtime, batch, full=full, weights=weights))
 
     @router.post(
         "/trace/json",
@@ -243,7 +246,7 @@ def _add_image_routes(router: APIRouter, name: str, card: ModelCard) -> None:
         version: VersionQuery = None,
         full: FullQuery = False,
         weights: WeightsQuery = False,
-    ) -> LayerTrace:
+    ) -> Response:
         runtime = service.registry.get(name, version)
         batch = await from_json(service, body, runtime.card)
-        return await service.trace(runtime, batch, full=full, weights=weights)
+        return ModelJSON(await service.trace(runtime, batch, full=full, weights=weights))

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Body, Request, Response
 
 from app import protocols
 from app.api.deps import ServiceDep
+from app.api.responses import ModelJSON
 from app.api.tfserving import PROTOCOL_RESPONSES, ProtocolRoute
 from app.errors import ProtocolError
 from app.protocols import (
@@ -164,8 +165,8 @@ async def version_ready(name: str, version: str, service: ServiceDep) -> Respons
     summary="Inference",
     description=INFER_DESCRIPTION,
 )
-async def infer(name: str, body: InferBody, service: ServiceDep) -> InferenceResponse:
-    return await protocols.v2_infer(service, service.registry.get(name), body)
+async def infer(name: str, body: InferBody, service: ServiceDep) -> Response:
+    return ModelJSON(await protocols.v2_infer(service, service.registry.get(name), body))
 
 
 @router.post(
@@ -175,8 +176,6 @@ async def infer(name: str, body: InferBody, service: ServiceDep) -> InferenceRes
     summary="Inference with a model version",
     description=INFER_DESCRIPTION,
 )
-async def infer_version(
-    name: str, version: str, body: InferBody, service: ServiceDep
-) -> InferenceResponse:
+async def infer_version(name: str, version: str, body: InferBody, service: ServiceDep) -> Response:
     runtime = service.registry.get(name, protocols.parse_version(name, version))
-    return await protocols.v2_infer(service, runtime, body)
+    return ModelJSON(await protocols.v2_infer(service, runtime, body))

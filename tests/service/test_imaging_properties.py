@@ -451,3 +451,13 @@ def test_any_value_outside_the_range_nan_or_infinity_is_refused_naming_the_field
             assert [problem["loc"] for problem in error.errors()] == [(spec.name,)]
 
     check()
+
+
+@BOUNDED
+@given(
+    values=st.lists(st.integers(0, 255), min_size=1, max_size=5000),
+    q=st.sampled_from([0.0, 0.5, 0.995, 1.0]),
+)
+def test_partial_sort_quantile_is_numpys_percentile(values, q):
+    pixels = np.array(values, dtype=np.float32)
+    assert imaging._quantile(pixels, q) == pytest.approx(np.percentile(pixels, q * 100), abs=1e-3)
