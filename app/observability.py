@@ -20,7 +20,6 @@ import os
 import re
 import sys
 import time
-import uuid
 from contextvars import ContextVar
 from datetime import datetime, timezone
 from urllib.parse import parse_qs
@@ -213,7 +212,7 @@ class RequestObservability:
             return
         started = time.perf_counter()
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _SAFE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = given if _SAFE_REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
         token = request_id_var.set(request_id)
         status = 500  # what the client gets if the app raises before answering
 

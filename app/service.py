@@ -338,18 +338,20 @@ class InferenceService:
 
 def describe(runtime: ModelRuntime, row: np.ndarray) -> Prediction:
     """One model output row as a typed answer with labels and units from the card."""
+    # model_construct: every field is built here from the card and the model's floats, so
+    # validating them again would only cost time on every prediction.
     output = runtime.card.output
     if output.kind == "probabilities":
         index = int(np.argmax(row))
-        return ClassPrediction(
+        return ClassPrediction.model_construct(
             model=runtime.name,
             version=runtime.version,
             label=output.labels[index],
             class_index=index,
-            probabilities={label: float(p) for label, p in zip(output.labels, row, strict=True)},
+            probabilities=dict(zip(output.labels, row.tolist(), strict=True)),
         )
     value = float(np.asarray(row).reshape(-1)[0])
-    return ValuePrediction(
+    return ValuePrediction.model_construct(
         model=runtime.name,
         version=runtime.version,
         value=value,
