@@ -34,6 +34,42 @@ _MIN_INK_PIXELS = 20
 _MNIST_WORK_SIZE = 1024
 
 
+# In-place decoding (see `cheap_to_open` and `cheap_to_load`): a file this small with few pixels
+# decodes in well under a millisecond, unless it is built to be expensive.
+INLINE_MAX_BYTES = 64 * 1024
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Chunks that Pillow inflates while it opens or loads a PNG, however few pixels it has: about
+# 1 MB of work per KB of file each (a "zlib bomb" in metadata).
+_INFLATED_PNG_CHUNKS = (b"zTXt", b"iTXt", b"iCCP")
+# A plain PNG has a handful of chunks; thousands of empty ones only make reading it slow.
+_MAX_INLINE_PNG_CHUNKS = 64
+
+
+def cheap_to_open(data: bytes) -> bool:
+    """Whether `open_image(data)` is cheap enough to run on the event loop: a small file, and for
+    a PNG no compressed metadata chunk (Pillow inflates those while reading the header)."""
+    if len(data) > INLINE_MAX_BYTES:
+        return False
+    if not data.startswith(_PNG_SIGNATURE):
+        return True  # JPEG, GIF, BMP and WebP headers are read without inflating anything
+    position, chunks = len(_PNG_SIGNATURE), 0
+    while position + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, position)
+        chunks += 1
+        if kind in _INFLATED_PNG_CHUNKS or chunks > _MAX_INLINE_PNG_CHUNKS:
+            return False
+        position += 12 + length  # length, type, data, CRC
+    return True
+
+
+def cheap_to_load(image: Image.Image, max_pixels: int) -> bool:
+    """Whether decoding the pixels of an image opened by `open_image` from a `cheap_to_open` file
+    is cheap enough for the event loop: few pixels, and not a progressive JPEG (whose many
+    scans each pass over the whole image)."""
+    width, height = image.size
+    return width * height <= max_pixels and not image.info.get("progressive")
+
+
 def decode(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
     """Decode an uploaded image (first frame of an animation), EXIF orientation applied."""
     return load(open_image(data, max_bytes=max_bytes, max_pixels=max_pixels))

@@ -184,14 +184,19 @@ class InferenceService:
         return self._model_input(card, self._open_image(data))
 
     async def image_input(self, card: ModelCard, data: bytes) -> np.ndarray:
-        """`image_array`, on a worker thread unless the image is small.
+        """`image_array`, on a worker thread unless the image is small and plain.
 
         Decoding and resizing a large image is CPU work that must not hold up the event loop
-        (Pillow releases the GIL while it decodes). A small one (`inline_decode_pixels`, read
-        from the header) takes well under a millisecond, less than handing it to a thread
-        and back, which is why it is done in place."""
+        (Pillow releases the GIL while it decodes). A small plain one (a small file with at
+        most `inline_decode_pixels`, see `imaging.cheap_to_open`) takes well under a
+        millisecond, less than handing it to a thread and back, which is why it is done in
+        place."""
+        limit = self.settings.inline_decode_pixels
+        if not (limit and imaging.cheap_to_open(data)):
+            async with self._decode_slots:
+                return await asyncio.to_thread(self.image_array, card, data)
         image = self._open_image(data)
-        if image.width * image.height <= self.settings.inline_decode_pixels:
+        if imaging.cheap_to_load(image, limit):
             return self._model_input(card, image)
         async with self._decode_slots:
             return await asyncio.to_thread(self._model_input, card, image)

@@ -50,8 +50,10 @@ class Settings(BaseSettings):
     inline_decode_pixels: int = Field(
         256 * 256,
         ge=0,
-        description="Images of at most this many pixels (width x height, from the header) are "
-        "decoded on the event loop, not on a worker thread; 0 sends every image to a thread.",
+        description="Small plain images are decoded on the event loop, not on a worker thread: "
+        "a file of at most 64 KiB with at most this many pixels (width x height, from the "
+        "header), no compressed PNG metadata and no progressive JPEG. 0 sends every image to "
+        "a thread.",
     )
     trace_inline_values: int = Field(
         4096,

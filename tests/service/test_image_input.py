@@ -1,9 +1,12 @@
-"""Where an upload is decoded: small images on the event loop, large ones on a worker thread,
-with the same model input either way."""
+"""Where an upload is decoded: small plain images on the event loop, anything else on a worker
+thread, with the same model input either way."""
 
 import asyncio
+import contextlib
 import gc
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -11,7 +14,7 @@ from PIL import Image
 
 from app import service as service_module
 from app.card import ModelCard
-from app.errors import PayloadTooLarge
+from app.errors import BadInput, PayloadTooLarge
 from app.service import InferenceService
 from app.settings import Settings
 from tests.conftest import MODELS, ROOT
@@ -19,12 +22,27 @@ from tests.conftest import MODELS, ROOT
 EXAMPLES = ROOT / "app" / "examples"
 
 
-def png(size: tuple[int, int]) -> bytes:
+def digit(size: tuple[int, int]) -> Image.Image:
     image = Image.new("L", size, 255)
     image.paste(0, (size[0] // 3, size[1] // 4, size[0] // 2, 3 * size[1] // 4))  # a stroke
+    return image
+
+
+def encoded(image: Image.Image, format: str, **options) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format=format, **options)
     return buffer.getvalue()
+
+
+def png(size: tuple[int, int]) -> bytes:
+    return encoded(digit(size), "PNG")
+
+
+def with_chunk(png_data: bytes, kind: bytes, payload: bytes) -> bytes:
+    """The PNG with one more chunk right after IHDR (8-byte signature + 25-byte IHDR)."""
+    chunk = struct.pack(">I", len(payload)) + kind + payload
+    chunk += struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+    return png_data[:33] + chunk + png_data[33:]
 
 
 @pytest.fixture
@@ -52,12 +70,45 @@ def test_a_small_image_is_decoded_in_place_as_a_thread_would(model, example, thr
     in_place = image_input(Settings(), model, data)
     assert threads_used == []
     on_thread = image_input(Settings(inline_decode_pixels=0), model, data)
-    assert threads_used == ["_model_input"]
+    assert threads_used == ["image_array"]
     np.testing.assert_array_equal(in_place, on_thread)
 
 
 def test_an_image_over_the_inline_limit_goes_to_a_thread(threads_used):
     image_input(Settings(inline_decode_pixels=256 * 256), "mnist", png((257, 256)))
+    assert threads_used == ["_model_input"]
+
+
+def test_a_large_file_goes_to_a_thread_before_its_header_is_read(threads_used):
+    data = encoded(Image.new("RGB", (160, 160), "white"), "BMP")  # 3 bytes a pixel, uncompressed
+    assert len(data) > 64 * 1024
+    image_input(Settings(), "catdog", data)
+    assert threads_used == ["image_array"]
+
+
+@pytest.mark.parametrize("kind", [b"zTXt", b"iTXt", b"iCCP"])
+def test_a_png_with_compressed_metadata_goes_to_a_thread(kind, threads_used):
+    # About 1 MB for Pillow to inflate while it reads the header, from a 1 KB chunk.
+    inflated = zlib.compress(bytes(1 << 20), 9)
+    payload = b"key\x00\x00" + (b"\x00\x00\x00" if kind == b"iTXt" else b"") + inflated
+    data = with_chunk(png((64, 64)), kind, payload)
+    with contextlib.suppress(BadInput):  # Pillow may refuse the chunk, but off the loop
+        image_input(Settings(), "mnist", data)
+    assert threads_used == ["image_array"]
+
+
+def test_a_png_of_many_chunks_goes_to_a_thread(threads_used):
+    data = png((64, 64))
+    for _ in range(500):
+        data = with_chunk(data, b"tEXt", b"key\x00value")
+    image_input(Settings(), "mnist", data)
+    assert threads_used == ["image_array"]
+
+
+def test_a_progressive_jpeg_is_decoded_on_a_thread(threads_used):
+    image_input(
+        Settings(), "catdog", encoded(digit((64, 64)).convert("RGB"), "JPEG", progressive=True)
+    )
     assert threads_used == ["_model_input"]
 
 
