@@ -34,40 +34,67 @@ _MIN_INK_PIXELS = 20
 _MNIST_WORK_SIZE = 1024
 
 
-# In-place decoding (see `cheap_to_open` and `cheap_to_load`): a file this small with few pixels
-# decodes in well under a millisecond, unless it is built to be expensive.
+# In-place decoding (see `cheap_to_open` and `cheap_to_load`): a small, plain PNG or baseline
+# JPEG with few pixels decodes in about a millisecond. Anything else may be built to be slow to
+# read even when small, in the parts Pillow parses in Python or inflates: text and ICC chunks,
+# EXIF (parsed, and rewritten by exif_transpose), thousands of markers, RLE bitmaps, GIF blocks.
 INLINE_MAX_BYTES = 64 * 1024
+_MAX_INLINE_SEGMENTS = 32  # a plain file has about ten chunks or markers
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Chunks that Pillow inflates while it opens or loads a PNG, however few pixels it has: about
-# 1 MB of work per KB of file each (a "zlib bomb" in metadata).
-_INFLATED_PNG_CHUNKS = (b"zTXt", b"iTXt", b"iCCP")
-# A plain PNG has a handful of chunks; thousands of empty ones only make reading it slow.
-_MAX_INLINE_PNG_CHUNKS = 64
+_PLAIN_PNG_CHUNKS = {
+    b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"sBIT", b"pHYs",
+    b"bKGD",
+}  # fmt: skip
+# JFIF header, quantization and Huffman tables, baseline or extended sequential frame (not
+# progressive: each of its scans passes over the whole image), restart interval, comment.
+_PLAIN_JPEG_MARKERS = {0xE0, 0xDB, 0xC4, 0xC0, 0xC1, 0xDD, 0xFE}
+_JPEG_START_OF_SCAN = 0xDA
 
 
 def cheap_to_open(data: bytes) -> bool:
-    """Whether `open_image(data)` is cheap enough to run on the event loop: a small file, and for
-    a PNG no compressed metadata chunk (Pillow inflates those while reading the header)."""
+    """Whether `open_image(data)` and, with few pixels, `load` are cheap enough for the event
+    loop: a small PNG or JPEG made only of the plain parts above (checked from its bytes)."""
     if len(data) > INLINE_MAX_BYTES:
         return False
-    if not data.startswith(_PNG_SIGNATURE):
-        return True  # JPEG, GIF, BMP and WebP headers are read without inflating anything
+    if data.startswith(_PNG_SIGNATURE):
+        return _plain_png(data)
+    if data.startswith(b"\xff\xd8"):
+        return _plain_jpeg(data)
+    return False
+
+
+def _plain_png(data: bytes) -> bool:
     position, chunks = len(_PNG_SIGNATURE), 0
     while position + 8 <= len(data):
         length, kind = struct.unpack_from(">I4s", data, position)
         chunks += 1
-        if kind in _INFLATED_PNG_CHUNKS or chunks > _MAX_INLINE_PNG_CHUNKS:
+        if kind not in _PLAIN_PNG_CHUNKS or chunks > _MAX_INLINE_SEGMENTS:
             return False
         position += 12 + length  # length, type, data, CRC
     return True
 
 
+def _plain_jpeg(data: bytes) -> bool:
+    """Markers up to the first scan (all that Pillow reads when it opens a JPEG)."""
+    position = 2
+    for _ in range(_MAX_INLINE_SEGMENTS):
+        if position + 4 > len(data) or data[position] != 0xFF:
+            return False
+        marker = data[position + 1]
+        if marker == _JPEG_START_OF_SCAN:
+            return True
+        if marker not in _PLAIN_JPEG_MARKERS:
+            return False
+        (length,) = struct.unpack_from(">H", data, position + 2)
+        position += 2 + length
+    return False
+
+
 def cheap_to_load(image: Image.Image, max_pixels: int) -> bool:
-    """Whether decoding the pixels of an image opened by `open_image` from a `cheap_to_open` file
-    is cheap enough for the event loop: few pixels, and not a progressive JPEG (whose many
-    scans each pass over the whole image)."""
+    """Whether decoding the pixels of an image opened from a `cheap_to_open` file is cheap
+    enough for the event loop: at most `max_pixels` pixels."""
     width, height = image.size
-    return width * height <= max_pixels and not image.info.get("progressive")
+    return width * height <= max_pixels
 
 
 def decode(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:

@@ -14,6 +14,7 @@ does) so that a scrape, answered by whichever worker gets it, sums every worker'
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import re
@@ -281,8 +282,11 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)
-        # pydantic-core's encoder: a quarter of json.dumps's time, on a line per request.
-        return to_json(entry, fallback=str).decode()
+        try:
+            # pydantic-core's encoder: a quarter of json.dumps's time, on a line per request.
+            return to_json(entry, fallback=str).decode()
+        except ValueError:  # text it cannot encode, e.g. a lone surrogate from a file name
+            return json.dumps(entry, default=str)
 
 
 class _StderrHandler(logging.StreamHandler):

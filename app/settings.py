@@ -51,9 +51,9 @@ class Settings(BaseSettings):
         256 * 256,
         ge=0,
         description="Small plain images are decoded on the event loop, not on a worker thread: "
-        "a file of at most 64 KiB with at most this many pixels (width x height, from the "
-        "header), no compressed PNG metadata and no progressive JPEG. 0 sends every image to "
-        "a thread.",
+        "a PNG or baseline JPEG file of at most 64 KiB with at most this many pixels (width x "
+        "height, from the header) and no metadata (text, EXIF, ICC profile). 0 sends every "
+        "image to a thread.",
     )
     trace_inline_values: int = Field(
         4096,

@@ -9,6 +9,7 @@ import re
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import observability
+from app.observability import JsonFormatter
 
 
 def sample(client, name: str, **labels) -> float:
@@ -184,3 +185,10 @@ def test_a_prediction_is_counted_by_the_batcher(app_client):
     assert app_client.post("/api/models/iris/predict", json=flower).status_code == 200
     assert sample(app_client, "glassbox_inference_batch_size_count", **labels) == before + 1
     assert sample(app_client, "glassbox_inference_duration_seconds_count", **labels) >= 1
+
+
+def test_a_log_line_with_text_pydantic_core_cannot_encode_is_still_json():
+    # A model folder whose name is not UTF-8 reaches the logs as a lone surrogate.
+    record = logging.makeLogRecord({"msg": "model ready", "model": "digits-\udcff"})
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["message"] == "model ready" and entry["model"] == "digits-\udcff"
