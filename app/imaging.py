@@ -147,11 +147,18 @@ def load(image: Image.Image) -> Image.Image:
     """Decode the pixels of an image from `open_image`, EXIF orientation applied."""
     try:
         image.load()
-        return ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise BadInput(
             f"The {image.format} image could not be decoded (truncated or corrupt): {error}",
             field="image",
+        ) from None
+    try:
+        return ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError, struct.error) as error:
+        # Pillow rewrites the EXIF block when it applies the orientation, and raises on tags
+        # stored with the wrong type (e.g. TypeError for an ImageUIDList of SHORTs).
+        raise BadInput(
+            f"The {image.format} image's EXIF metadata is malformed: {error}", field="image"
         ) from None
 
 

@@ -301,11 +301,12 @@ def describe(
     cards: dict[str, ModelCard],
     model_dir: Path,
     log_dir: Path,
+    commit: str,
 ) -> dict:
     """The machine, the code and the settings of a run, for the results header."""
     return {
         "date": started.isoformat(timespec="seconds"),
-        "commit": git_commit(),
+        "commit": commit,
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
@@ -341,6 +342,7 @@ async def run(args: argparse.Namespace) -> int:
 
     started = dt.datetime.now().astimezone()
     loadavg_start = _loadavg()
+    commit = git_commit()  # the code the servers import now, whatever changes during the run
     notes: list[str] = []
     model_dir = Path(effective_settings(dict(os.environ))["model_dir"])
     model_dir = model_dir if model_dir.is_absolute() else ROOT / model_dir
@@ -369,7 +371,7 @@ async def run(args: argparse.Namespace) -> int:
         _say("nothing was run:\n" + "\n".join(f"- {note}" for note in notes))
         return 1
 
-    meta = describe(args, started, loadavg_start, env, cards, model_dir, log_dir)
+    meta = describe(args, started, loadavg_start, env, cards, model_dir, log_dir, commit)
     meta["overload_env"] = (
         {"GLASSBOX_QUEUE_SIZE": str(args.overload_queue_size)} if overload_result else None
     )

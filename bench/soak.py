@@ -517,7 +517,7 @@ def report(args: argparse.Namespace, result: dict) -> tuple[str, bool]:
         "",
         f"- command: `python -m bench.soak --duration {args.duration:g} "
         f"--concurrency {args.concurrency}`",
-        f"- commit: {git_commit()}",
+        f"- commit: {result.get('commit') or git_commit()}",
         f"- cores: {os.cpu_count()} (usable: {len(os.sched_getaffinity(0))}); "
         f"Python {platform.python_version()} on {platform.machine()}",
         f"- models: {models}",
@@ -614,10 +614,12 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="glassbox-soak-") as logs,
         Servers(Path(logs)) as servers,
     ):
+        commit = git_commit()  # the code the server imports, not what changes meanwhile
         server = servers.start("service", server_env(args.model_dir), label="soak")
         progress(f"service starting at {server.url} (pid {server.process.pid})")
         try:
             result = asyncio.run(soak(args, servers, server))
+            result["commit"] = commit
         except ServerFailed as error:
             progress(str(error))
             return 2

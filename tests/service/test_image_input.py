@@ -160,3 +160,10 @@ def test_loading_models_freezes_the_heap():
     finally:
         gc.unfreeze()
         gc.set_threshold(700, 10, 10)
+
+
+def test_malformed_exif_is_a_bad_input_not_a_crash():
+    # Its ImageUIDList tag is stored as SHORTs: Pillow's EXIF writer raised TypeError (a 500).
+    data = (ROOT / "tests" / "fixtures" / "exif_uid_as_shorts.jpg").read_bytes()
+    with pytest.raises(BadInput, match="EXIF"):
+        image_input(Settings(), "catdog", data)
