@@ -34,7 +34,7 @@ _MIN_INK_PIXELS = 20
 _MNIST_WORK_SIZE = 1024
 
 
-# In-place decoding (see `cheap_to_open` and `cheap_to_load`): a small, plain PNG or baseline
+# In-place decoding (see `cheap_to_open`): a small, plain PNG or baseline
 # JPEG with few pixels decodes in about a millisecond. Anything else may be built to be slow to
 # read even when small, in the parts Pillow parses in Python or inflates: text and ICC chunks,
 # EXIF (parsed, and rewritten by exif_transpose), thousands of markers, RLE bitmaps, GIF blocks.
@@ -52,8 +52,9 @@ _JPEG_START_OF_SCAN = 0xDA
 
 
 def cheap_to_open(data: bytes) -> bool:
-    """Whether `open_image(data)` and, with few pixels, `load` are cheap enough for the event
-    loop: a small PNG or JPEG made only of the plain parts above (checked from its bytes)."""
+    """Whether `open_image(data)` and, when its header shows few pixels, `load` are cheap
+    enough for the event loop: a small PNG or JPEG made only of the plain parts above (checked
+    from its bytes)."""
     if len(data) > INLINE_MAX_BYTES:
         return False
     if data.startswith(_PNG_SIGNATURE):
@@ -88,13 +89,6 @@ def _plain_jpeg(data: bytes) -> bool:
         (length,) = struct.unpack_from(">H", data, position + 2)
         position += 2 + length
     return False
-
-
-def cheap_to_load(image: Image.Image, max_pixels: int) -> bool:
-    """Whether decoding the pixels of an image opened from a `cheap_to_open` file is cheap
-    enough for the event loop: at most `max_pixels` pixels."""
-    width, height = image.size
-    return width * height <= max_pixels
 
 
 def decode(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:

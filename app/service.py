@@ -89,14 +89,16 @@ class InferenceService:
                 await self._in_executor(runtime.load, self.settings.verify_hashes)
                 self.registry.add(runtime)  # replaces a failed attempt only once loaded
             removed = sorted(set(known) - set(on_disk))
+            draining = []
             for name, version in removed:
                 self.registry.remove(name, version)
                 batcher = self._batchers.pop((name, version), None)
                 if batcher is not None:
-                    task = asyncio.create_task(batcher.drain_and_close())
-                    self._background.add(task)
-                    task.add_done_callback(self._background.discard)
-                    task.add_done_callback(lambda _: settle_heap())  # the runtime is garbage now
+                    draining.append(batcher)
+            if draining:
+                task = asyncio.create_task(self._drain_then_settle(draining))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
             self._announce_new_models()
             report = ReloadReport(
                 loaded=[f"{r.name}/{r.version}" for r in fresh if r.ready],
@@ -116,6 +118,13 @@ class InferenceService:
             if cards and name not in self._announced and self.on_new_model is not None:
                 self._announced.add(name)
                 self.on_new_model(name, cards[-1])
+
+    @staticmethod
+    async def _drain_then_settle(batchers: list[Batcher]) -> None:
+        """Let removed versions finish their requests, then collect them in one pass (each
+        collection holds up the event loop for a while)."""
+        await asyncio.gather(*(batcher.drain_and_close() for batcher in batchers))
+        settle_heap()
 
     async def watch(self, interval_s: float) -> None:
         """Reload every `interval_s` seconds until cancelled."""
@@ -187,16 +196,15 @@ class InferenceService:
         """`image_array`, on a worker thread unless the image is small and plain.
 
         Decoding and resizing a large image is CPU work that must not hold up the event loop
-        (Pillow releases the GIL while it decodes). A small plain one (a small file with at
-        most `inline_decode_pixels`, see `imaging.cheap_to_open`) takes well under a
-        millisecond, less than handing it to a thread and back, which is why it is done in
-        place."""
+        (Pillow releases the GIL while it decodes). A small plain one (see
+        `imaging.cheap_to_open`, with at most `inline_decode_pixels`) takes about a millisecond
+        or less, less than handing it to a thread and back, which is why it is done in place."""
         limit = self.settings.inline_decode_pixels
         if not (limit and imaging.cheap_to_open(data)):
             async with self._decode_slots:
                 return await asyncio.to_thread(self.image_array, card, data)
         image = self._open_image(data)
-        if imaging.cheap_to_load(image, limit):
+        if image.width * image.height <= limit:
             return self._model_input(card, image)
         async with self._decode_slots:
             return await asyncio.to_thread(self._model_input, card, image)
