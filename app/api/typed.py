@@ -11,15 +11,16 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Body, File, Query, Response, UploadFile
+from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import Discriminator, Tag
 
 from app import imaging
+from app.api import uploads
 from app.api.deps import ServiceDep, VersionQuery
 from app.api.errors import ERROR_RESPONSES
 from app.api.responses import ModelJSON
 from app.card import ModelCard
-from app.errors import BadInput, PayloadTooLarge
+from app.errors import BadInput
 from app.schemas import (
     BatchPrediction,
     ClassPrediction,
@@ -120,14 +121,6 @@ def _add_tabular_routes(router: APIRouter, name: str, card: ModelCard, max_insta
         return ModelJSON(await service.trace(runtime, rows, full=full, weights=weights))
 
 
-async def _read_upload(service: InferenceService, upload: UploadFile) -> bytes:
-    limit = service.settings.max_image_bytes
-    data = await upload.read(limit + 1)
-    if len(data) > limit:
-        raise PayloadTooLarge(f"The image is over the limit of {limit} bytes.")
-    return data
-
-
 def _json_examples(card: ModelCard) -> dict:
     """Swagger UI examples: a committed example image, and for small inputs the array itself."""
     path = next(iter(sorted(EXAMPLES_DIR.glob(f"{card.name}.*"))), None)
@@ -160,7 +153,11 @@ def _add_image_routes(router: APIRouter, name: str, card: ModelCard) -> None:
     )
     Answer = _prediction_type(card)
     json_examples = _json_examples(card)
-    upload_description = "A PNG, JPEG, GIF (first frame), BMP or WebP image."
+    upload_body = uploads.request_body_schema("A PNG, JPEG, GIF (first frame), BMP or WebP image.")
+
+    async def upload_input(request: Request, service: InferenceService, runtime) -> np.ndarray:
+        data = await uploads.read_upload(request, service.settings.max_image_bytes)
+        return await service.image_input(runtime.card, data)
 
     async def answer(service: InferenceService, runtime, batch, return_input: bool):
         prediction = (await service.predictions(runtime, batch))[0]
@@ -181,15 +178,16 @@ def _add_image_routes(router: APIRouter, name: str, card: ModelCard) -> None:
         response_model=Answer,
         summary=f"Predict with {name} from an uploaded image",
         description=f"{card.description} {how}",
+        openapi_extra=upload_body,
     )
     async def predict_upload(
+        request: Request,
         service: ServiceDep,
-        file: Annotated[UploadFile, File(description=upload_description)],
         version: VersionQuery = None,
         return_input: ReturnInputQuery = False,
     ):
         runtime = service.registry.get(name, version)
-        batch = await service.image_input(runtime.card, await _read_upload(service, file))
+        batch = await upload_input(request, service, runtime)
         return await answer(service, runtime, batch, return_input)
 
     @router.post(
@@ -221,16 +219,17 @@ def _add_image_routes(router: APIRouter, name: str, card: ModelCard) -> None:
         response_model=LayerTrace,
         summary=f"Layer trace of {name} for an uploaded image",
         description=trace_description,
+        openapi_extra=upload_body,
     )
     async def trace_upload(
+        request: Request,
         service: ServiceDep,
-        file: Annotated[UploadFile, File(description=upload_description)],
         version: VersionQuery = None,
         full: FullQuery = False,
         weights: WeightsQuery = False,
     ) -> Response:
         runtime = service.registry.get(name, version)
-        batch = await service.image_input(runtime.card, await _read_upload(service, file))
+        batch = await upload_input(request, service, runtime)
         return ModelJSON(await service.trace(runtime, batch, full=full, weights=weights))
 
     @router.post(

@@ -188,3 +188,11 @@ def test_batch_over_the_instance_limit_is_422(small_limits_client):
         "/api/models/iris/predict", json={"instances": [FLOWER] * 9}
     )
     assert error_of(response, 422).field == "instances"
+
+
+def test_uploaded_image_over_the_image_limit_is_413(small_limits_client):
+    """Within the body limit (200,000 bytes) but over the image limit (100,000)."""
+    response = small_limits_client.post(
+        "/api/models/mnist/predict", files={"file": ("big.png", b"\x89PNG" + bytes(150_000))}
+    )
+    assert "over the limit of 100000 bytes" in error_of(response, 413).error

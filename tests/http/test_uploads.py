@@ -1,0 +1,107 @@
+"""The typed image routes read their multipart upload themselves (app/api/uploads.py): the
+same answers as FastAPI's form handling gave, and a clear 422 for a body that is not one."""
+
+import pytest
+
+from tests.http.test_errors import error_of
+
+EXAMPLE = "app/examples/mnist.png"
+BOUNDARY = "glassbox-test-boundary"
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+@pytest.fixture(scope="module")
+def digit() -> bytes:
+    with open(EXAMPLE, "rb") as image:
+        return image.read()
+
+
+def part(name: str, data: bytes, filename: str | None = "d.png") -> bytes:
+    disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+    head = f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n"
+    if filename:
+        head += "Content-Type: image/png\r\n"
+    return head.encode() + b"\r\n" + data + b"\r\n"
+
+
+def body(*parts: bytes) -> bytes:
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+
+
+def post(client, content, path="/api/models/mnist/predict?return_input=true", media=MULTIPART):
+    return client.post(path, content=content, headers={"Content-Type": media})
+
+
+@pytest.fixture(scope="module")
+def expected(app_client, digit):
+    response = app_client.post(
+        "/api/models/mnist/predict?return_input=true", files={"file": ("d.png", digit)}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_other_fields_around_the_file_are_ignored(app_client, digit, expected):
+    content = body(part("note", b"hello", None), part("file", digit), part("extra", b"x", None))
+    assert post(app_client, content).json() == expected
+
+
+def test_the_first_of_two_file_fields_is_used(app_client, digit, expected):
+    blank = part("file", b"not an image at all")
+    assert post(app_client, body(part("file", digit), blank)).json() == expected
+    assert post(app_client, body(blank, part("file", digit))).status_code == 415
+
+
+def test_a_file_sent_as_a_plain_field_without_filename_is_read(app_client, digit, expected):
+    assert post(app_client, body(part("file", digit, filename=None))).json() == expected
+
+
+def test_a_body_that_arrives_in_small_chunks_is_read_whole(app_client, digit, expected):
+    content = body(part("file", digit))
+    chunks = (content[start : start + 7] for start in range(0, len(content), 7))
+    assert post(app_client, chunks).json() == expected
+
+
+@pytest.mark.parametrize(
+    "content, media",
+    [
+        (body(part("image", b"\x89PNG")), MULTIPART),  # the wrong field name
+        (body(), MULTIPART),  # no parts at all
+        (b'{"file": "abc"}', "application/json"),
+        (b"\x89PNG\r\n", "image/png"),
+    ],
+    ids=["wrong-field", "no-parts", "json", "raw-image"],
+)
+def test_no_file_field_is_422_naming_it(app_client, content, media):
+    problem = error_of(post(app_client, content, media=media), 422)
+    assert problem.field == "file" and problem.error == "file: Field required"
+    assert problem.details[0]["type"] == "missing"
+
+
+@pytest.mark.parametrize(
+    "content, phrase",
+    [
+        (part("file", b"\x89PNG"), "closing boundary"),  # cut off before the end
+        (b"no boundary here at all", "Expected boundary character"),
+        (f"--{BOUNDARY}\r\nContent-Disposition form-data\r\n\r\n".encode(), "invalid character"),
+    ],
+    ids=["truncated", "no-boundary-line", "malformed-header"],
+)
+def test_a_multipart_body_that_does_not_parse_is_422_naming_the_body(app_client, content, phrase):
+    problem = error_of(post(app_client, content), 422)
+    assert problem.field == "body" and phrase in problem.error
+    assert problem.error.startswith("The request body could not be parsed")
+
+
+@pytest.mark.parametrize("route", ["predict", "trace"])
+def test_the_upload_routes_document_a_required_file_field(app_client, route):
+    operation = app_client.get("/openapi.json").json()["paths"][f"/api/models/mnist/{route}"]
+    schema = operation["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert schema["required"] == ["file"]
+    assert schema["properties"]["file"]["contentMediaType"] == "application/octet-stream"
+
+
+def test_the_trace_route_reads_the_upload_too(app_client, digit):
+    response = post(app_client, body(part("file", digit)), path="/api/models/mnist/trace")
+    assert response.status_code == 200, response.text
+    assert response.json()["prediction"]["label"] is not None
