@@ -17,6 +17,9 @@ from python_multipart.multipart import MultipartParseError, MultipartParser, par
 from app.errors import BadInput, PayloadTooLarge
 
 FIELD = "file"
+# Each part costs Python callbacks, so a body of many tiny parts could hold the event loop for
+# seconds; an image form has one file and perhaps a few other fields.
+MAX_PARTS = 100
 
 
 def request_body_schema(description: str) -> dict:
@@ -65,6 +68,7 @@ class _FirstPart:
         self.name = name
         self.data: bytes | None = None
         self.complete = False
+        self._parts = 0
         self._wanted = False
         self._chunks: list[bytes] = []
         self._header = b""
@@ -82,6 +86,9 @@ class _FirstPart:
         }
 
     def _begin(self) -> None:
+        self._parts += 1
+        if self._parts > MAX_PARTS:
+            raise MultipartParseError(f"more than {MAX_PARTS} parts")
         self._wanted = False
         self._chunks.clear()
 
