@@ -1,5 +1,6 @@
 """Shared fixtures: the committed models, the small committed data samples, the app client."""
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -11,6 +12,20 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture
+def threads_used(monkeypatch) -> list[str]:
+    """Names of the functions the app hands to a worker thread with `asyncio.to_thread`."""
+    used = []
+    real = asyncio.to_thread
+
+    async def recording_to_thread(function, *args):
+        used.append(function.__name__)
+        return await real(function, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", recording_to_thread)
+    return used
 
 
 @pytest.fixture(scope="session")

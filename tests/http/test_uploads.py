@@ -1,8 +1,11 @@
-"""The typed image routes read their multipart upload themselves (app/api/uploads.py): the
-same answers as FastAPI's form handling gave, and a clear 422 for a body that is not one."""
+"""The typed image routes read their multipart upload themselves (app/api/uploads.py). As with
+FastAPI's form handling: the last `file` part counts, a missing or empty one is the same 422.
+Unlike it: a `file` field without a filename is read, a body that does not end with its closing
+boundary is refused, and a body of many parts or padded boundaries is refused before parsing."""
 
 import pytest
 
+from app.api import uploads
 from app.api.uploads import MAX_PARTS
 from tests.http.test_errors import error_of
 
@@ -47,10 +50,10 @@ def test_other_fields_around_the_file_are_ignored(app_client, digit, expected):
     assert post(app_client, content).json() == expected
 
 
-def test_the_first_of_two_file_fields_is_used(app_client, digit, expected):
-    blank = part("file", b"not an image at all")
-    assert post(app_client, body(part("file", digit), blank)).json() == expected
-    assert post(app_client, body(blank, part("file", digit))).status_code == 415
+def test_the_last_of_two_file_fields_is_used(app_client, digit, expected):
+    other = part("file", b"not an image at all")
+    assert post(app_client, body(other, part("file", digit))).json() == expected
+    assert post(app_client, body(part("file", digit), other)).status_code == 415
 
 
 def test_a_file_among_many_fields_is_found_up_to_the_part_limit(app_client, digit, expected):
@@ -58,11 +61,21 @@ def test_a_file_among_many_fields_is_found_up_to_the_part_limit(app_client, digi
     assert post(app_client, body(*fields, part("file", digit))).json() == expected
 
 
-def test_a_body_of_more_parts_than_the_limit_is_422_at_once(app_client, digit):
-    """Parsing each part costs Python work on the event loop: 100,000 tiny parts took 1.1 s."""
-    fields = [part(f"f{index}", b"x", None) for index in range(100_000)]
+@pytest.mark.parametrize("count", [MAX_PARTS, 100_000])
+def test_a_body_of_more_parts_than_the_limit_is_422(app_client, digit, count):
+    """Parsing each part costs Python work: 100,000 tiny parts took 1.1 s before the limit."""
+    fields = [part(f"f{index}", b"x", None) for index in range(count)]
     problem = error_of(post(app_client, body(part("file", digit), *fields)), 422)
     assert problem.field == "body" and f"more than {MAX_PARTS} parts" in problem.error
+
+
+def test_a_large_body_is_parsed_off_the_event_loop_with_the_same_answer(
+    app_client, digit, expected, threads_used
+):
+    filler = part("note", b"x" * uploads.INLINE_PARSE_BYTES, None)
+    assert post(app_client, body(filler, part("file", digit))).json() == expected
+    assert post(app_client, body(part("file", digit))).json() == expected
+    assert threads_used.count("_field") == 1
 
 
 def test_a_file_sent_as_a_plain_field_without_filename_is_read(app_client, digit, expected):
@@ -82,8 +95,10 @@ def test_a_body_that_arrives_in_small_chunks_is_read_whole(app_client, digit, ex
         (body(), MULTIPART),  # no parts at all
         (b'{"file": "abc"}', "application/json"),
         (b"\x89PNG\r\n", "image/png"),
+        (body(part("file", b"", filename="")), MULTIPART),  # a browser form, no file chosen
+        (body(part("file", b"", filename=None)), MULTIPART),
     ],
-    ids=["wrong-field", "no-parts", "json", "raw-image"],
+    ids=["wrong-field", "no-parts", "json", "raw-image", "no-file-chosen", "empty-field"],
 )
 def test_no_file_field_is_422_naming_it(app_client, content, media):
     problem = error_of(post(app_client, content, media=media), 422)
@@ -102,6 +117,20 @@ def test_no_file_field_is_422_naming_it(app_client, content, media):
 )
 def test_a_multipart_body_that_does_not_parse_is_422_naming_the_body(app_client, content, phrase):
     problem = error_of(post(app_client, content), 422)
+    assert problem.field == "body" and phrase in problem.error
+    assert problem.error.startswith("The request body could not be parsed")
+
+
+@pytest.mark.parametrize(
+    "content, media, phrase",
+    [
+        (b"--" + b"b" * 300 + b"--\r\n", "multipart/form-data; boundary=" + "b" * 300, "Boundary"),
+        (part("file", b"x") + f"--{BOUNDARY}".encode() + b" " * 100_000, MULTIPART, "padding"),
+    ],
+    ids=["boundary-over-256-bytes", "padding-after-a-boundary"],
+)
+def test_a_hostile_multipart_framing_is_422_naming_the_body(app_client, content, media, phrase):
+    problem = error_of(post(app_client, content, media=media), 422)
     assert problem.field == "body" and phrase in problem.error
     assert problem.error.startswith("The request body could not be parsed")
 

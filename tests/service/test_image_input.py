@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import service as service_module
 from app.card import ModelCard
 from app.errors import BadInput, PayloadTooLarge
 from app.service import InferenceService
@@ -43,20 +42,6 @@ def with_chunk(png_data: bytes, kind: bytes, payload: bytes) -> bytes:
     chunk = struct.pack(">I", len(payload)) + kind + payload
     chunk += struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
     return png_data[:33] + chunk + png_data[33:]
-
-
-@pytest.fixture
-def threads_used(monkeypatch) -> list[str]:
-    """Names of the functions `InferenceService` hands to a worker thread."""
-    used = []
-    real = asyncio.to_thread
-
-    async def recording_to_thread(function, *args):
-        used.append(function.__name__)
-        return await real(function, *args)
-
-    monkeypatch.setattr(service_module.asyncio, "to_thread", recording_to_thread)
-    return used
 
 
 def image_input(settings: Settings, model: str, data: bytes) -> np.ndarray:
