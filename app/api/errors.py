@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import GlassboxError
+from app.observability import request_id_var
 from app.schemas import ErrorResponse
 
 logger = logging.getLogger(__name__)
@@ -98,7 +99,15 @@ async def on_http_error(request: Request, error: StarletteHTTPException) -> JSON
 
 async def on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
     logger.exception("unhandled error", extra={"route": request.url.path})
-    return error_response(500, "Internal error; it has been logged.", "internal_error")
+    # Starlette answers from outside every middleware, so RequestObservability cannot add the id
+    # it has set; the client needs it to find this log line.
+    request_id = request_id_var.get()
+    return error_response(
+        500,
+        "Internal error; it has been logged.",
+        "internal_error",
+        headers={"X-Request-ID": request_id} if request_id else None,
+    )
 
 
 def install(app: FastAPI) -> None:

@@ -155,7 +155,7 @@ def test_probes_log_at_debug_only(app_client, capsys, caplog):
     assert request_lines(capsys.readouterr().err) == []
 
 
-def test_an_unhandled_error_is_logged_as_500_with_its_request_id(capsys, caplog, tmp_path):
+def test_an_unhandled_error_is_a_500_answered_and_logged_with_its_id(capsys, caplog, tmp_path):
     from fastapi.testclient import TestClient
 
     from app.main import create_app
@@ -170,7 +170,8 @@ def test_an_unhandled_error_is_logged_as_500_with_its_request_id(capsys, caplog,
     capsys.readouterr()
     with caplog.at_level(logging.INFO, logger="app"):
         client = TestClient(app, raise_server_exceptions=False)  # no lifespan: no models
-        assert client.get("/boom", headers={"X-Request-ID": "boom-1"}).status_code == 500
+        response = client.get("/boom", headers={"X-Request-ID": "boom-1"})
+    assert response.status_code == 500 and response.headers["X-Request-ID"] == "boom-1"
     entries = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line[:1] == "{"]
     ours = [entry for entry in entries if entry.get("request_id") == "boom-1"]
     assert [entry["message"] for entry in ours] == ["request", "unhandled error"]
