@@ -46,8 +46,10 @@ def request_body_schema(description: str) -> dict:
 
 async def read_upload(request: Request, max_bytes: int) -> bytes:
     """The bytes of the `file` field of a multipart/form-data body, the last one if repeated (as
-    FastAPI took it). An empty one counts as missing: a browser form sends that when no file was
-    chosen. A field without a filename is read too (curl's `-F "file=<digit.png"`)."""
+    FastAPI took it). An empty one without a filename counts as missing, as in FastAPI: a browser
+    form sends that when no file was chosen (an empty file that has a name reaches the image
+    checks, which say it is empty). A field without a filename is read too (curl's
+    `-F "file=<digit.png"`)."""
     media_type, options = parse_options_header(request.headers.get("content-type"))
     if media_type != b"multipart/form-data":
         raise _missing()
@@ -56,17 +58,17 @@ async def read_upload(request: Request, max_bytes: int) -> bytes:
         raise _unparsable("the multipart/form-data Content-Type has no boundary.")
     body = await request.body()
     if len(body) <= INLINE_PARSE_BYTES:
-        data = _field(body, boundary, FIELD.encode())
+        part = _last_part(body, boundary, FIELD.encode())
     else:
-        data = await asyncio.to_thread(_field, body, boundary, FIELD.encode())
-    if not data:
+        part = await asyncio.to_thread(_last_part, body, boundary, FIELD.encode())
+    if not (part.data or part.filename):
         raise _missing()
-    if len(data) > max_bytes:
+    if len(part.data) > max_bytes:
         raise PayloadTooLarge(f"The image is over the limit of {max_bytes} bytes.")
-    return data
+    return part.data
 
 
-def _field(body: bytes, boundary: bytes, name: bytes) -> bytes | None:
+def _last_part(body: bytes, boundary: bytes, name: bytes) -> _LastPart:
     delimiter = b"\r\n--" + boundary
     if body.count(delimiter) > MAX_PARTS:  # each part ends at one (the last at the closing one)
         raise _unparsable(f"more than {MAX_PARTS} parts.")
@@ -79,7 +81,7 @@ def _field(body: bytes, boundary: bytes, name: bytes) -> bytes | None:
         raise _unparsable(f"{error}.") from None
     if not part.complete:
         raise _unparsable("the multipart body ends before its closing boundary.")
-    return part.data
+    return part
 
 
 class _LastPart:
@@ -88,12 +90,14 @@ class _LastPart:
     def __init__(self, name: bytes):
         self.name = name
         self.data: bytes | None = None
+        self.filename = b""
         self.complete = False
         self._wanted = False
         self._chunks: list[bytes] = []
         self._header = b""
         self._value = b""
         self._disposition = b""
+        self._filename = b""
 
     def callbacks(self) -> dict:
         return {
@@ -110,6 +114,7 @@ class _LastPart:
     def _begin(self) -> None:
         self._wanted = False
         self._disposition = b""
+        self._filename = b""
         self._chunks.clear()
 
     def _header_field(self, data: bytes, start: int, end: int) -> None:
@@ -125,7 +130,9 @@ class _LastPart:
 
     def _headers_finished(self) -> None:
         # Parsed once per part, the last Content-Disposition counting, as Starlette did.
-        self._wanted = parse_options_header(self._disposition)[1].get(b"name") == self.name
+        options = parse_options_header(self._disposition)[1]
+        self._wanted = options.get(b"name") == self.name
+        self._filename = options.get(b"filename", b"")
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self._wanted:
@@ -134,6 +141,7 @@ class _LastPart:
     def _part_end(self) -> None:
         if self._wanted:
             self.data = b"".join(self._chunks)
+            self.filename = self._filename
 
     def _end(self) -> None:
         self.complete = True

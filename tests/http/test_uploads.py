@@ -75,7 +75,7 @@ def test_a_large_body_is_parsed_off_the_event_loop_with_the_same_answer(
     filler = part("note", b"x" * uploads.INLINE_PARSE_BYTES, None)
     assert post(app_client, body(filler, part("file", digit))).json() == expected
     assert post(app_client, body(part("file", digit))).json() == expected
-    assert threads_used.count("_field") == 1
+    assert threads_used.count("_last_part") == 1
 
 
 def test_a_file_sent_as_a_plain_field_without_filename_is_read(app_client, digit, expected):
@@ -97,8 +97,9 @@ def test_a_body_that_arrives_in_small_chunks_is_read_whole(app_client, digit, ex
         (b"\x89PNG\r\n", "image/png"),
         (body(part("file", b"", filename="")), MULTIPART),  # a browser form, no file chosen
         (body(part("file", b"", filename=None)), MULTIPART),
+        (body(part("file", b""), part("file", b"", filename=None)), MULTIPART),  # the last counts
     ],
-    ids=["wrong-field", "no-parts", "json", "raw-image", "no-file-chosen", "empty-field"],
+    ids=["wrong-field", "no-parts", "json", "raw-image", "no-file", "empty-field", "empty-last"],
 )
 def test_no_file_field_is_422_naming_it(app_client, content, media):
     problem = error_of(post(app_client, content, media=media), 422)
