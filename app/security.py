@@ -10,6 +10,7 @@ import hashlib
 import hmac
 
 from app.api.errors import error_response
+from app.api.responses import CONTENT_SECURITY_POLICY, SECURITY_HEADERS
 from app.errors import Unauthorized
 
 # Routes that answer without a key: probes must work for orchestrators, and the page's own files
@@ -19,16 +20,6 @@ OPEN_PREFIXES = ("/static/",)
 ADMIN_PREFIX = "/admin"
 # Swagger UI and ReDoc load their scripts from a CDN, which a strict policy would block.
 _DOCS_PATHS = ("/docs", "/redoc", "/docs/oauth2-redirect")
-_SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cross-origin-opener-policy", b"same-origin"),
-]
-_CSP = (
-    b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
-    b"connect-src 'self'; frame-ancestors 'none'"
-)
 
 
 def _digest(key: str) -> bytes:
@@ -102,9 +93,9 @@ class SecurityHeaders:
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers.extend(_SECURITY_HEADERS)
+                headers.extend(SECURITY_HEADERS)
                 if strict:
-                    headers.append((b"content-security-policy", _CSP))
+                    headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY))
                 message["headers"] = headers
             await send(message)
 

@@ -7,6 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.responses import CONTENT_SECURITY_POLICY, SECURITY_HEADERS
 from app.errors import GlassboxError
 from app.observability import request_id_var
 from app.schemas import ErrorResponse
@@ -99,14 +100,14 @@ async def on_http_error(request: Request, error: StarletteHTTPException) -> JSON
 
 async def on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
     logger.exception("unhandled error", extra={"route": request.url.path})
-    # Starlette answers from outside every middleware, so RequestObservability cannot add the id
-    # it has set; the client needs it to find this log line.
-    request_id = request_id_var.get()
+    # Starlette answers from outside every middleware, so neither the security headers nor the
+    # request id (which the client needs to find this log line) would be added.
+    headers = {name.decode(): value.decode() for name, value in SECURITY_HEADERS}
+    headers["content-security-policy"] = CONTENT_SECURITY_POLICY.decode()
+    if request_id := request_id_var.get():
+        headers["x-request-id"] = request_id
     return error_response(
-        500,
-        "Internal error; it has been logged.",
-        "internal_error",
-        headers={"X-Request-ID": request_id} if request_id else None,
+        500, "Internal error; it has been logged.", "internal_error", headers=headers
     )
 
 

@@ -172,6 +172,9 @@ def test_an_unhandled_error_is_a_500_answered_and_logged_with_its_id(capsys, cap
         client = TestClient(app, raise_server_exceptions=False)  # no lifespan: no models
         response = client.get("/boom", headers={"X-Request-ID": "boom-1"})
     assert response.status_code == 500 and response.headers["X-Request-ID"] == "boom-1"
+    ordinary = client.get("/health/live")  # the security headers, as on every other answer
+    for name in ("X-Content-Type-Options", "X-Frame-Options", "Content-Security-Policy"):
+        assert response.headers[name] == ordinary.headers[name]
     entries = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line[:1] == "{"]
     ours = [entry for entry in entries if entry.get("request_id") == "boom-1"]
     assert [entry["message"] for entry in ours] == ["request", "unhandled error"]
