@@ -71,7 +71,7 @@ class ApiKeys:
         elif path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or path == "/":
             allowed = True
         else:
-            allowed = not self.clients or self.clients.accepts(key)
+            allowed = self.clients.accepts(key)  # keys are set: the fast path above
         if allowed:
             await self.app(scope, receive, send)
             return
