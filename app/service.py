@@ -106,7 +106,8 @@ class InferenceService:
                 removed=[f"{name}/{version}" for name, version in removed],
             )
             if fresh or removed:
-                settle_heap()
+                if fresh or not draining:  # draining versions settle once they finish
+                    settle_heap()
                 logger.info("models reloaded", extra=report.model_dump())
             return report
 

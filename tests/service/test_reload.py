@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from app import service as service_module
 from app.card import CARD_FILE, ModelCard, hash_files
 from app.registry import scan_versions
 from app.service import InferenceService
@@ -144,3 +145,24 @@ def test_requests_in_flight_on_a_removed_version_finish(root):
 
     results = run(main())
     assert len(results) == 50 and all(r.shape == (1, 3) for r in results)
+
+
+def test_a_removal_settles_the_heap_once_after_its_requests_drain(root, monkeypatch):
+    """A collection before the drain would find the removed model still referenced by its
+    batcher, and each one holds up the event loop."""
+    settled = []
+    monkeypatch.setattr(service_module, "settle_heap", lambda: settled.append("settled"))
+
+    async def main():
+        service = service_for(root)
+        copy_version(root, 2)
+        await service.reload()
+        loading = len(settled)
+        await service.predict(service.registry.get("iris", 2), FLOWER)  # makes its batcher
+        shutil.rmtree(root / "iris" / "2")
+        await service.reload()
+        await asyncio.gather(*service._background)
+        await service.aclose()
+        return loading
+
+    assert run(main()) == 1 and settled == ["settled", "settled"]
