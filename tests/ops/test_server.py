@@ -14,21 +14,38 @@ import time
 import httpx
 import pytest
 
+from tests.metrics import sample
 from tests.ops.server import ROOT, Server, serve
 
 SMALL_MODEL = "iris"
+# Requests one model takes at once. The SIGTERM test sends one more, all held open, and knows all
+# of them have reached the server once the server has refused one.
+IN_PROGRESS_LIMIT = 16
+FLOWER = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("server") / "server.log"
-    env = {"GLASSBOX_MODEL_DIR": str(ROOT / "models"), "GLASSBOX_MODELS": SMALL_MODEL}
+    env = {
+        "GLASSBOX_MODEL_DIR": str(ROOT / "models"),
+        "GLASSBOX_MODELS": SMALL_MODEL,
+        "GLASSBOX_QUEUE_SIZE": str(IN_PROGRESS_LIMIT),
+    }
     with serve(log, env) as running:
         yield running
 
 
 def json_lines(server: Server) -> list[dict]:
     return [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+
+
+def _wait_for(condition, what: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout_s} s for {what}")
+        time.sleep(0.02)
 
 
 def test_serves_the_request_id_and_metrics(server):
@@ -41,27 +58,48 @@ def test_serves_the_request_id_and_metrics(server):
 
 def test_sigterm_finishes_requests_in_flight_and_exits_0(server):
     httpx.get(f"{server.base}/api/models", headers={"X-Request-ID": "ops-2"})
-    flower = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
-    body = {"instances": [flower] * 1024}  # tens of ms each: still running at the signal
-    clients = [httpx.Client(base_url=server.base, timeout=60) for _ in range(16)]
-    for client in clients:
-        client.get("/health/live")  # connected before the signal
-    sent = threading.Barrier(len(clients) + 1)
-    answers: list[int] = []
+    body = json.dumps({"instances": [FLOWER]}).encode()
+    released = threading.Event()
 
-    def post(client: httpx.Client) -> None:
-        sent.wait()
-        answers.append(client.post("/api/models/iris/predict", json=body).status_code)
+    def held_body():
+        """Half the body at once and the rest only once the server is shutting down, so the
+        request is inside the server, reading its body, when SIGTERM comes."""
+        yield body[: len(body) // 2]
+        released.wait(60)
+        yield body[len(body) // 2 :]
 
-    threads = [threading.Thread(target=post, args=(client,)) for client in clients]
+    answers: list[int | str] = []
+
+    def post() -> None:
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        with httpx.Client(base_url=server.base, timeout=60) as client:
+            try:
+                response = client.post(
+                    "/api/models/iris/predict", content=held_body(), headers=headers
+                )
+                answers.append(response.status_code)
+            except httpx.TransportError as error:  # the refused one's connection may be closed
+                answers.append(type(error).__name__)
+
+    threads = [threading.Thread(target=post) for _ in range(IN_PROGRESS_LIMIT + 1)]
     for thread in threads:
         thread.start()
-    sent.wait()
-    time.sleep(0.1)
+    with httpx.Client(base_url=server.base) as scraper:
+        refused = {"model": SMALL_MODEL, "reason": "in_progress_limit"}
+        _wait_for(
+            lambda: sample(scraper, "glassbox_rejected_requests_total", **refused) == 1,
+            f"{IN_PROGRESS_LIMIT} requests inside the server and one refused",
+        )
     server.process.send_signal(signal.SIGTERM)
+    _wait_for(lambda: "Shutting down" in server.output(), "the server to start shutting down")
+    # Past the 0.1 s uvicorn lets connections settle before its graceful timeout starts, so the
+    # requests finish inside that timeout (with GLASSBOX_GRACEFUL_SHUTDOWN_S=0 they are cut off).
+    time.sleep(0.5)
+    released.set()
     for thread in threads:
         thread.join(60)
-    assert answers == [200] * len(clients)
+    assert answers.count(200) == IN_PROGRESS_LIMIT, answers
+    assert len(answers) == IN_PROGRESS_LIMIT + 1
     assert server.stop() == 0
     lines = json_lines(server)
     assert not any(line["logger"] == "uvicorn.access" for line in lines)
