@@ -96,11 +96,13 @@ def test_request_queued_past_its_deadline_is_not_computed(executor):
     model = SlowDouble(gate=gate)
 
     async def main():
-        batcher = Batcher(model, executor, BatchPolicy(max_batch_size=1, timeout_s=0.05))
+        # The first request is taken at the next turn of the loop; the deadline leaves a busy
+        # machine a quarter of a second for that, and the late one waits twice as long.
+        batcher = Batcher(model, executor, BatchPolicy(max_batch_size=1, timeout_s=0.25))
         first = asyncio.create_task(batcher.submit(np.ones((1, 1), np.float32)))
         await asyncio.sleep(0.02)
         late = asyncio.create_task(batcher.submit(np.full((1, 1), 7, np.float32)))
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
         gate.set()
         await first
         with pytest.raises(DeadlineExceeded):
