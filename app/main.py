@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def add_typed_routes(name: str, card: ModelCard) -> None:
         before = len(app.router.routes)
-        app.include_router(typed.model_router(name, card, settings.max_instances))
+        app.include_router(typed.model_router(app.state.service, name, card))
         # Matched first: routes are tried in order, and these carry most of the traffic.
         added = app.router.routes[before:]
         del app.router.routes[before:]
