@@ -342,6 +342,16 @@ def test_a_drawn_stroke_is_fitted_to_20_pixels_and_centred_by_centre_of_mass(str
 
 
 @BOUNDED
+@given(strokes())
+def test_a_grayscale_page_gives_the_digit_its_rgb_copy_gives(stroke):
+    """Grayscale pages skip the colour conversions; the digit must not change by a bit."""
+    page = draw_stroke(**stroke)
+    np.testing.assert_array_equal(
+        imaging.mnist_digit(page), imaging.mnist_digit(page.convert("RGB"))
+    )
+
+
+@BOUNDED
 @given(strokes(), st.integers(-40, 40), st.integers(-40, 40))
 def test_moving_a_stroke_on_the_page_does_not_change_the_digit(stroke, dx, dy):
     (width, height), (box_w, box_h), (left, top) = stroke["page"], stroke["box"], stroke["at"]
