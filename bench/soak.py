@@ -517,7 +517,7 @@ def report(args: argparse.Namespace, result: dict) -> tuple[str, bool]:
         "",
         f"- command: `python -m bench.soak --duration {args.duration:g} "
         f"--concurrency {args.concurrency}`",
-        f"- commit: {result.get('commit') or git_commit()}",
+        f"- commit: {result['commit']}",
         f"- cores: {os.cpu_count()} (usable: {len(os.sched_getaffinity(0))}); "
         f"Python {platform.python_version()} on {platform.machine()}",
         f"- models: {models}",
