@@ -4,12 +4,32 @@ On SIGTERM uvicorn stops accepting, lets in-flight requests finish, and then rai
 again so that the process dies by it (status 143). For an orchestrator a drained shutdown is a
 success, so that second SIGTERM (and one that arrives before uvicorn has started) ends the
 process with status 0 instead.
+
+With `--workers N` (N > 1) on Linux, each worker listens on a socket of its own, bound with
+SO_REUSEPORT, and the kernel hands each new connection to one of them by a hash of its
+addresses. uvicorn's workers share one listening socket instead, and the worker that wakes first
+accepts every connection waiting: 16 keep-alive connections opened together were split 1/15,
+12/4 and 5/11 between two workers, and the busier worker capped throughput (see README,
+"Scaling"). Elsewhere, or with --reload, --uds or --fd, uvicorn runs as it is.
 """
 
-import signal
-import sys
+from __future__ import annotations
 
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import threading
+
+import click
+from uvicorn import Config, Server
+from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 from uvicorn.main import main
+
+PROG = "python -m app.serve"
+logger = logging.getLogger("uvicorn.error")
 
 
 def _exit_cleanly(signum, frame):
@@ -18,7 +38,107 @@ def _exit_cleanly(signum, frame):
 
 def run() -> None:
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    main(args=sys.argv[1:], prog_name="python -m app.serve")
+    args = sys.argv[1:]
+    options = _parse(args)
+    if options is not None and _balanced(options):
+        sys.exit(Workers(options).run())
+    main(args=args, prog_name=PROG)
+
+
+def _parse(args: list[str]) -> dict | None:
+    """uvicorn's options as its command line parses them; None when it would not run (a usage
+    error, --help, --version), which uvicorn's own `main` then reports."""
+    try:
+        with main.make_context(PROG, list(args)) as context:
+            return dict(context.params)
+    except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        return None
+
+
+def _balanced(options: dict) -> bool:
+    return (
+        (options["workers"] or 1) > 1
+        and sys.platform == "linux"  # elsewhere SO_REUSEPORT does not spread connections
+        and not options["reload"]
+        and options["uds"] is None
+        and options["fd"] is None
+        and options["port"] != 0  # each worker would get a port of its own
+    )
+
+
+class Workers:
+    """Worker processes on one port, one SO_REUSEPORT socket each; a worker that dies is
+    replaced, and SIGTERM or SIGINT drains them all.
+
+    Unlike uvicorn's own supervisor it does not ping workers for hangs, nor take SIGHUP,
+    SIGTTIN or SIGTTOU; a worker that fails to start (exit status 3) stops the server with 3.
+    """
+
+    def __init__(self, options: dict):
+        options = dict(options)
+        app_dir = options.pop("app_dir")
+        if app_dir is not None:
+            sys.path.insert(0, app_dir)  # as uvicorn does, before the app is imported
+        if options["log_config"] is None:
+            options["log_config"] = LOGGING_CONFIG  # as uvicorn's command line passes it on
+        self.count = options["workers"]
+        self.config = Config(**options)  # configures uvicorn's logging in this process too
+        self.stopping = threading.Event()
+        self.status = 0
+
+    def run(self) -> int:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stopping.set())
+        context = multiprocessing.get_context("spawn")
+        processes = [self._start(context) for _ in range(self.count)]
+        logger.info("Started %d workers, a SO_REUSEPORT socket each [%d]", self.count, os.getpid())
+        while not self.stopping.wait(0.5):
+            for index, process in enumerate(processes):
+                if process.is_alive():
+                    continue
+                if process.exitcode == STARTUP_FAILURE:
+                    logger.error("Worker [%d] failed to start; stopping.", process.pid)
+                    self.status = STARTUP_FAILURE
+                    self.stopping.set()
+                    break
+                logger.warning(
+                    "Worker [%d] died (exit status %s); starting another.",
+                    process.pid,
+                    process.exitcode,
+                )
+                processes[index] = self._start(context)
+        for process in processes:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.join()
+        logger.info("Stopped %d workers [%d]", self.count, os.getpid())
+        return self.status
+
+    def _start(self, context) -> multiprocessing.process.BaseProcess:
+        process = context.Process(target=_serve, args=(self.config,))
+        process.start()
+        return process
+
+
+def _serve(config: Config) -> None:
+    """One worker: its own listening socket, then uvicorn's server on it."""
+    config.configure_logging()  # as in uvicorn's own workers: the parent's setup is not inherited
+    try:
+        listener = reuse_port_socket(config.host, config.port)
+    except OSError as error:
+        logger.error("Cannot listen on %s:%d: %s", config.host, config.port, error)
+        sys.exit(STARTUP_FAILURE)
+    Server(config).run(sockets=[listener])
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    listener.bind((host, port))
+    return listener
 
 
 if __name__ == "__main__":

@@ -329,6 +329,7 @@ def describe(
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "glassbox_env": {k: v for k, v in os.environ.items() if k.startswith("GLASSBOX_")},
         "service_settings": effective_settings(env),
+        "launcher": "python -m app.serve",  # uvicorn's command line; see bench/servers.py
         "uvicorn_options": [*UVICORN_OPTIONS, "--workers", str(args.workers)],
         "client": "httpx.AsyncClient per run, keep-alive pool = concurrency, on loopback, "
         "sharing the machine's cores with the servers",

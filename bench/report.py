@@ -124,7 +124,8 @@ def render_markdown(
         f"{meta['cpus_usable']} usable), load average {meta['loadavg_start']} at the start, "
         f"{meta['platform']}, Python {meta['python']}",
         "",
-        f"every server: uvicorn {' '.join(meta.get('uvicorn_options', []))}",
+        f"every server: {meta.get('launcher', 'uvicorn')} "
+        f"{' '.join(meta.get('uvicorn_options', []))}",
         "",
         "models: "
         + (", ".join(f"{n} v{v}" for n, v in meta.get("models", {}).items()) or "none")

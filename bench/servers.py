@@ -72,10 +72,12 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 def uvicorn_command(target: str, port: int, workers: int = 1) -> list[str]:
+    """uvicorn's command line through `app.serve`, as deploy/serve.sh runs the service: with
+    several workers, each has a listening socket of its own (SO_REUSEPORT)."""
     return [
         sys.executable,
         "-m",
-        "uvicorn",
+        "app.serve",
         target,
         "--host",
         HOST,

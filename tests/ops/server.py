@@ -94,3 +94,12 @@ def _wait_ready(server: Server, timeout_s: float) -> None:
             last = repr(error)
         time.sleep(0.5)
     raise RuntimeError(f"not ready in {timeout_s} s ({last}):\n{server.output()[-3000:]}")
+
+
+def wait_for(condition, what: str, timeout_s: float = 30) -> None:
+    """Polls `condition` until it is true; fails naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout_s} s for {what}")
+        time.sleep(0.02)

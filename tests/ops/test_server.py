@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.metrics import sample
-from tests.ops.server import ROOT, Server, serve
+from tests.ops.server import ROOT, Server, serve, wait_for
 
 SMALL_MODEL = "iris"
 # Requests one model takes at once. The SIGTERM test sends one more, all held open, and knows all
@@ -38,14 +38,6 @@ def server(tmp_path_factory):
 
 def json_lines(server: Server) -> list[dict]:
     return [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
-
-
-def _wait_for(condition, what: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout_s} s for {what}")
-        time.sleep(0.02)
 
 
 def test_serves_the_request_id_and_metrics(server):
@@ -86,12 +78,12 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(server):
         thread.start()
     with httpx.Client(base_url=server.base) as scraper:
         refused = {"model": SMALL_MODEL, "reason": "in_progress_limit"}
-        _wait_for(
+        wait_for(
             lambda: sample(scraper, "glassbox_rejected_requests_total", **refused) == 1,
             f"{IN_PROGRESS_LIMIT} requests inside the server and one refused",
         )
     server.process.send_signal(signal.SIGTERM)
-    _wait_for(lambda: "Shutting down" in server.output(), "the server to start shutting down")
+    wait_for(lambda: "Shutting down" in server.output(), "the server to start shutting down")
     # Past the 0.1 s uvicorn lets connections settle before its graceful timeout starts, so the
     # requests finish inside that timeout (with GLASSBOX_GRACEFUL_SHUTDOWN_S=0 they are cut off).
     time.sleep(0.5)

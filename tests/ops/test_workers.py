@@ -1,0 +1,107 @@
+"""Two workers from deploy/serve.sh: a listening socket each, connections spread over both, a
+dead worker replaced, and SIGTERM stopping them all with status 0 (Linux: sockets are read from
+/proc)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.ops.server import ROOT, Server, serve, wait_for
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads sockets from /proc")
+
+WORKERS = 2
+CONNECTIONS = 16
+_LISTEN, _ESTABLISHED = "0A", "01"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    log = tmp_path_factory.mktemp("workers") / "server.log"
+    env = {
+        "GLASSBOX_MODEL_DIR": str(ROOT / "models"),
+        "GLASSBOX_MODELS": "iris",
+        "GLASSBOX_WORKERS": str(WORKERS),
+    }
+    with serve(log, env) as running:
+        yield running
+
+
+def port_of(server: Server) -> int:
+    return int(server.base.rsplit(":", 1)[1])
+
+
+def socket_owners(port: int, state: str) -> list[int]:
+    """The pid holding each local TCP socket on `port` in `state`, one entry per socket."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+                inodes.add(fields[9])
+    owners = []
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            target = os.readlink(fd)
+        except OSError:  # a process or descriptor that went away meanwhile
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            owners.append(int(fd.parts[2]))
+    return owners
+
+
+def test_each_worker_listens_on_a_socket_of_its_own(server):
+    owners = socket_owners(port_of(server), _LISTEN)
+    assert len(owners) == WORKERS, owners
+    assert len(set(owners)) == WORKERS
+    assert server.process.pid not in owners  # the supervisor itself takes no connections
+
+
+def test_connections_opened_together_reach_both_workers(server):
+    """The kernel picks a listening socket for each connection by a hash of its addresses: all
+    16 on one worker has odds of 2 in 65,536. (With one shared socket, the worker that woke
+    first took every waiting connection: 16 of 16 on one worker happened in 1 of 7 runs.)"""
+    clients = [httpx.Client(base_url=server.base, timeout=30) for _ in range(CONNECTIONS)]
+    try:
+        for client in clients:
+            assert client.get("/health/live").status_code == 200
+        owners = socket_owners(port_of(server), _ESTABLISHED)
+        assert len(owners) == CONNECTIONS
+        assert len(set(owners)) == WORKERS, owners
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_a_worker_that_dies_is_replaced(server):
+    port = port_of(server)
+    killed = socket_owners(port, _LISTEN)[0]
+    os.kill(killed, signal.SIGKILL)
+
+    def replaced() -> bool:
+        owners = socket_owners(port, _LISTEN)
+        return len(owners) == WORKERS and killed not in owners
+
+    wait_for(replaced, "a new worker listening")
+    flower = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+    for _ in range(8):  # fresh connections, spread over both workers
+        with httpx.Client(base_url=server.base, timeout=30) as client:
+            response = client.post("/api/models/iris/predict", json=flower)
+            assert response.status_code == 200
+            assert response.json()["label"] == "setosa"
+    assert f"Worker [{killed}] died" in server.output()
+
+
+def test_sigterm_stops_every_worker_and_exits_0(server):
+    workers = socket_owners(port_of(server), _LISTEN)
+    assert server.stop() == 0
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+    output = server.output()
+    assert output.count("Finished server process") == WORKERS
+    assert f"Stopped {WORKERS} workers" in output
