@@ -48,6 +48,8 @@ def run() -> None:
 def _parse(args: list[str]) -> dict | None:
     """uvicorn's options as its command line parses them; None when it would not run (a usage
     error, --help, --version), which uvicorn's own `main` then reports."""
+    if {"--help", "--version"} & set(args):  # parsing would already print them
+        return None
     try:
         with main.make_context(PROG, list(args)) as context:
             return dict(context.params)

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.serve import _balanced, _parse
 from tests.ops.server import ROOT, Server, serve, wait_for
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads sockets from /proc")
@@ -31,6 +32,27 @@ def server(tmp_path_factory):
     }
     with serve(log, env) as running:
         yield running
+
+
+@pytest.mark.parametrize(
+    ("extra", "balanced"),
+    [
+        ([], True),
+        (["--workers", "1"], False),
+        (["--reload"], False),
+        (["--uds", "/tmp/glassbox.sock"], False),
+        (["--fd", "3"], False),
+        (["--port", "0"], False),
+    ],
+)
+def test_a_socket_per_worker_only_where_the_kernel_spreads_connections(extra, balanced):
+    options = _parse(["app.main:app", "--workers", "2", "--port", "8000", *extra])
+    assert _balanced(options) is balanced
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["app.main:app", "--bogus"], []])
+def test_what_uvicorn_would_not_run_is_left_to_uvicorn_to_report(args):
+    assert _parse(args) is None
 
 
 def port_of(server: Server) -> int:
