@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import shutil
 import signal
 import socket
 import subprocess
@@ -111,6 +112,12 @@ class Servers:
         """Start `name` (service, baseline or floor) on a free port; returns at once."""
         port = free_port()
         log_path = self.log_dir / f"{label or name}.log"
+        if self.workers > 1:
+            # As deploy/serve.sh runs several workers: their metrics summed through files here.
+            metrics_dir = self.log_dir / f"{label or name}-metrics"
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir()
+            env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 uvicorn_command(TARGETS[name], port, self.workers),

@@ -31,6 +31,9 @@ def server(tmp_path_factory):
         "GLASSBOX_WORKERS": str(WORKERS),
     }
     with serve(log, env) as running:
+        # Ready means one worker answers; each listens only once its own models have loaded.
+        port = port_of(running)
+        wait_for(lambda: len(socket_owners(port, _LISTEN)) == WORKERS, "every worker", 120)
         yield running
 
 
