@@ -15,6 +15,8 @@ accepts every connection waiting: 16 keep-alive connections opened together were
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -73,7 +75,8 @@ class Workers:
     replaced, and SIGTERM or SIGINT drains them all.
 
     Unlike uvicorn's own supervisor it does not ping workers for hangs, nor take SIGHUP,
-    SIGTTIN or SIGTTOU; a worker that fails to start (exit status 3) stops the server with 3.
+    SIGTTIN or SIGTTOU; a worker that fails to start (exit status 3) stops the server with 3,
+    and workers get SIGTERM if the supervisor dies.
     """
 
     def __init__(self, options: dict):
@@ -89,6 +92,13 @@ class Workers:
         self.status = 0
 
     def run(self) -> int:
+        try:
+            # A socket without SO_REUSEPORT cannot share the port: this fails if anything listens
+            # there, where the workers' sockets would quietly join another server's.
+            bound_socket(self.config.host, self.config.port, reuse_port=False).close()
+        except OSError as error:
+            logger.error("Cannot listen on %s:%d: %s", self.config.host, self.config.port, error)
+            return STARTUP_FAILURE
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.stopping.set())
         context = multiprocessing.get_context("spawn")
@@ -118,28 +128,43 @@ class Workers:
         return self.status
 
     def _start(self, context) -> multiprocessing.process.BaseProcess:
-        process = context.Process(target=_serve, args=(self.config,))
+        process = context.Process(target=_serve, args=(self.config, os.getpid()))
         process.start()
         return process
 
 
-def _serve(config: Config) -> None:
+def _serve(config: Config, supervisor: int) -> None:
     """One worker: its own listening socket, then uvicorn's server on it."""
+    die_with_parent()
+    if os.getppid() != supervisor:  # it died before the line above
+        sys.exit(1)
     config.configure_logging()  # as in uvicorn's own workers: the parent's setup is not inherited
     try:
-        listener = reuse_port_socket(config.host, config.port)
+        listener = bound_socket(config.host, config.port, reuse_port=True)
     except OSError as error:
         logger.error("Cannot listen on %s:%d: %s", config.host, config.port, error)
         sys.exit(STARTUP_FAILURE)
     Server(config).run(sockets=[listener])
 
 
-def reuse_port_socket(host: str, port: int) -> socket.socket:
+def die_with_parent() -> None:
+    """SIGTERM this process when its parent dies, even by SIGKILL (Linux), rather than leave it
+    serving with no one to stop it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def bound_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    listener.bind((host, port))
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.bind((host, port))
+    except OSError:
+        listener.close()
+        raise
     return listener
 
 

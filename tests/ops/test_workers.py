@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import httpx
 import pytest
 
 from app.serve import _balanced, _parse
-from tests.ops.server import ROOT, Server, serve, wait_for
+from tests.ops.server import ROOT, Server, free_port, serve, wait_for
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads sockets from /proc")
 
@@ -56,6 +58,47 @@ def test_a_socket_per_worker_only_where_the_kernel_spreads_connections(extra, ba
 @pytest.mark.parametrize("args", [["--version"], ["--help"], ["app.main:app", "--bogus"], []])
 def test_what_uvicorn_would_not_run_is_left_to_uvicorn_to_report(args):
     assert _parse(args) is None
+
+
+def test_a_port_another_server_listens_on_stops_the_workers_before_they_start():
+    """Even one whose socket has SO_REUSEPORT too, as another Glassbox's workers have: the
+    workers' sockets would join it and take a share of its connections."""
+    port = free_port()
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        command = [sys.executable, "-m", "app.serve", "app.main:app", "--host", "127.0.0.1"]
+        done = subprocess.run(
+            [*command, "--port", str(port), "--workers", "2"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 3
+    assert f"Cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Started 2 workers" not in done.stderr
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path):
+    env = {
+        "GLASSBOX_MODEL_DIR": str(ROOT / "models"),
+        "GLASSBOX_MODELS": "iris",
+        "GLASSBOX_WORKERS": str(WORKERS),
+    }
+    with serve(tmp_path / "server.log", env) as running:
+        port = port_of(running)
+        wait_for(lambda: len(socket_owners(port, _LISTEN)) == WORKERS, "every worker", 120)
+        workers = socket_owners(port, _LISTEN)
+        running.process.kill()
+        running.process.wait(10)
+        wait_for(
+            lambda: not [pid for pid in workers if Path(f"/proc/{pid}").exists()],
+            "the workers to exit",
+            60,
+        )
+    assert socket_owners(port, _LISTEN) == []
 
 
 def port_of(server: Server) -> int:
