@@ -86,10 +86,8 @@ class Workers:
             sys.path.insert(0, app_dir)  # as uvicorn does, before the app is imported
         if options["log_config"] is None:
             options["log_config"] = LOGGING_CONFIG  # as uvicorn's command line passes it on
-        self.count = options["workers"]
         self.config = Config(**options)  # configures uvicorn's logging in this process too
         self.stopping = threading.Event()
-        self.status = 0
 
     def run(self) -> int:
         try:
@@ -101,16 +99,19 @@ class Workers:
             return STARTUP_FAILURE
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.stopping.set())
+        status = 0
         context = multiprocessing.get_context("spawn")
-        processes = [self._start(context) for _ in range(self.count)]
-        logger.info("Started %d workers, a SO_REUSEPORT socket each [%d]", self.count, os.getpid())
+        processes = [self._start(context) for _ in range(self.config.workers)]
+        logger.info(
+            "Started %d workers, a SO_REUSEPORT socket each [%d]", len(processes), os.getpid()
+        )
         while not self.stopping.wait(0.5):
             for index, process in enumerate(processes):
                 if process.is_alive():
                     continue
                 if process.exitcode == STARTUP_FAILURE:
                     logger.error("Worker [%d] failed to start; stopping.", process.pid)
-                    self.status = STARTUP_FAILURE
+                    status = STARTUP_FAILURE
                     self.stopping.set()
                     break
                 logger.warning(
@@ -124,8 +125,8 @@ class Workers:
                 os.kill(process.pid, signal.SIGTERM)
         for process in processes:
             process.join()
-        logger.info("Stopped %d workers [%d]", self.count, os.getpid())
-        return self.status
+        logger.info("Stopped %d workers [%d]", len(processes), os.getpid())
+        return status
 
     def _start(self, context) -> multiprocessing.process.BaseProcess:
         process = context.Process(target=_serve, args=(self.config, os.getpid()))

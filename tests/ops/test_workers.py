@@ -9,6 +9,8 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -24,9 +26,9 @@ CONNECTIONS = 16
 _LISTEN, _ESTABLISHED = "0A", "01"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    log = tmp_path_factory.mktemp("workers") / "server.log"
+@contextmanager
+def serve_workers(log: Path) -> Iterator[Server]:
+    """deploy/serve.sh with WORKERS workers serving iris, once every worker listens."""
     env = {
         "GLASSBOX_MODEL_DIR": str(ROOT / "models"),
         "GLASSBOX_MODELS": "iris",
@@ -36,6 +38,12 @@ def server(tmp_path_factory):
         # Ready means one worker answers; each listens only once its own models have loaded.
         port = port_of(running)
         wait_for(lambda: len(socket_owners(port, _LISTEN)) == WORKERS, "every worker", 120)
+        yield running
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with serve_workers(tmp_path_factory.mktemp("workers") / "server.log") as running:
         yield running
 
 
@@ -82,27 +90,21 @@ def test_a_port_another_server_listens_on_stops_the_workers_before_they_start():
 
 
 def test_workers_stop_when_the_supervisor_is_killed(tmp_path):
-    env = {
-        "GLASSBOX_MODEL_DIR": str(ROOT / "models"),
-        "GLASSBOX_MODELS": "iris",
-        "GLASSBOX_WORKERS": str(WORKERS),
-    }
-    with serve(tmp_path / "server.log", env) as running:
+    with serve_workers(tmp_path / "server.log") as running:
         port = port_of(running)
-        wait_for(lambda: len(socket_owners(port, _LISTEN)) == WORKERS, "every worker", 120)
         workers = socket_owners(port, _LISTEN)
         running.process.kill()
         running.process.wait(10)
-        wait_for(
-            lambda: not [pid for pid in workers if Path(f"/proc/{pid}").exists()],
-            "the workers to exit",
-            60,
-        )
+        wait_for(lambda: not alive(workers), "the workers to exit", 60)
     assert socket_owners(port, _LISTEN) == []
 
 
 def port_of(server: Server) -> int:
     return int(server.base.rsplit(":", 1)[1])
+
+
+def alive(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
 
 
 def socket_owners(port: int, state: str) -> list[int]:
@@ -169,7 +171,7 @@ def test_a_worker_that_dies_is_replaced(server):
 def test_sigterm_stops_every_worker_and_exits_0(server):
     workers = socket_owners(port_of(server), _LISTEN)
     assert server.stop() == 0
-    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+    assert not alive(workers)
     output = server.output()
     assert output.count("Finished server process") == WORKERS
     assert f"Stopped {WORKERS} workers" in output
