@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.batching import BatchPolicy
@@ -16,6 +16,18 @@ def _split_commas(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
+
+
+class BatchOverride(BaseModel):
+    """One model's batching settings in GLASSBOX_BATCHING; an unset key keeps the global one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: int | None = Field(None, gt=0)
+    max_wait_ms: float | None = Field(None, ge=0)
+    quiet_turns: int | None = Field(None, ge=0)
+    queue_size: int | None = Field(None, gt=0)
+    timeout_s: float | None = Field(None, gt=0)
 
 
 class Settings(BaseSettings):
@@ -80,10 +92,17 @@ class Settings(BaseSettings):
         64, gt=0, description="Most rows the dynamic batcher puts in one model call."
     )
     batch_max_wait_ms: float = Field(
-        0.0,
+        2.0,
         ge=0,
-        description="How long a batch waits for more requests once the queue is "
-        "empty; 0 runs what is queued at once (batches still form under load).",
+        description="The longest a batch's first request waits for more to join; 0 runs what "
+        "is queued at once.",
+    )
+    batch_quiet_turns: int = Field(
+        4,
+        ge=0,
+        description="A batch closes before max_wait_ms once the event loop has turned this "
+        "many times in a row without a new request (none is on its way), so a lone request "
+        "waits microseconds; 0 always waits max_wait_ms.",
     )
     queue_size: int = Field(
         256,
@@ -94,10 +113,11 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         5.0, gt=0, description="A request queued longer than this is answered 504, not computed."
     )
-    batching: dict[str, dict[str, float]] = Field(
+    batching: dict[str, BatchOverride] = Field(
         default_factory=dict,
         description='Per-model overrides as JSON, e.g. {"catdog": {"max_batch_size": 16, '
-        '"max_wait_ms": 2}}; keys: max_batch_size, max_wait_ms, queue_size, timeout_s.',
+        '"max_wait_ms": 5}}; keys: max_batch_size, max_wait_ms, quiet_turns, queue_size, '
+        "timeout_s (an unknown key or a value out of range stops the service at start).",
     )
     poll_interval_s: float = Field(
         10.0,
@@ -126,18 +146,16 @@ class Settings(BaseSettings):
     )
 
     def batch_policy(self, model: str) -> BatchPolicy:
-        defaults = {
-            "max_batch_size": self.batch_max_size,
-            "max_wait_ms": self.batch_max_wait_ms,
-            "queue_size": self.queue_size,
-            "timeout_s": self.request_timeout_s,
-        }
-        merged = {**defaults, **self.batching.get(model, {})}
+        override = self.batching.get(model, BatchOverride())
         return BatchPolicy(
-            max_batch_size=int(merged["max_batch_size"]),
-            max_wait_ms=float(merged["max_wait_ms"]),
-            queue_size=int(merged["queue_size"]),
-            timeout_s=float(merged["timeout_s"]),
+            **{
+                "max_batch_size": self.batch_max_size,
+                "max_wait_ms": self.batch_max_wait_ms,
+                "quiet_turns": self.batch_quiet_turns,
+                "queue_size": self.queue_size,
+                "timeout_s": self.request_timeout_s,
+                **override.model_dump(exclude_none=True),
+            }
         )
 
 

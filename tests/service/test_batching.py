@@ -7,9 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from app.batching import Batcher, BatchPolicy
 from app.errors import DeadlineExceeded, Overloaded
+from app.settings import Settings
 
 
 class SlowDouble:
@@ -67,6 +69,80 @@ def test_lone_request_runs_at_once_without_waiting(executor):
 
     np.testing.assert_array_equal(run(main()), np.full((2, 2), 2.0))
     assert model.sizes == [2]
+
+
+async def submit_after_turns(batcher: Batcher, turns: int) -> np.ndarray:
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    return await batcher.submit(np.ones((1, 1), np.float32))
+
+
+def sizes_for_arrivals(policy: BatchPolicy, turns_apart: list[int], executor) -> list[int]:
+    """The batch sizes when one request is submitted after each of `turns_apart` loop turns."""
+    model = SlowDouble(seconds=0)
+
+    async def main():
+        batcher = Batcher(model, executor, policy)
+        # A minute-long max_wait_ms: only the quiet turns can close these batches in time.
+        await asyncio.wait_for(
+            asyncio.gather(*(submit_after_turns(batcher, turns) for turns in turns_apart)), 10
+        )
+        await batcher.close()
+
+    run(main())
+    return model.sizes
+
+
+def test_requests_arriving_within_the_quiet_turns_join_one_batch(executor):
+    policy = BatchPolicy(max_wait_ms=60_000, quiet_turns=4)
+    assert sizes_for_arrivals(policy, [0, 2, 4, 5], executor) == [4]
+
+
+def test_a_batch_closes_after_its_quiet_turns_not_after_max_wait(executor):
+    policy = BatchPolicy(max_wait_ms=60_000, quiet_turns=4)
+    assert sizes_for_arrivals(policy, [0], executor) == [1]
+    # Ten turns of silence: the first batch has closed and run by the time the second comes.
+    assert sizes_for_arrivals(policy, [0, 10], executor) == [1, 1]
+
+
+def test_without_quiet_turns_batches_launch_at_once(executor):
+    policy = BatchPolicy(max_wait_ms=0, quiet_turns=4)
+    assert sizes_for_arrivals(policy, [0, 2], executor) == [1, 1]
+
+
+def test_without_quiet_turns_a_batch_waits_max_wait_ms(executor):
+    model = SlowDouble(seconds=0)
+
+    async def main():
+        batcher = Batcher(model, executor, BatchPolicy(max_wait_ms=2_000, quiet_turns=0))
+        first = asyncio.create_task(batcher.submit(np.ones((1, 1), np.float32)))
+        await asyncio.sleep(0.05)  # hundreds of quiet turns, well within max_wait_ms
+        await asyncio.gather(first, batcher.submit(np.ones((1, 1), np.float32)))
+        await batcher.close()
+
+    run(main())
+    assert model.sizes == [2]
+
+
+def test_max_wait_ms_closes_a_batch_that_keeps_growing(executor):
+    model = SlowDouble(seconds=0)
+
+    async def main():
+        batcher = Batcher(
+            model, executor, BatchPolicy(max_wait_ms=20, max_batch_size=10**6, queue_size=10**6)
+        )
+        submitted = []
+        stop = time.monotonic() + 0.3
+        while time.monotonic() < stop:  # a new request every turn, for 15 times max_wait_ms
+            submitted.append(asyncio.create_task(batcher.submit(np.ones((1, 1), np.float32))))
+            await asyncio.sleep(0)
+        await asyncio.gather(*submitted)
+        await batcher.close()
+        return len(submitted)
+
+    total = run(main())
+    assert len(model.sizes) > 1
+    assert sum(model.sizes) == total
 
 
 def test_full_queue_refuses_at_once_with_retry_after(executor):
@@ -131,3 +207,22 @@ def test_model_error_reaches_every_caller_and_the_worker_survives(executor):
         return again
 
     np.testing.assert_array_equal(run(main()), np.ones((1, 1)))
+
+
+def test_per_model_batching_overrides_replace_only_their_keys():
+    settings = Settings(
+        batch_max_wait_ms=1.5, batching={"catdog": {"max_batch_size": 16, "quiet_turns": 0}}
+    )
+    assert settings.batch_policy("catdog") == BatchPolicy(
+        max_batch_size=16, max_wait_ms=1.5, quiet_turns=0
+    )
+    assert settings.batch_policy("mnist") == BatchPolicy(max_wait_ms=1.5)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [{"max_wait": 5}, {"max_batch_size": 0}, {"quiet_turns": -1}, {"timeout_s": "soon"}],
+)
+def test_a_mistyped_batching_override_is_refused(override):
+    with pytest.raises(ValidationError):
+        Settings(batching={"catdog": override})
