@@ -23,7 +23,7 @@ import os
 import signal
 import socket
 import sys
-import threading
+import time
 
 import click
 from uvicorn import Config, Server
@@ -87,7 +87,6 @@ class Workers:
         if options["log_config"] is None:
             options["log_config"] = LOGGING_CONFIG  # as uvicorn's command line passes it on
         self.config = Config(**options)  # configures uvicorn's logging in this process too
-        self.stopping = threading.Event()
 
     def run(self) -> int:
         try:
@@ -97,22 +96,26 @@ class Workers:
         except OSError as error:
             logger.error("Cannot listen on %s:%d: %s", self.config.host, self.config.port, error)
             return STARTUP_FAILURE
+        # The handler only records the signal, as uvicorn's supervisor does: a handler runs in
+        # the main thread between two of its bytecodes, so taking a lock there (a
+        # threading.Event's) can deadlock against that thread (CPython issue 126434).
+        received: list[int] = []
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: self.stopping.set())
+            signal.signal(signum, lambda signum, _frame: received.append(signum))
         status = 0
         context = multiprocessing.get_context("spawn")
         processes = [self._start(context) for _ in range(self.config.workers)]
         logger.info(
             "Started %d workers, a SO_REUSEPORT socket each [%d]", len(processes), os.getpid()
         )
-        while not self.stopping.wait(0.5):
+        while not received and status == 0:
+            time.sleep(0.5)
             for index, process in enumerate(processes):
                 if process.is_alive():
                     continue
                 if process.exitcode == STARTUP_FAILURE:
                     logger.error("Worker [%d] failed to start; stopping.", process.pid)
                     status = STARTUP_FAILURE
-                    self.stopping.set()
                     break
                 logger.warning(
                     "Worker [%d] died (exit status %s); starting another.",

@@ -89,6 +89,29 @@ def test_a_port_another_server_listens_on_stops_the_workers_before_they_start():
     assert "Started 2 workers" not in done.stderr
 
 
+def test_a_worker_that_fails_to_start_stops_the_server_with_status_3(tmp_path):
+    (tmp_path / "failing.py").write_text(
+        "from contextlib import asynccontextmanager\n"
+        "from fastapi import FastAPI\n\n"
+        "@asynccontextmanager\n"
+        "async def lifespan(app):\n"
+        "    raise RuntimeError('the models could not load')\n"
+        "    yield\n\n"
+        "app = FastAPI(lifespan=lifespan)\n"
+    )
+    command = [sys.executable, "-m", "app.serve", "failing:app", "--app-dir", str(tmp_path)]
+    done = subprocess.run(
+        [*command, "--host", "127.0.0.1", "--port", str(free_port()), "--workers", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3
+    assert "failed to start; stopping." in done.stderr
+    assert "Stopped 2 workers" in done.stderr
+
+
 def test_workers_stop_when_the_supervisor_is_killed(tmp_path):
     with serve_workers(tmp_path / "server.log") as running:
         port = port_of(running)
