@@ -28,7 +28,7 @@ from typing import Protocol
 
 import numpy as np
 
-from app.errors import DeadlineExceeded, Overloaded
+from app.errors import DeadlineExceeded, ModelNotReady, Overloaded
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class Batcher:
         self._queue: asyncio.Queue[_Request] | None = None
         self._worker: asyncio.Task | None = None
         self._carry: _Request | None = None
+        self._held: list[_Request] = []  # the batch being gathered or computed
         self._busy = False
         self._in_flight = 0  # requests queued or in the running batch
 
@@ -119,12 +120,21 @@ class Batcher:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
+        # Whatever was still waiting or being gathered is answered, not left to hang.
+        leftovers = [*self._held, *([self._carry] if self._carry else [])]
+        while self._queue is not None and not self._queue.empty():
+            leftovers.append(self._queue.get_nowait())
+        self._held, self._carry = [], None
+        for request in leftovers:
+            if not request.future.done():
+                request.future.set_exception(
+                    ModelNotReady("The model version stopped serving; retry the request.")
+                )
 
     async def _run(self) -> None:
         while True:
             self._busy = False
             requests = await self._gather()
-            self._busy = True
             self._observer.set_queue_depth(*self._model, self._queue.qsize())
             requests = self._drop_expired(requests)
             if not requests:
@@ -157,7 +167,13 @@ class Batcher:
     async def _gather(self) -> list[_Request]:
         first = self._carry or await self._queue.get()
         self._carry = None
-        requests, rows = [first], len(first.batch)
+        self._busy = True  # the requests are held here now, off the queue: a drain waits for them
+        self._held = [first]
+        await self._fill(self._held)
+        return self._held
+
+    async def _fill(self, requests: list[_Request]) -> None:
+        rows = sum(len(request.batch) for request in requests)
         deadline = time.monotonic() + self.policy.max_wait_ms / 1000
         quiet = 0
         while rows < self.policy.max_batch_size:
@@ -177,7 +193,6 @@ class Batcher:
             # rather than wait_for(get()), which can drop an item when it times out.
             await asyncio.sleep(0 if self.policy.quiet_turns else min(remaining, 0.0002))
             quiet += 1
-        return requests
 
     def _drop_expired(self, requests: list[_Request]) -> list[_Request]:
         now = time.monotonic()

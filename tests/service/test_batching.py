@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.batching import Batcher, BatchPolicy
-from app.errors import DeadlineExceeded, Overloaded
+from app.errors import DeadlineExceeded, ModelNotReady, Overloaded
 from app.settings import Settings
 
 
@@ -207,6 +207,54 @@ def test_model_error_reaches_every_caller_and_the_worker_survives(executor):
         return again
 
     np.testing.assert_array_equal(run(main()), np.ones((1, 1)))
+
+
+def test_a_drain_waits_for_the_batch_being_gathered(executor):
+    model = SlowDouble(seconds=0)
+
+    async def main():
+        # No quiet turns: the batch gathers for the full max_wait_ms, off the queue.
+        batcher = Batcher(model, executor, BatchPolicy(max_wait_ms=300, quiet_turns=0))
+        request = asyncio.create_task(batcher.submit(np.ones((1, 1), np.float32)))
+        await asyncio.sleep(0.05)
+        await batcher.drain_and_close(timeout_s=10)
+        return await asyncio.wait_for(request, 5)
+
+    np.testing.assert_array_equal(run(main()), np.full((1, 1), 2.0))
+
+
+def test_closing_answers_every_request_it_still_holds(executor):
+    gate = threading.Event()
+    model = SlowDouble(seconds=0, gate=gate)
+
+    async def main():
+        batcher = Batcher(model, executor, BatchPolicy(max_batch_size=1))
+        requests = [
+            asyncio.create_task(batcher.submit(np.ones((1, 1), np.float32))) for _ in range(3)
+        ]
+        await asyncio.sleep(0.05)  # one is computing (held at the gate), two are queued
+        await batcher.close()
+        gate.set()
+        return await asyncio.wait_for(asyncio.gather(*requests, return_exceptions=True), 5)
+
+    outcomes = run(main())
+    assert [type(outcome) for outcome in outcomes] == [ModelNotReady] * 3
+    assert outcomes[0].status_code == 503
+
+
+def test_closing_answers_a_request_while_its_batch_gathers(executor):
+    model = SlowDouble(seconds=0)
+
+    async def main():
+        batcher = Batcher(model, executor, BatchPolicy(max_wait_ms=60_000, quiet_turns=0))
+        request = asyncio.create_task(batcher.submit(np.ones((1, 1), np.float32)))
+        await asyncio.sleep(0.05)
+        await batcher.close()
+        with pytest.raises(ModelNotReady):
+            await asyncio.wait_for(request, 5)
+
+    run(main())
+    assert model.sizes == []
 
 
 def test_per_model_batching_overrides_replace_only_their_keys():
