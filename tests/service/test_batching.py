@@ -209,18 +209,31 @@ def test_model_error_reaches_every_caller_and_the_worker_survives(executor):
     np.testing.assert_array_equal(run(main()), np.ones((1, 1)))
 
 
-def test_a_drain_waits_for_the_batch_being_gathered(executor):
-    model = SlowDouble(seconds=0)
+def outcome_of_ending_while_gathering(end, max_wait_ms: float, executor):
+    """Submit one request, let its batch gather (without quiet turns: for the full max_wait_ms,
+    off the queue), then `end` the batcher; the request's result, or its exception."""
 
     async def main():
-        # No quiet turns: the batch gathers for the full max_wait_ms, off the queue.
-        batcher = Batcher(model, executor, BatchPolicy(max_wait_ms=300, quiet_turns=0))
+        policy = BatchPolicy(max_wait_ms=max_wait_ms, quiet_turns=0)
+        batcher = Batcher(SlowDouble(seconds=0), executor, policy)
         request = asyncio.create_task(batcher.submit(np.ones((1, 1), np.float32)))
         await asyncio.sleep(0.05)
-        await batcher.drain_and_close(timeout_s=10)
-        return await asyncio.wait_for(request, 5)
+        await end(batcher)
+        return (await asyncio.wait_for(asyncio.gather(request, return_exceptions=True), 5))[0]
 
-    np.testing.assert_array_equal(run(main()), np.full((1, 1), 2.0))
+    return run(main())
+
+
+def test_a_drain_waits_for_the_batch_being_gathered(executor):
+    outcome = outcome_of_ending_while_gathering(
+        lambda batcher: batcher.drain_and_close(timeout_s=10), 300, executor
+    )
+    np.testing.assert_array_equal(outcome, np.full((1, 1), 2.0))
+
+
+def test_closing_answers_a_request_while_its_batch_gathers(executor):
+    outcome = outcome_of_ending_while_gathering(Batcher.close, 60_000, executor)
+    assert isinstance(outcome, ModelNotReady)
 
 
 def test_closing_answers_every_request_it_still_holds(executor):
@@ -240,21 +253,6 @@ def test_closing_answers_every_request_it_still_holds(executor):
     outcomes = run(main())
     assert [type(outcome) for outcome in outcomes] == [ModelNotReady] * 3
     assert outcomes[0].status_code == 503
-
-
-def test_closing_answers_a_request_while_its_batch_gathers(executor):
-    model = SlowDouble(seconds=0)
-
-    async def main():
-        batcher = Batcher(model, executor, BatchPolicy(max_wait_ms=60_000, quiet_turns=0))
-        request = asyncio.create_task(batcher.submit(np.ones((1, 1), np.float32)))
-        await asyncio.sleep(0.05)
-        await batcher.close()
-        with pytest.raises(ModelNotReady):
-            await asyncio.wait_for(request, 5)
-
-    run(main())
-    assert model.sizes == []
 
 
 def test_per_model_batching_overrides_replace_only_their_keys():
