@@ -135,34 +135,34 @@ class Batcher:
         while True:
             self._busy = False
             requests = await self._gather()
-            self._observer.set_queue_depth(*self._model, self._queue.qsize())
-            requests = self._drop_expired(requests)
-            if not requests:
-                continue
-            batch = (
-                requests[0].batch
-                if len(requests) == 1
-                else np.concatenate([request.batch for request in requests])
-            )
-            started = time.perf_counter()
             try:
-                outputs = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._predict, batch
-                )
+                await self._compute(requests)
             except Exception as error:  # the callers get the error, the worker lives on
                 for request in requests:
                     if not request.future.done():
                         request.future.set_exception(error)
-                continue
-            self._observer.observe_inference(
-                *self._model, time.perf_counter() - started, len(batch)
-            )
-            offset = 0
-            for request in requests:
-                rows = len(request.batch)
-                if not request.future.done():  # the caller may have gone away
-                    request.future.set_result(outputs[offset : offset + rows])
-                offset += rows
+
+    async def _compute(self, requests: list[_Request]) -> None:
+        self._observer.set_queue_depth(*self._model, self._queue.qsize())
+        requests = self._drop_expired(requests)
+        if not requests:
+            return
+        batch = (
+            requests[0].batch
+            if len(requests) == 1
+            else np.concatenate([request.batch for request in requests])
+        )
+        started = time.perf_counter()
+        outputs = await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._predict, batch
+        )
+        self._observer.observe_inference(*self._model, time.perf_counter() - started, len(batch))
+        offset = 0
+        for request in requests:
+            rows = len(request.batch)
+            if not request.future.done():  # the caller may have gone away
+                request.future.set_result(outputs[offset : offset + rows])
+            offset += rows
 
     async def _gather(self) -> list[_Request]:
         first = self._carry or await self._queue.get()

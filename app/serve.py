@@ -110,6 +110,8 @@ class Workers:
         )
         while not received and status == 0:
             time.sleep(0.5)
+            if received:  # the workers got the signal too (Ctrl-C): they are stopping, not dead
+                break
             for index, process in enumerate(processes):
                 if process.is_alive():
                     continue

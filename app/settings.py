@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.batching import BatchPolicy
@@ -21,7 +21,7 @@ def _split_commas(value: object) -> object:
 class BatchOverride(BaseModel):
     """One model's batching settings in GLASSBOX_BATCHING; an unset key keeps the global one."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_batch_size: int | None = Field(None, gt=0)
     max_wait_ms: float | None = Field(None, ge=0)
@@ -31,7 +31,7 @@ class BatchOverride(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GLASSBOX_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="GLASSBOX_", extra="ignore", allow_inf_nan=False)
 
     model_dir: Path = Field(Path("models"), description="Folder of <name>/<version>/ models.")
     models: Annotated[list[str], NoDecode, BeforeValidator(_split_commas)] = Field(
@@ -94,8 +94,9 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(
         2.0,
         ge=0,
-        description="The longest a batch's first request waits for more to join; 0 runs what "
-        "is queued at once.",
+        description="The longest a batch gathers requests once it has taken its first "
+        "(checked between turns of the event loop); under the request timeout; 0 runs what is "
+        "queued at once.",
     )
     batch_quiet_turns: int = Field(
         4,
@@ -145,8 +146,21 @@ class Settings(BaseSettings):
         True, description="Check every SavedModel file against its model card's sha256."
     )
 
-    def batch_policy(self, model: str) -> BatchPolicy:
-        override = self.batching.get(model, BatchOverride())
+    @model_validator(mode="after")
+    def _batches_gather_within_the_timeout(self) -> Settings:
+        for model in [None, *self.batching]:
+            policy = self.batch_policy(model)
+            if policy.max_wait_ms / 1000 >= policy.timeout_s:
+                where = f"GLASSBOX_BATCHING[{model!r}]" if model else "GLASSBOX_BATCH_MAX_WAIT_MS"
+                raise ValueError(
+                    f"{where}: max_wait_ms ({policy.max_wait_ms}) must be shorter than the "
+                    f"request timeout ({policy.timeout_s} s), or a batch's first request would "
+                    "time out while it gathers"
+                )
+        return self
+
+    def batch_policy(self, model: str | None) -> BatchPolicy:
+        override = self.batching.get(model, BatchOverride()) if model else BatchOverride()
         return BatchPolicy(
             **{
                 "max_batch_size": self.batch_max_size,

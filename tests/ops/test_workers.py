@@ -112,6 +112,35 @@ def test_a_worker_that_fails_to_start_stops_the_server_with_status_3(tmp_path):
     assert "Stopped 2 workers" in done.stderr
 
 
+def test_ctrl_c_stops_the_workers_without_replacing_them(tmp_path):
+    """A terminal's Ctrl-C sends SIGINT to the supervisor and its workers at once. Workers of a
+    small app exit within the supervisor's half-second check, and must not be taken for dead
+    ones and replaced."""
+    (tmp_path / "small.py").write_text("from fastapi import FastAPI\n\napp = FastAPI()\n")
+    port = free_port()
+    command = [sys.executable, "-m", "app.serve", "small:app", "--app-dir", str(tmp_path)]
+    log = tmp_path / "server.log"
+    with log.open("wb") as sink:
+        supervisor = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+            cwd=ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: len(socket_owners(port, _LISTEN)) == 2, "both workers", 60)
+        workers = socket_owners(port, _LISTEN)
+        for pid in [supervisor.pid, *workers]:
+            os.kill(pid, signal.SIGINT)
+        assert supervisor.wait(30) == 0
+    finally:
+        supervisor.kill()
+    output = log.read_text()
+    assert "died" not in output
+    assert "Stopped 2 workers" in output
+    assert not alive(workers)
+
+
 def test_workers_stop_when_the_supervisor_is_killed(tmp_path):
     with serve_workers(tmp_path / "server.log") as running:
         port = port_of(running)
