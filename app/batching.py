@@ -50,7 +50,7 @@ class _Unobserved:
 @dataclass(frozen=True)
 class BatchPolicy:
     max_batch_size: int = 64
-    max_wait_ms: float = 2.0  # the longest a batch's first request waits for others
+    max_wait_ms: float = 2.0  # the longest a batch gathers once it has taken its first request
     quiet_turns: int = 4  # event-loop turns without a new request that close a batch early
     queue_size: int = 256  # requests waiting or running; more are refused at once
     timeout_s: float = 5.0
@@ -80,8 +80,7 @@ class Batcher:
         self._queue: asyncio.Queue[_Request] | None = None
         self._worker: asyncio.Task | None = None
         self._carry: _Request | None = None
-        self._held: list[_Request] = []  # the batch being gathered or computed
-        self._busy = False
+        self._held: list[_Request] = []  # the batch being gathered or computed, off the queue
         self._in_flight = 0  # requests queued or in the running batch
 
     @property
@@ -111,7 +110,7 @@ class Batcher:
     async def drain_and_close(self, timeout_s: float = 30.0) -> None:
         """Finish what is queued and running, then stop (a removed model version)."""
         deadline = time.monotonic() + timeout_s
-        while (self.depth or self._busy) and time.monotonic() < deadline:
+        while (self.depth or self._held) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         await self.close()
 
@@ -133,7 +132,6 @@ class Batcher:
 
     async def _run(self) -> None:
         while True:
-            self._busy = False
             requests = await self._gather()
             try:
                 await self._compute(requests)
@@ -141,6 +139,7 @@ class Batcher:
                 for request in requests:
                     if not request.future.done():
                         request.future.set_exception(error)
+            self._held = []
 
     async def _compute(self, requests: list[_Request]) -> None:
         self._observer.set_queue_depth(*self._model, self._queue.qsize())
@@ -167,13 +166,13 @@ class Batcher:
     async def _gather(self) -> list[_Request]:
         first = self._carry or await self._queue.get()
         self._carry = None
-        self._busy = True  # the requests are held here now, off the queue: a drain waits for them
-        self._held = [first]
+        self._held = [first]  # from here until answered: a drain waits for them
         await self._fill(self._held)
         return self._held
 
     async def _fill(self, requests: list[_Request]) -> None:
-        rows = sum(len(request.batch) for request in requests)
+        """Add queued requests to a batch that holds its first one, as the policy says."""
+        rows = len(requests[0].batch)
         deadline = time.monotonic() + self.policy.max_wait_ms / 1000
         quiet = 0
         while rows < self.policy.max_batch_size:

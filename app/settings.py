@@ -160,7 +160,7 @@ class Settings(BaseSettings):
         return self
 
     def batch_policy(self, model: str | None) -> BatchPolicy:
-        override = self.batching.get(model, BatchOverride()) if model else BatchOverride()
+        override = self.batching.get(model, BatchOverride())
         return BatchPolicy(
             **{
                 "max_batch_size": self.batch_max_size,
