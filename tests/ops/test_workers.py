@@ -68,6 +68,18 @@ def test_what_uvicorn_would_not_run_is_left_to_uvicorn_to_report(args):
     assert _parse(args) is None
 
 
+def supervisor_command(app: str, port: int, app_dir: Path | None = None) -> list[str]:
+    """`python -m app.serve` with WORKERS workers on loopback, straight (not deploy/serve.sh)."""
+    command = [sys.executable, "-m", "app.serve", app, "--host", "127.0.0.1", "--port", str(port)]
+    return [*command, "--workers", str(WORKERS), *(["--app-dir", str(app_dir)] if app_dir else [])]
+
+
+def run_supervisor(app: str, port: int, app_dir: Path | None = None):
+    """The supervisor run to its end (these tests expect it to stop on its own)."""
+    command = supervisor_command(app, port, app_dir)
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
 def test_a_port_another_server_listens_on_stops_the_workers_before_they_start():
     """Even one whose socket has SO_REUSEPORT too, as another Glassbox's workers have: the
     workers' sockets would join it and take a share of its connections."""
@@ -76,14 +88,7 @@ def test_a_port_another_server_listens_on_stops_the_workers_before_they_start():
         other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         other.bind(("127.0.0.1", port))
         other.listen()
-        command = [sys.executable, "-m", "app.serve", "app.main:app", "--host", "127.0.0.1"]
-        done = subprocess.run(
-            [*command, "--port", str(port), "--workers", "2"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = run_supervisor("app.main:app", port)
     assert done.returncode == 3
     assert f"Cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "Started 2 workers" not in done.stderr
@@ -99,14 +104,7 @@ def test_a_worker_that_fails_to_start_stops_the_server_with_status_3(tmp_path):
         "    yield\n\n"
         "app = FastAPI(lifespan=lifespan)\n"
     )
-    command = [sys.executable, "-m", "app.serve", "failing:app", "--app-dir", str(tmp_path)]
-    done = subprocess.run(
-        [*command, "--host", "127.0.0.1", "--port", str(free_port()), "--workers", "2"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_supervisor("failing:app", free_port(), app_dir=tmp_path)
     assert done.returncode == 3
     assert "failed to start; stopping." in done.stderr
     assert "Stopped 2 workers" in done.stderr
@@ -118,11 +116,10 @@ def test_ctrl_c_stops_the_workers_without_replacing_them(tmp_path):
     ones and replaced."""
     (tmp_path / "small.py").write_text("from fastapi import FastAPI\n\napp = FastAPI()\n")
     port = free_port()
-    command = [sys.executable, "-m", "app.serve", "small:app", "--app-dir", str(tmp_path)]
     log = tmp_path / "server.log"
     with log.open("wb") as sink:
         supervisor = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+            supervisor_command("small:app", port, tmp_path),
             cwd=ROOT,
             stdout=sink,
             stderr=subprocess.STDOUT,
