@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -60,7 +60,7 @@ class BatchPolicy:
 class _Request:
     batch: np.ndarray
     future: asyncio.Future
-    enqueued: float = field(default_factory=time.monotonic)
+    enqueued: float
 
 
 class Batcher:
@@ -71,8 +71,10 @@ class Batcher:
         policy: BatchPolicy,
         observer: BatchObserver | None = None,
         model: tuple[str, int] = ("", 0),
+        clock: Callable[[], float] = time.monotonic,
     ):
         self._predict = predict
+        self._clock = clock  # seconds; the tests' own clock makes the waiting rules exact
         self._executor = executor
         self.policy = policy
         self._observer = observer or _Unobserved()
@@ -98,7 +100,7 @@ class Batcher:
                 f"The model is busy: {self.policy.queue_size} requests are already waiting or "
                 "running. Retry shortly."
             )
-        request = _Request(batch, asyncio.get_running_loop().create_future())
+        request = _Request(batch, asyncio.get_running_loop().create_future(), self._clock())
         self._in_flight += 1
         try:
             self._queue.put_nowait(request)
@@ -109,8 +111,8 @@ class Batcher:
 
     async def drain_and_close(self, timeout_s: float = 30.0) -> None:
         """Finish what is queued and running, then stop (a removed model version)."""
-        deadline = time.monotonic() + timeout_s
-        while (self.depth or self._held) and time.monotonic() < deadline:
+        deadline = self._clock() + timeout_s
+        while (self.depth or self._held) and self._clock() < deadline:
             await asyncio.sleep(0.01)
         await self.close()
 
@@ -173,7 +175,7 @@ class Batcher:
     async def _fill(self, requests: list[_Request]) -> None:
         """Add queued requests to a batch that holds its first one, as the policy says."""
         rows = len(requests[0].batch)
-        deadline = time.monotonic() + self.policy.max_wait_ms / 1000
+        deadline = self._clock() + self.policy.max_wait_ms / 1000
         quiet = 0
         while rows < self.policy.max_batch_size:
             if not self._queue.empty():
@@ -185,7 +187,7 @@ class Batcher:
                 rows += len(request.batch)
                 quiet = 0
                 continue
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self._clock()
             if remaining <= 0 or (self.policy.quiet_turns and quiet >= self.policy.quiet_turns):
                 break
             # One turn of the loop: the requests it is reading and parsing move on. Polling
@@ -194,7 +196,7 @@ class Batcher:
             quiet += 1
 
     def _drop_expired(self, requests: list[_Request]) -> list[_Request]:
-        now = time.monotonic()
+        now = self._clock()
         live = []
         for request in requests:
             if request.future.done():

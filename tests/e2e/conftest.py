@@ -68,6 +68,8 @@ def server(browser) -> str:
     env = {
         "GLASSBOX_MODEL_DIR": os.environ.get("GLASSBOX_E2E_MODEL_DIR", str(MODELS)),
         "PYTHONUNBUFFERED": "1",
+        # The page sends requests together; behind a slow batch they must not time out.
+        "GLASSBOX_REQUEST_TIMEOUT_S": "30",
     }
     with serve(SERVER_LOG, env, ready_timeout_s=READY_TIMEOUT_S) as running:
         yield running.base

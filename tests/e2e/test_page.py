@@ -19,6 +19,10 @@ pytest.importorskip(
 )
 from playwright.sync_api import expect
 
+# Each answer waits on a model call and drawing on two busy cores: Playwright's 5 s default
+# would make these tests a measure of the machine's speed.
+expect.set_options(timeout=30_000)
+
 MODELS = ("catdog", "housing", "iris", "mnist")
 # Strokes as fractions of the drawing canvas, drawn as a person would with a mouse.
 DIGIT_STROKES = {

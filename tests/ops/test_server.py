@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import threading
-import time
 
 import httpx
 import pytest
@@ -48,6 +47,25 @@ def test_serves_the_request_id_and_metrics(server):
     assert 'glassbox_http_requests_total{method="GET",route="/api/models",status="200"}' in metrics
 
 
+def test_every_request_is_logged_once_as_json(server):
+    ids = [f"one-line-{i}" for i in range(5)]
+    with httpx.Client(base_url=server.base) as client:
+        for request_id in ids:
+            response = client.post(
+                "/api/models/iris/predict", json=FLOWER, headers={"X-Request-ID": request_id}
+            )
+            assert response.status_code == 200
+
+    def logged(request_id: str) -> list[dict]:
+        return [line for line in json_lines(server) if line.get("request_id") == request_id]
+
+    wait_for(lambda: all(logged(request_id) for request_id in ids), "the request lines")
+    assert [len(logged(request_id)) for request_id in ids] == [1] * len(ids)
+    # No second, plain-text access line ('INFO: 127.0.0.1:... "POST ..." 200 OK') beside them.
+    plain = [line for line in server.output().splitlines() if not line.startswith("{")]
+    assert not [line for line in plain if "/api/models/iris/predict" in line], plain
+
+
 def test_sigterm_finishes_requests_in_flight_and_exits_0(server):
     httpx.get(f"{server.base}/api/models", headers={"X-Request-ID": "ops-2"})
     body = json.dumps({"instances": [FLOWER]}).encode()
@@ -84,9 +102,12 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(server):
         )
     server.process.send_signal(signal.SIGTERM)
     wait_for(lambda: "Shutting down" in server.output(), "the server to start shutting down")
-    # Past the 0.1 s uvicorn lets connections settle before its graceful timeout starts, so the
-    # requests finish inside that timeout (with GLASSBOX_GRACEFUL_SHUTDOWN_S=0 they are cut off).
-    time.sleep(0.5)
+    # uvicorn logs this inside its graceful timeout, so the requests finish within that timeout
+    # (with GLASSBOX_GRACEFUL_SHUTDOWN_S=0 they are cut off).
+    wait_for(
+        lambda: "Waiting for connections to close" in server.output(),
+        "the server to wait for its connections",
+    )
     released.set()
     for thread in threads:
         thread.join(60)

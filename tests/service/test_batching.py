@@ -3,7 +3,7 @@
 import asyncio
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -15,19 +15,60 @@ from app.settings import Settings
 
 
 class SlowDouble:
-    """Doubles its input; records the batch sizes it was called with."""
+    """Doubles its input; records the batch sizes it was called with. With a gate, each call
+    sets `started` and then waits for the gate."""
 
     def __init__(self, seconds: float = 0.01, gate: threading.Event | None = None):
         self.seconds = seconds
         self.gate = gate
+        self.started = threading.Event()
         self.sizes: list[int] = []
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.started.set()
         if self.gate is not None:
-            self.gate.wait(5)
+            self.gate.wait(30)
         time.sleep(self.seconds)
         self.sizes.append(len(batch))
         return batch * 2
+
+
+class ManualClock:
+    """The batcher's clock, moved only by the test: waiting rules hold however slow the
+    machine is."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class InlineExecutor(Executor):
+    """Runs each call at once in the calling thread, so the whole batcher is one thread and
+    every batch boundary is decided by the event loop's order alone."""
+
+    def submit(self, function, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        future.set_result(function(*args, **kwargs))
+        return future
+
+
+async def until(condition, turns: int = 10_000) -> None:
+    """Let the event loop turn until `condition()` holds (a handshake, not a timed guess)."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the condition never held")
+
+
+async def started(model: SlowDouble) -> None:
+    """Wait until a model call is under way on the executor's thread."""
+    assert await asyncio.to_thread(model.started.wait, 30)
 
 
 @pytest.fixture
@@ -112,38 +153,52 @@ def test_with_max_wait_zero_batches_launch_at_once(executor):
 
 def test_without_quiet_turns_a_batch_waits_max_wait_ms(executor):
     model = SlowDouble(seconds=0)
+    clock = ManualClock()  # moved only once both requests are in
 
     async def main():
-        batcher = Batcher(model, executor, BatchPolicy(max_wait_ms=2_000, quiet_turns=0))
+        policy = BatchPolicy(max_wait_ms=2_000, quiet_turns=0)
+        batcher = Batcher(model, executor, policy, clock=clock)
         first = asyncio.create_task(batcher.submit(np.ones((1, 1), np.float32)))
-        await asyncio.sleep(0.05)  # hundreds of quiet turns, well within max_wait_ms
-        await asyncio.gather(first, batcher.submit(np.ones((1, 1), np.float32)))
+        await until(lambda: batcher._held)  # the batch has its first request and gathers
+        for _ in range(100):  # a hundred quiet turns: no batch closes on them
+            await asyncio.sleep(0)
+        second = asyncio.create_task(batcher.submit(np.ones((1, 1), np.float32)))
+        for _ in range(100):
+            await asyncio.sleep(0)
+        assert model.sizes == []  # still gathering: max_wait_ms has not passed
+        clock.advance(2.0)
+        await asyncio.wait_for(asyncio.gather(first, second), 30)
         await batcher.close()
 
     run(main())
     assert model.sizes == [2]
 
 
-def test_max_wait_ms_closes_a_batch_that_keeps_growing(executor):
+def test_max_wait_ms_closes_a_batch_that_keeps_growing():
     model = SlowDouble(seconds=0)
+    clock = ManualClock()
+    step_ms, max_wait_ms, arrivals = 1, 20, 300
 
     async def main():
-        batcher = Batcher(
-            model, executor, BatchPolicy(max_wait_ms=20, max_batch_size=10**6, queue_size=10**6)
-        )
+        policy = BatchPolicy(max_wait_ms=max_wait_ms, max_batch_size=10**6, queue_size=10**6)
+        batcher = Batcher(model, InlineExecutor(), policy, clock=clock)
         submitted = []
-        stop = time.monotonic() + 0.3
-        while time.monotonic() < stop:  # a new request every turn, for 15 times max_wait_ms
+        for _ in range(arrivals):  # a new request every turn, 1 ms apart: never a quiet turn
             submitted.append(asyncio.create_task(batcher.submit(np.ones((1, 1), np.float32))))
             await asyncio.sleep(0)
+            clock.advance(step_ms / 1000)
         await asyncio.gather(*submitted)
         await batcher.close()
-        return len(submitted)
 
-    total = run(main())
-    # 300 ms of arrivals in batches closed every 20 ms: about 15 (5 leaves a slow machine room).
-    assert len(model.sizes) >= 5
-    assert sum(model.sizes) == total
+    run(main())
+    assert sum(model.sizes) == arrivals
+    # A batch closes once it has gathered for max_wait_ms: 20 ms of arrivals, one a millisecond,
+    # plus the few that queue in the turns between one batch closing and the next taking its
+    # first request, so about 20 a batch, and about 15 batches in 300 ms.
+    most = max_wait_ms // step_ms + 3
+    assert all(size <= most for size in model.sizes), model.sizes
+    assert len(model.sizes) >= arrivals // most
+    assert max(model.sizes) >= max_wait_ms // step_ms - 2  # the batches did grow
 
 
 def test_full_queue_refuses_at_once_with_retry_after(executor):
@@ -153,9 +208,9 @@ def test_full_queue_refuses_at_once_with_retry_after(executor):
     async def main():
         batcher = Batcher(model, executor, BatchPolicy(max_batch_size=1, queue_size=3))
         first = asyncio.create_task(batcher.submit(np.ones((1, 1), np.float32)))
-        await asyncio.sleep(0.05)  # the first request is running, two wait: three in flight
+        await started(model)  # the first request is running (held at the gate)
         queued = [asyncio.create_task(batcher.submit(np.ones((1, 1), np.float32))) for _ in "ab"]
-        await asyncio.sleep(0.01)
+        await until(lambda: batcher.depth == 2)  # and two wait: three in flight
         with pytest.raises(Overloaded) as refused:
             await batcher.submit(np.ones((1, 1), np.float32))
         gate.set()
@@ -171,15 +226,16 @@ def test_full_queue_refuses_at_once_with_retry_after(executor):
 def test_request_queued_past_its_deadline_is_not_computed(executor):
     gate = threading.Event()
     model = SlowDouble(gate=gate)
+    clock = ManualClock()
 
     async def main():
-        # The first request is taken at the next turn of the loop; the deadline leaves a busy
-        # machine a quarter of a second for that, and the late one waits twice as long.
-        batcher = Batcher(model, executor, BatchPolicy(max_batch_size=1, timeout_s=0.25))
+        policy = BatchPolicy(max_batch_size=1, timeout_s=0.25)
+        batcher = Batcher(model, executor, policy, clock=clock)
         first = asyncio.create_task(batcher.submit(np.ones((1, 1), np.float32)))
-        await asyncio.sleep(0.02)
+        await started(model)  # the first request is computing, held at the gate
         late = asyncio.create_task(batcher.submit(np.full((1, 1), 7, np.float32)))
-        await asyncio.sleep(0.5)
+        await until(lambda: batcher.depth == 1)
+        clock.advance(0.5)  # the late request has waited twice its deadline
         gate.set()
         await first
         with pytest.raises(DeadlineExceeded):
@@ -210,30 +266,37 @@ def test_model_error_reaches_every_caller_and_the_worker_survives(executor):
     np.testing.assert_array_equal(run(main()), np.ones((1, 1)))
 
 
-def outcome_of_ending_while_gathering(end, max_wait_ms: float, executor):
-    """Submit one request, let its batch gather (without quiet turns: for the full max_wait_ms,
-    off the queue), then `end` the batcher; the request's result, or its exception."""
+def outcome_of_ending_while_gathering(end, executor):
+    """Submit one request, let its batch gather (without quiet turns, on a clock that does not
+    move: off the queue until the clock passes max_wait_ms), then `end(batcher, clock)`; the
+    request's result, or its exception."""
+    clock = ManualClock()
 
     async def main():
-        policy = BatchPolicy(max_wait_ms=max_wait_ms, quiet_turns=0)
-        batcher = Batcher(SlowDouble(seconds=0), executor, policy)
+        policy = BatchPolicy(max_wait_ms=300, quiet_turns=0)
+        batcher = Batcher(SlowDouble(seconds=0), executor, policy, clock=clock)
         request = asyncio.create_task(batcher.submit(np.ones((1, 1), np.float32)))
-        await asyncio.sleep(0.05)
-        await end(batcher)
-        return (await asyncio.wait_for(asyncio.gather(request, return_exceptions=True), 5))[0]
+        await until(lambda: batcher._held)
+        await end(batcher, clock)
+        return (await asyncio.wait_for(asyncio.gather(request, return_exceptions=True), 30))[0]
 
     return run(main())
 
 
 def test_a_drain_waits_for_the_batch_being_gathered(executor):
-    outcome = outcome_of_ending_while_gathering(
-        lambda batcher: batcher.drain_and_close(timeout_s=10), 300, executor
-    )
+    async def drain_while_gathering(batcher, clock):
+        drain = asyncio.create_task(batcher.drain_and_close(timeout_s=10))
+        await asyncio.sleep(0.05)  # the drain polls; the batch is still gathering
+        assert not drain.done()
+        clock.advance(0.3)  # max_wait_ms passes: the batch runs, and then the drain ends
+        await asyncio.wait_for(drain, 30)
+
+    outcome = outcome_of_ending_while_gathering(drain_while_gathering, executor)
     np.testing.assert_array_equal(outcome, np.full((1, 1), 2.0))
 
 
 def test_closing_answers_a_request_while_its_batch_gathers(executor):
-    outcome = outcome_of_ending_while_gathering(Batcher.close, 60_000, executor)
+    outcome = outcome_of_ending_while_gathering(lambda batcher, _: batcher.close(), executor)
     assert isinstance(outcome, ModelNotReady)
 
 
@@ -246,10 +309,11 @@ def test_closing_answers_every_request_it_still_holds(executor):
         requests = [
             asyncio.create_task(batcher.submit(np.ones((1, 1), np.float32))) for _ in range(3)
         ]
-        await asyncio.sleep(0.05)  # one is computing (held at the gate), two are queued
+        await started(model)  # one is computing (held at the gate)
+        await until(lambda: batcher.depth == 2)  # and two are queued
         await batcher.close()
         gate.set()
-        return await asyncio.wait_for(asyncio.gather(*requests, return_exceptions=True), 5)
+        return await asyncio.wait_for(asyncio.gather(*requests, return_exceptions=True), 30)
 
     outcomes = run(main())
     assert [type(outcome) for outcome in outcomes] == [ModelNotReady] * 3
