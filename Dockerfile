@@ -14,11 +14,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /build
-# pyproject.toml alone: this layer (TensorFlow, ~600 MB) is rebuilt only when the dependencies
-# change, not on every code change. Its markers pick tensorflow-cpu on x86-64.
-COPY pyproject.toml ./
+# pyproject.toml and the lock alone: this layer (TensorFlow, ~600 MB) is rebuilt only when the
+# dependencies change, not on every code change. The service's own dependencies, at the versions
+# the lock pins (its markers pick tensorflow-cpu on x86-64).
+COPY pyproject.toml requirements.lock ./
 RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('requirements.txt', 'w').write('\n'.join(deps))" \
-    && pip install --no-cache-dir -r requirements.txt
+    && pip install --no-cache-dir -c requirements.lock -r requirements.txt
 
 # -- runtime: the environment, the code and the models; no build tools, no pip cache ---------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 REQUIRED_SIGNATURES = ("serving_default", "trace")
 
 
-class ModelState(str, Enum):
+class ModelState(StrEnum):
     LOADING = "loading"
     READY = "ready"
     FAILED = "failed"

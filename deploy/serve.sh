@@ -1,8 +1,10 @@
 #!/bin/sh
-# The one command line that serves Glassbox. The container's ENTRYPOINT runs this file, and so
-# do the tests that start a real server (tests/ops/server.py), so both run the same server.
+# The one command line that serves Glassbox. The README's serve command and the container's
+# ENTRYPOINT run this file, and so do the tests that start a real server (tests/ops/server.py),
+# so all of them run the same server, with one JSON log line per request.
 #
-#   GLASSBOX_HOST        address to listen on            (default 0.0.0.0)
+#   GLASSBOX_HOST        address to listen on            (default 127.0.0.1; the image sets
+#                        0.0.0.0, where the container's own network keeps it private)
 #   GLASSBOX_PORT        port                            (default 8000)
 #   GLASSBOX_WORKERS     uvicorn worker processes        (default 1; each loads every model)
 #   GLASSBOX_GRACEFUL_SHUTDOWN_S  seconds in-flight requests get after SIGTERM (default 20)
@@ -29,7 +31,7 @@ fi
 # accepting connections and lets in-flight requests finish for up to the graceful timeout.
 # --no-access-log: the app logs one JSON line per request itself (app/observability.py).
 exec "${PYTHON:-python}" -m app.serve app.main:app \
-    --host "${GLASSBOX_HOST:-0.0.0.0}" \
+    --host "${GLASSBOX_HOST:-127.0.0.1}" \
     --port "$port" \
     --workers "$workers" \
     --timeout-graceful-shutdown "${GLASSBOX_GRACEFUL_SHUTDOWN_S:-20}" \

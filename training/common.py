@@ -6,7 +6,7 @@ import platform
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -192,7 +192,7 @@ def run(pipeline: Pipeline, options: Options, splits: Splits | None = None) -> R
         version=version,
         task="classification" if output_spec.kind == "probabilities" else "regression",
         description=pipeline.DESCRIPTION,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
         library_versions=library_versions(),
         input=input_spec,
         output=output_spec,

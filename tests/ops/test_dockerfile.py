@@ -88,7 +88,7 @@ def test_dependencies_install_before_the_code_is_copied():
     steps = instructions()
     pip_install = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and "pip install" in a)
     copies_before = [a for k, a in steps[:pip_install] if k == "COPY"]
-    assert copies_before == ["pyproject.toml ./"]
+    assert copies_before == ["pyproject.toml requirements.lock ./"]
 
 
 def dockerignored(path: str, patterns: list[str]) -> bool:
