@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from app import observability
-from app.api import admin, errors, health, models, page, tfserving, typed, v2
+from app.api import admin, docs, errors, health, models, page, tfserving, typed, v2
 from app.card import ModelCard
 from app.middleware import Admission, RequestLimits
 from app.observability import RequestObservability, configure_logging
@@ -59,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Model serving that shows its work: typed predictions and layer traces.",
         lifespan=lifespan,
+        docs_url=None,  # app/api/docs.py serves both, with their assets
+        redoc_url=None,
     )
     app.add_middleware(
         RequestLimits, max_bytes=settings.max_body_bytes, max_json_depth=settings.max_json_depth
@@ -85,10 +87,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router)
     app.include_router(admin.router)
     app.include_router(page.router)
+    app.include_router(docs.router)
     app.include_router(tfserving.router)
     app.include_router(v2.router)
     app.include_router(metrics_router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
+    app.mount(docs.ASSETS_PATH, docs.assets, name="docs-assets")
     return app
 
 

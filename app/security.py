@@ -16,10 +16,8 @@ from app.errors import Unauthorized
 # Routes that answer without a key: probes must work for orchestrators, and the page's own files
 # hold no data (the page's API calls need a key like any client's).
 OPEN_PATHS = ("/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready")
-OPEN_PREFIXES = ("/static/",)
+OPEN_PREFIXES = ("/static/", "/docs-assets/")
 ADMIN_PREFIX = "/admin"
-# Swagger UI and ReDoc load their scripts from a CDN, which a strict policy would block.
-_DOCS_PATHS = ("/docs", "/redoc", "/docs/oauth2-redirect")
 
 
 def _digest(key: str) -> bytes:
@@ -88,14 +86,14 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        strict = scope["path"] not in _DOCS_PATHS
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers.extend(SECURITY_HEADERS)
-                if strict:
+                # A route may set a policy of its own (the docs pages allow their inline script).
+                if not any(name == b"content-security-policy" for name, _ in headers):
                     headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY))
+                headers.extend(SECURITY_HEADERS)
                 message["headers"] = headers
             await send(message)
 

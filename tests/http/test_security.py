@@ -1,5 +1,6 @@
 """API keys, admin reload, CORS, security headers and the JSON nesting limit."""
 
+import re
 import shutil
 
 import pytest
@@ -111,6 +112,20 @@ def test_security_headers_on_every_response(open_client):
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["x-frame-options"] == "DENY"
         assert "default-src 'self'" in response.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/docs/oauth2-redirect"])
+def test_docs_pages_load_their_scripts_from_the_service_alone(open_client, path):
+    response = open_client.get(path)
+    assert response.status_code == 200
+    policy = response.headers["content-security-policy"]
+    assert policy.startswith("default-src 'self'; script-src 'self'")
+    assert "http" not in policy and "unsafe-inline' " not in policy.split("style-src")[0]
+    sources = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+    assert sources or path == "/docs/oauth2-redirect"  # that page is one inline script
+    assert all(source.startswith("/docs-assets/") for source in sources), sources
+    for source in sources:
+        assert open_client.get(source).status_code == 200, source
 
 
 def test_deeply_nested_json_is_refused_before_parsing(open_client):
