@@ -892,6 +892,12 @@ function resultArea(id) {
   return { error, answer, traceStatus, trace, showError };
 }
 
+// The inputs and the answer side by side, the trace below them. The answer sticks in view only
+// within the row it shares with the inputs, so it never covers the trace.
+function panelOf(kind, inputs, answer, trace) {
+  return el("div", { class: `panel ${kind}` }, el("div", { class: "panel-top" }, inputs, answer), trace);
+}
+
 function traceSection(card, result, title) {
   return el(
     "section",
@@ -1059,9 +1065,8 @@ function tabularPanel(card) {
   }
   const update = debounce(run, DEBOUNCE_MS);
 
-  const panel = el(
-    "div",
-    { class: "panel tabular" },
+  const panel = panelOf(
+    "tabular",
     el("div", { class: "try" }, el("h3", { text: "Try it" }), form),
     el("div", { class: "result" }, el("h3", { text: "Answer" }), result.error, result.answer),
     traceSection(
@@ -1294,9 +1299,8 @@ function digitPanel(card) {
           .catch((e) => result.showError(explain(e))),
     }),
   );
-  return el(
-    "div",
-    { class: "panel image digits" },
+  return panelOf(
+    "image digits",
     el(
       "div",
       { class: "try" },
@@ -1353,9 +1357,8 @@ function photoPanel(card) {
     const file = event.dataTransfer?.files?.[0];
     if (file) take(file);
   });
-  return el(
-    "div",
-    { class: "panel image photos" },
+  return panelOf(
+    "image photos",
     el(
       "div",
       { class: "try" },

@@ -247,3 +247,52 @@ def test_every_control_has_a_label(page):
             .map((e) => e.outerHTML)"""
     )
     assert unlabelled == []
+
+
+# The parts of a model's panel, each a box on the page that nothing else may cover.
+PANEL_PARTS = ".panel .try, .panel .result, .panel .trace-section"
+
+
+def overlapping_parts(page, model: str) -> list[str]:
+    """Pairs of the model panel's parts whose boxes, as drawn now, intersect."""
+    return page.evaluate(
+        """([model, selector]) => {
+            const parts = [...document.querySelectorAll(`#model-${model} ` +
+                selector.split(", ").join(`, #model-${model} `))];
+            const boxes = parts.map((part) => [part.className, part.getBoundingClientRect()]);
+            const found = [];
+            for (let i = 0; i < boxes.length; i++) {
+                for (let j = i + 1; j < boxes.length; j++) {
+                    const [a, r] = boxes[i], [b, s] = boxes[j];
+                    if (r.left < s.right - 1 && s.left < r.right - 1 &&
+                        r.top < s.bottom - 1 && s.top < r.bottom - 1) found.push(`${a} / ${b}`);
+                }
+            }
+            return found;
+        }""",
+        [model, PANEL_PARTS],
+    )
+
+
+@pytest.mark.parametrize("model", ["mnist", "catdog", "iris"])
+def test_the_answer_never_covers_the_trace_while_scrolling(browser, server, model):
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    page.goto(server + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    section = page.locator(f"#model-{model}")
+    section.scroll_into_view_if_needed()
+    if model == "mnist":
+        draw(page, section.locator("canvas.draw"), DIGIT_STROKES["7"])
+    elif model == "catdog":
+        section.get_by_role("button", name="Try the example photo").click()
+    expect(answer(page, model)).to_be_visible()
+    expect(section.locator(".trace-area")).not_to_be_empty()
+    top = section.evaluate("node => node.getBoundingClientRect().top + window.scrollY")
+    bottom = section.evaluate("node => node.getBoundingClientRect().bottom + window.scrollY")
+    for y in range(int(top), int(bottom), 250):  # through the whole panel, trace included
+        page.evaluate("y => window.scrollTo(0, y)", y)
+        assert overlapping_parts(page, model) == [], f"at scroll {y}"
+    screenshot(page, f"scrolled-{model}")
+    context.close()
