@@ -8,11 +8,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 
 from app import observability
 from app.api import admin, docs, errors, health, models, page, tfserving, typed, v2
-from app.card import ModelCard
 from app.middleware import Admission, RequestLimits
 from app.observability import RequestObservability, configure_logging
 from app.observability import router as metrics_router
@@ -28,22 +28,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
 
-    def add_typed_routes(name: str, card: ModelCard) -> None:
-        before = len(app.router.routes)
-        app.include_router(typed.model_router(app.state.service, name, card))
-        # Matched first: routes are tried in order, and these carry most of the traffic.
-        added = app.router.routes[before:]
-        del app.router.routes[before:]
-        app.router.routes[:0] = added
-        app.openapi_schema = None  # rebuilt with the new routes on the next request
-
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         configure_threads(settings.tf_intra_op_threads, settings.tf_inter_op_threads)
         service = InferenceService(settings, observer=observability)
-        service.on_new_model = add_typed_routes
         app.state.service = service
         await service.reload()
+        model_routes.documented(service)  # built before the first request, not during it
         watcher = (
             asyncio.create_task(service.watch(settings.poll_interval_s))
             if settings.poll_interval_s
@@ -83,6 +74,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added last, so outermost: it logs and counts the other middleware's refusals too.
     app.add_middleware(RequestObservability)
     errors.install(app)
+    # First: it carries most of the traffic, and routes are tried in order.
+    model_routes = typed.ModelRoutes()
+    app.router.routes.insert(0, model_routes)
+    app.openapi = documentation(app, model_routes)
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(admin.router)
@@ -94,6 +89,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
     app.mount(docs.ASSETS_PATH, docs.assets, name="docs-assets")
     return app
+
+
+def documentation(app: FastAPI, model_routes: typed.ModelRoutes):
+    """`app.openapi`: the schema with each model's typed routes as its default version's card
+    shapes them, made again when a default version's card changes."""
+    made_for: list[list] = [[]]
+
+    def openapi() -> dict:
+        service = getattr(app.state, "service", None)
+        documented = model_routes.documented(service) if service is not None else []
+        if app.openapi_schema is None or documented != made_for[0]:
+            app.openapi_schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                routes=[*documented, *app.routes],
+            )
+            made_for[0] = documented
+        return app.openapi_schema
+
+    return openapi
 
 
 app = create_app()

@@ -9,7 +9,6 @@ import asyncio
 import base64
 import binascii
 import logging
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -58,8 +57,6 @@ class InferenceService:
         self._batchers: dict[tuple[str, int], Batcher] = {}
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task] = set()
-        self.on_new_model: Callable[[str, ModelCard], None] | None = None
-        self._announced: set[str] = set()
         # A large image takes ~100 MB while it decodes: bound how many decode at once.
         self._decode_slots = asyncio.Semaphore(settings.max_concurrent_decodes)
 
@@ -99,7 +96,6 @@ class InferenceService:
                 task = asyncio.create_task(self._drain_then_settle(draining))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
-            self._announce_new_models()
             report = ReloadReport(
                 loaded=[f"{r.name}/{r.version}" for r in fresh if r.ready],
                 failed=[f"{r.name}/{r.version}: {r.reason}" for r in fresh if not r.ready],
@@ -110,15 +106,6 @@ class InferenceService:
                     settle_heap()
                 logger.info("models reloaded", extra=report.model_dump())
             return report
-
-    def _announce_new_models(self) -> None:
-        """Tell `on_new_model` about each model name that has a readable card for the first
-        time (the HTTP layer adds its typed routes)."""
-        for name in self.registry.names():
-            cards = [r.card for r in self.registry.versions(name) if r.card]
-            if cards and name not in self._announced and self.on_new_model is not None:
-                self._announced.add(name)
-                self.on_new_model(name, cards[-1])
 
     @staticmethod
     async def _drain_then_settle(batchers: list[Batcher]) -> None:

@@ -1,18 +1,24 @@
-"""Typed prediction and layer-trace routes, one router per model, built from its card.
+"""Typed prediction and layer-trace routes, built from the card of the version that answers.
 
 Tabular models take named, range-checked fields; image models take an upload (multipart) or
-JSON (base64 or the input array). No `from __future__ import annotations` here: the bodies are
-classes made at run time, and FastAPI reads the annotations as objects.
+JSON (base64 or the input array). Each version's routes are built from its own card, so after a
+hot reload that renames, adds or re-ranges features (or relabels classes) a request is validated
+against the version that serves it: the default, or the one `?version=` names. `/openapi.json`
+documents each model's default version. No `from __future__ import annotations` here: the
+bodies are classes made at run time, and FastAPI reads the annotations as objects.
 """
 
 import base64
 import math
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import parse_qs
 
 import numpy as np
 from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import Discriminator, Tag
+from starlette.routing import BaseRoute, Match
+from starlette.types import Receive, Scope, Send
 
 from app import imaging
 from app.api import uploads
@@ -20,7 +26,8 @@ from app.api.deps import VersionQuery
 from app.api.errors import ERROR_RESPONSES
 from app.api.responses import ModelJSON
 from app.card import ModelCard
-from app.errors import BadInput
+from app.errors import BadInput, GlassboxError
+from app.runtime import ModelRuntime
 from app.schemas import (
     BatchPrediction,
     ClassPrediction,
@@ -33,6 +40,10 @@ from app.schemas import (
 from app.service import InferenceService
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+PREFIX = "/api/models/"
+# The scope key under which a matched request carries the runtime that will answer it (or the
+# error that answers instead), so the body is validated and served by the same version.
+SERVING = "glassbox.serving"
 
 FullQuery = Annotated[
     bool,
@@ -46,14 +57,108 @@ ReturnInputQuery = Annotated[
 ]
 
 
-def model_router(service: InferenceService, name: str, card: ModelCard) -> APIRouter:
-    """Routes for the model served as `name` (its folder's name), shaped by its newest card.
+class ModelRoutes(BaseRoute):
+    """Every model's typed routes, as one route of the app.
 
-    The routes are built for the running service (in the lifespan, as models appear) and use it
-    directly: a `Depends` for it was solved again on every request, 30-50 µs of the 430-460 µs
-    an iris prediction took on the event loop.
+    A request under `/api/models/<name>/` is matched against the routes built from the card of
+    the version that will answer it, found once here: the one `?version=` names, else the newest
+    ready. When that version cannot answer (unknown, loading, failed), the newest card validates
+    the body and the route answers the registry's 404 or 503. Routes are built on first use and
+    kept per version while its card is the same object.
     """
-    router = APIRouter(prefix=f"/api/models/{name}", tags=[name], responses=ERROR_RESPONSES)
+
+    def __init__(self) -> None:
+        self._built: dict[tuple[str, int], tuple[ModelCard, list[BaseRoute]]] = {}
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        path = scope["path"] if scope["type"] == "http" else ""
+        if not path.startswith(PREFIX):
+            return Match.NONE, {}
+        service = getattr(scope["app"].state, "service", None)  # None before the lifespan
+        if service is None:
+            return Match.NONE, {}
+        name = path[len(PREFIX) :].partition("/")[0]
+        serving, described = _resolve(service, name, _version(scope))
+        if described is None:
+            return Match.NONE, {}
+        partial: tuple[Match, Scope] | None = None
+        for route in self._routes(service, described):
+            match, child_scope = route.matches(scope)
+            if match is Match.FULL:
+                return Match.FULL, child_scope | {SERVING: serving}
+            if match is Match.PARTIAL and partial is None:
+                partial = match, child_scope
+        return partial or (Match.NONE, {})
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        serving = scope.get(SERVING)
+        if isinstance(serving, GlassboxError):  # the version asked for cannot answer, whatever
+            raise serving  # the body says: 404 or 503 before any validation
+        await scope["route"].handle(scope, receive, send)  # the inner route that matched
+
+    def documented(self, service: InferenceService) -> list[BaseRoute]:
+        """The routes of each model's default version (the newest card where none is ready)."""
+        routes: list[BaseRoute] = []
+        for name in service.registry.names():
+            described = _resolve(service, name, None)[1]
+            if described is not None:
+                routes.extend(self._routes(service, described))
+        return routes
+
+    def _routes(self, service: InferenceService, runtime: ModelRuntime) -> list[BaseRoute]:
+        key = (runtime.name, runtime.version)
+        built = self._built.get(key)
+        if built is None or built[0] is not runtime.card:
+            live = {(r.name, r.version) for r in service.registry.all()}
+            self._built = {k: v for k, v in self._built.items() if k in live}
+            router = model_router(service, runtime.name, runtime.card)
+            built = self._built[key] = (runtime.card, router.routes)
+        return built[1]
+
+
+def _version(scope: Scope) -> int | None:
+    """`?version=` as a version number; None when absent or malformed (the route's own
+    validation then answers 422 for a malformed one)."""
+    query = scope.get("query_string", b"")
+    if b"version=" not in query:
+        return None
+    try:
+        version = int(parse_qs(query.decode("latin-1"))["version"][-1])
+    except (KeyError, ValueError):
+        return None
+    return version if version >= 1 else None
+
+
+def _resolve(
+    service: InferenceService, name: str, version: int | None
+) -> tuple[ModelRuntime | GlassboxError, ModelRuntime | None]:
+    """(what answers: the ready runtime or the registry's error; the runtime whose card
+    describes the request, or None when no version of `name` has a card)."""
+    try:
+        runtime = service.registry.get(name, version)
+        return runtime, runtime
+    except GlassboxError as error:
+        try:
+            versions = service.registry.versions(name)
+        except GlassboxError:
+            return error, None
+        described = [r for r in versions if r.ready] or [r for r in versions if r.card]
+        return error, (described[-1] if described else None)
+
+
+def serving_runtime(request: Request) -> ModelRuntime:
+    """The runtime chosen when the request matched, whose card validated its body."""
+    return request.scope[SERVING]
+
+
+def model_router(service: InferenceService, name: str, card: ModelCard) -> APIRouter:
+    """Routes for the model served as `name` (its folder's name), shaped by `card`.
+
+    The routes are built for the running service and use it directly: a `Depends` for it was
+    solved again on every request, 30-50 µs of the 430-460 µs an iris prediction took on the
+    event loop.
+    """
+    router = APIRouter(prefix=f"{PREFIX}{name}", tags=[name], responses=ERROR_RESPONSES)
     if card.input.kind == "features":
         _add_tabular_routes(router, service, name, card)
     else:
@@ -92,6 +197,7 @@ def _add_tabular_routes(
         "outside its allowed range (see the schema's minimum and maximum).",
     )
     async def predict(
+        request: Request,
         body: Annotated[
             Annotated[Features, Tag("single")] | Annotated[Batch, Tag("batch")],
             Discriminator(_single_or_batch),
@@ -99,7 +205,7 @@ def _add_tabular_routes(
         ],
         version: VersionQuery = None,
     ):
-        runtime = service.registry.get(name, version)
+        runtime = serving_runtime(request)
         instances = body.instances if isinstance(body, Batch) else [body]
         rows = service.feature_rows(runtime.card, [item.model_dump() for item in instances])
         predictions = await service.predictions(runtime, rows)
@@ -117,12 +223,13 @@ def _add_tabular_routes(
         description="The output of every layer for one instance, in order, and the prediction.",
     )
     async def trace(
+        request: Request,
         body: Annotated[Features, Body(openapi_examples={"one": examples["one"]})],
         version: VersionQuery = None,
         full: FullQuery = False,
         weights: WeightsQuery = False,
     ) -> Response:
-        runtime = service.registry.get(name, version)
+        runtime = serving_runtime(request)
         rows = service.feature_rows(runtime.card, [body.model_dump()])
         return ModelJSON(await service.trace(runtime, rows, full=full, weights=weights))
 
@@ -193,7 +300,7 @@ def _add_image_routes(
         version: VersionQuery = None,
         return_input: ReturnInputQuery = False,
     ):
-        runtime = service.registry.get(name, version)
+        runtime = serving_runtime(request)
         batch = await upload_input(request, runtime)
         return await answer(runtime, batch, return_input)
 
@@ -205,11 +312,12 @@ def _add_image_routes(
         description=f"{card.description} {how} An input array is used as it is.",
     )
     async def predict_json(
+        request: Request,
         body: Annotated[ImageInput, Body(openapi_examples=json_examples)],
         version: VersionQuery = None,
         return_input: ReturnInputQuery = False,
     ):
-        runtime = service.registry.get(name, version)
+        runtime = serving_runtime(request)
         batch = await from_json(body, runtime.card)
         return await answer(runtime, batch, return_input)
 
@@ -233,7 +341,7 @@ def _add_image_routes(
         full: FullQuery = False,
         weights: WeightsQuery = False,
     ) -> Response:
-        runtime = service.registry.get(name, version)
+        runtime = serving_runtime(request)
         batch = await upload_input(request, runtime)
         return ModelJSON(await service.trace(runtime, batch, full=full, weights=weights))
 
@@ -245,11 +353,12 @@ def _add_image_routes(
         description=trace_description,
     )
     async def trace_json(
+        request: Request,
         body: Annotated[ImageInput, Body(openapi_examples=json_examples)],
         version: VersionQuery = None,
         full: FullQuery = False,
         weights: WeightsQuery = False,
     ) -> Response:
-        runtime = service.registry.get(name, version)
+        runtime = serving_runtime(request)
         batch = await from_json(body, runtime.card)
         return ModelJSON(await service.trace(runtime, batch, full=full, weights=weights))
