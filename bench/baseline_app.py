@@ -5,7 +5,7 @@ Each model is the newest version in GLASSBOX_MODEL_DIR, loaded with
 calls `model.predict` on its own one-row batch, straight from the `async def` handler (the
 tutorial form: no executor, no batching, so calls run one at a time on the event loop).
 Request shapes and validation are the service's (the same card-built pydantic bodies; uploads
-decoded with Pillow and preprocessed by `app.imaging`), so the model call is what differs.
+decoded with Pillow and preprocessed by `app.artifact.imaging`), so the model call is what differs.
 
 Run by `python -m bench`; by hand: `python -m uvicorn bench.baseline_app:app --port 8001`.
 No `from __future__ import annotations`: FastAPI must see the card-built body classes.
@@ -18,10 +18,10 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, File, UploadFile
 
-from app import imaging
-from app.card import ModelCard
-from app.schemas import features_model
-from app.settings import get_settings
+from app.artifact import imaging
+from app.artifact.card import ModelCard
+from app.core.settings import get_settings
+from app.http.schemas import features_model
 from bench.stand_in import stand_in_app
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

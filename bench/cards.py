@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.card import CARD_FILE
-from app.registry import scan_versions
+from app.artifact.card import CARD_FILE
+from app.artifact.layout import scan_versions
 
 
 def newest_versions(model_dir: Path, names: list[str] | None = None) -> dict[str, Path]:

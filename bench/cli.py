@@ -21,8 +21,8 @@ import tempfile
 from pathlib import Path
 from unittest import mock
 
-from app.card import ModelCard
-from app.settings import Settings
+from app.artifact.card import ModelCard
+from app.core.settings import Settings
 from bench import report, wrk
 from bench.cards import newest_versions
 from bench.load import measure

@@ -12,8 +12,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile
 
-from app.card import ModelCard
-from app.schemas import features_model
+from app.artifact.card import ModelCard
+from app.http.schemas import features_model
 from bench.stand_in import stand_in_app
 
 CONSTANT = {"model": "floor", "label": "floor", "value": 0.0}

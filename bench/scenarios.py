@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.card import ModelCard
+from app.artifact.card import ModelCard
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "app" / "examples"
 BOUNDARY = "glassbox-bench-7d1c0f5e"

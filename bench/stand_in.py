@@ -9,8 +9,8 @@ from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 
-from app.card import ModelCard
-from app.settings import get_settings
+from app.artifact.card import ModelCard
+from app.core.settings import get_settings
 from bench.cards import newest_versions
 
 

@@ -52,8 +52,8 @@ def app_client():
     """One app on the committed models for the whole session (loading takes seconds)."""
     from fastapi.testclient import TestClient
 
-    from app.main import create_app
-    from app.settings import Settings
+    from app.core.settings import Settings
+    from app.http.app import create_app
 
     with TestClient(create_app(Settings(model_dir=MODELS))) as client:
         yield client

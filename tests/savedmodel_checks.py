@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from app.card import ModelCard
+from app.artifact.card import ModelCard
 
 ACTIVATIONS = {
     None: lambda z: z,

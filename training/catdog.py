@@ -6,9 +6,9 @@ JPEGs dropped as keras.io's "image classification from scratch" does, then split
 of the file name. 10% of the training photos are held out for model selection.
 
 Every photo is resized to 96x96 (bilinear, aspect not kept) with the same Pillow code the service
-uses (`app.imaging.resize_rgb`). The network is a small Conv-BN-ReLU stack trained with flips,
-rotations, zooms and shifts and a cosine learning-rate schedule. The seed baseline is the plain
-Conv/MaxPool/Dense net without augmentation.
+uses (`app.artifact.imaging.resize_rgb`). The network is a small Conv-BN-ReLU stack trained with
+flips, rotations, zooms and shifts and a cosine learning-rate schedule. The seed baseline is the
+plain Conv/MaxPool/Dense net without augmentation.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from keras import layers
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
-from app.card import ImageSpec, InputSpec, OutputSpec, Target
-from app.imaging import resize_rgb
+from app.artifact.card import ImageSpec, InputSpec, OutputSpec, Target
+from app.artifact.imaging import resize_rgb
 from training.common import (
     Options,
     Splits,

@@ -14,7 +14,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from app.card import (
+from app.artifact import layout
+from app.artifact.card import (
+    SERVING_SIGNATURE,
+    TRACE_SIGNATURE,
     FeatureSpec,
     InputSpec,
     LayerSpec,
@@ -97,8 +100,7 @@ def set_seed(seed: int) -> None:
 
 
 def next_version(model_dir: Path) -> int:
-    versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
-    return max(versions, default=0) + 1
+    return max(layout.versions(model_dir) if model_dir.is_dir() else [], default=0) + 1
 
 
 def trainable_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -147,8 +149,8 @@ def export_savedmodel(
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.track(tracer)
-    archive.add_endpoint("serving_default", serve, input_signature=signature)
-    archive.add_endpoint("trace", trace, input_signature=signature)
+    archive.add_endpoint(SERVING_SIGNATURE, serve, input_signature=signature)
+    archive.add_endpoint(TRACE_SIGNATURE, trace, input_signature=signature)
     archive.write_out(str(version_dir), verbose=False)
 
 

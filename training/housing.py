@@ -25,7 +25,7 @@ from sklearn.datasets import fetch_california_housing
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import train_test_split
 
-from app.card import InputSpec, OutputSpec, Target
+from app.artifact.card import InputSpec, OutputSpec, Target
 from training.common import Options, Splits, Trained, feature_specs
 
 NAME = "housing"

@@ -21,7 +21,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
-from app.card import InputSpec, OutputSpec, Target
+from app.artifact.card import InputSpec, OutputSpec, Target
 from training.common import (
     Options,
     Splits,

@@ -20,7 +20,7 @@ import tensorflow as tf
 from keras import layers
 from sklearn.model_selection import train_test_split
 
-from app.card import ImageSpec, InputSpec, OutputSpec, Target
+from app.artifact.card import ImageSpec, InputSpec, OutputSpec, Target
 from training.common import Options, Splits, Trained, classification_metrics, compile_classifier
 
 NAME = "mnist"

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.card import CARD_FILE, ModelCard
-from app.settings import Settings
+from app.artifact import layout
+from app.artifact.card import CARD_FILE, ModelCard
+from app.core.settings import Settings
 from tests import conftest
 
 EXAMPLES = conftest.ROOT / "app" / "examples"
@@ -23,12 +24,12 @@ RTOL, ATOL = 1e-5, 1e-6
 
 
 def newest_version_dir(name: str) -> Path:
-    versions = [
-        path
-        for path in (conftest.MODELS / name).iterdir()
-        if path.name.isdigit() and (path / CARD_FILE).is_file()
-    ]
-    return max(versions, key=lambda path: int(path.name))
+    versions = {
+        number: path
+        for number, path in layout.versions(conftest.MODELS / name).items()
+        if (path / CARD_FILE).is_file()
+    }
+    return versions[max(versions)]
 
 
 def model_names() -> list[str]:
@@ -38,8 +39,7 @@ def model_names() -> list[str]:
     return sorted(
         path.name
         for path in conftest.MODELS.iterdir()
-        if path.is_dir()
-        and any(v.name.isdigit() and (v / CARD_FILE).is_file() for v in path.iterdir())
+        if path.is_dir() and any((v / CARD_FILE).is_file() for v in layout.versions(path).values())
     )
 
 

@@ -7,9 +7,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.main import create_app
-from app.schemas import ErrorResponse
-from app.settings import Settings
+from app.core.settings import Settings
+from app.http.app import create_app
+from app.http.schemas import ErrorResponse
 from tests.conftest import MODELS
 
 FLOWER = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}

@@ -35,7 +35,8 @@ import numpy as np
 import pytest
 from PIL import ImageFile
 
-from app.schemas import ClassPrediction, ErrorResponse
+from app.dataplane.schemas import ClassPrediction
+from app.http.schemas import ErrorResponse
 from tests.conftest import MODELS
 
 NASTY_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "nasty"

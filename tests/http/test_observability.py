@@ -8,8 +8,8 @@ import re
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import observability
-from app.observability import JsonFormatter
+from app.http import observability
+from app.http.observability import JsonFormatter
 from tests.metrics import sample
 
 
@@ -124,7 +124,7 @@ def test_each_request_logs_one_json_line_with_the_documented_fields(app_client, 
     assert line["request_id"] == "log-test-1" == response.headers["x-request-id"]
     assert (line["method"], line["route"], line["status"]) == ("GET", "/api/models/{name}", 404)
     assert (line["model"], line["version"]) == ("no-such-model", 3)
-    assert line["level"] == "INFO" and line["logger"] == "app.observability"
+    assert line["level"] == "INFO" and line["logger"] == "app.http.observability"
     assert isinstance(line["latency_ms"], float) and line["latency_ms"] >= 0
 
 
@@ -148,8 +148,8 @@ def test_probes_log_at_debug_only(app_client, capsys, caplog):
 def test_an_unhandled_error_is_a_500_answered_and_logged_with_its_id(capsys, caplog, tmp_path):
     from fastapi.testclient import TestClient
 
-    from app.main import create_app
-    from app.settings import Settings
+    from app.core.settings import Settings
+    from app.http.app import create_app
 
     app = create_app(Settings(model_dir=tmp_path))
 

@@ -23,8 +23,8 @@ from schemathesis.checks import (
 from schemathesis.config import SchemathesisConfig
 from schemathesis.python import asgi
 
-from app.main import create_app
-from app.settings import Settings
+from app.core.settings import Settings
+from app.http.app import create_app
 from tests.conftest import MODELS
 
 CASES_PER_OPERATION = 20

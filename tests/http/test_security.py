@@ -6,8 +6,8 @@ import shutil
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
-from app.settings import Settings
+from app.core.settings import Settings
+from app.http.app import create_app
 from tests.conftest import MODELS
 
 FLOWER = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app import protocols
-from app.main import create_app
-from app.protocols import TFModelMetadata, TFModelStatus, TFPredictResponse
-from app.runtime import ModelRuntime, ModelState
+from app.http.app import create_app
+from app.protocols import wire as protocols
+from app.protocols.wire import TFModelMetadata, TFModelStatus, TFPredictResponse
+from app.runtime.model import ModelRuntime, ModelState
 from tests.http.protocol_cases import (
     assert_same_numbers,
     cached_typed_case,

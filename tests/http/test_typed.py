@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.schemas import BatchPrediction, ClassPrediction, LayerTrace, ModelList, ValuePrediction
+from app.dataplane.schemas import BatchPrediction, ClassPrediction, LayerTrace, ValuePrediction
+from app.http.schemas import ModelList
 from tests.conftest import ROOT
 from tests.savedmodel_checks import ACTIVATIONS
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.card import FeatureSpec, ModelCard, hash_files
-from app.main import create_app
-from app.settings import Settings
+from app.artifact.card import FeatureSpec, ModelCard, hash_files
+from app.core.settings import Settings
+from app.http.app import create_app
 from tests.conftest import MODELS
 from training.common import export_savedmodel, layer_specs
 

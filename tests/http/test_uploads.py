@@ -5,8 +5,8 @@ boundary is refused, and a body of many parts or padded boundaries is refused be
 
 import pytest
 
-from app.api import uploads
-from app.api.uploads import MAX_PARTS
+from app.http.routes import uploads
+from app.http.routes.uploads import MAX_PARTS
 from tests.http.test_errors import error_of
 
 EXAMPLE = "app/examples/mnist.png"

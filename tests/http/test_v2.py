@@ -19,8 +19,8 @@ import tritonclient.http as triton
 from fastapi.testclient import TestClient
 from tritonclient.utils import InferenceServerException
 
-from app.main import create_app
-from app.protocols import InferenceResponse, MetadataModelResponse
+from app.http.app import create_app
+from app.protocols.wire import InferenceResponse, MetadataModelResponse
 from tests import conftest
 from tests.http.protocol_cases import (
     assert_same_numbers,

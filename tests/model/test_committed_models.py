@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from app.card import ModelCard, hash_files
+from app.artifact import layout
+from app.artifact.card import ModelCard, hash_files
 from tests.conftest import FIXTURES, MODELS
 from tests.savedmodel_checks import check_dense_layers
 from training import PIPELINES, catdog, iris
@@ -16,8 +17,8 @@ NAMES = sorted(PIPELINES)
 
 
 def newest(name: str) -> Path:
-    versions = [p for p in (MODELS / name).iterdir() if p.name.isdigit()]
-    return max(versions, key=lambda p: int(p.name))
+    versions = layout.versions(MODELS / name)
+    return versions[max(versions)]
 
 
 @cache

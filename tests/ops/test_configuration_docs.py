@@ -4,7 +4,7 @@ and its meaning, so the docs cannot drift from the code."""
 import re
 from pathlib import Path
 
-from app.settings import Settings
+from app.core.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -3,7 +3,7 @@
 import asyncio
 import json
 
-from app.middleware import Admission
+from app.http.middleware.limits import Admission
 
 
 def test_one_request_over_the_limit_gets_503_with_retry_after_and_others_pass():

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from app.batching import Batcher, BatchPolicy
-from app.errors import DeadlineExceeded, ModelNotReady, Overloaded
-from app.settings import Settings
+from app.core.errors import DeadlineExceeded, ModelNotReady, Overloaded
+from app.core.settings import BatchPolicy, Settings
+from app.runtime.batching import Batcher
 
 
 class SlowDouble:

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.card import ModelCard
-from app.errors import BadInput, PayloadTooLarge
-from app.service import InferenceService
-from app.settings import Settings
+from app.artifact.card import ModelCard
+from app.core.errors import BadInput, PayloadTooLarge
+from app.core.settings import Settings
+from app.dataplane.service import InferenceService
 from tests.conftest import MODELS, ROOT
 
 EXAMPLES = ROOT / "app" / "examples"

@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 from pydantic import ValidationError
 
-from app import imaging
-from app.card import ImageSpec, ModelCard
-from app.errors import BadInput, PayloadTooLarge, UnsupportedMediaType
-from app.schemas import features_model
+from app.artifact import imaging, layout
+from app.artifact.card import ImageSpec, ModelCard
+from app.core.errors import BadInput, PayloadTooLarge, UnsupportedMediaType
+from app.http.schemas import features_model
 from tests.conftest import MODELS
 
 # Bounded and deterministic: the same examples on every run, no example database on disk.
@@ -41,10 +41,11 @@ CLIENT_ERRORS = (BadInput, PayloadTooLarge, UnsupportedMediaType)
 def newest_cards() -> dict[str, ModelCard]:
     cards = {}
     for model_dir in sorted(MODELS.glob("*")) if MODELS.is_dir() else []:
-        versions = sorted(
-            (p for p in model_dir.iterdir() if p.name.isdigit() and (p / "metadata.json").exists()),
-            key=lambda p: int(p.name),
-        )
+        versions = [
+            path
+            for _, path in sorted(layout.versions(model_dir).items())
+            if (path / "metadata.json").exists()
+        ]
         if versions:
             cards[model_dir.name] = ModelCard.read(versions[-1])
     return cards

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from app import service as service_module
-from app.card import CARD_FILE, ModelCard, hash_files
-from app.registry import scan_versions
-from app.service import InferenceService
-from app.settings import Settings
+from app.artifact.card import CARD_FILE, ModelCard, hash_files
+from app.artifact.layout import scan_versions
+from app.core.settings import Settings
+from app.dataplane import service as service_module
+from app.dataplane.service import InferenceService
 from tests.conftest import MODELS
 
 IRIS = sorted((MODELS / "iris").iterdir())[-1]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from app.card import ModelCard, hash_files
+from app.artifact.card import ModelCard, hash_files
 from tests.conftest import FIXTURES
 from tests.savedmodel_checks import check_dense_layers
 from training import PIPELINES, catdog, iris

@@ -1,1 +1,0 @@
-"""The HTTP layer: routers that translate HTTP into service calls and back."""

@@ -1,0 +1,136 @@
+"""The model card (`metadata.json`): what a trained model takes, answers and scored.
+
+Training writes it and the service reads it, so both sides share this one schema. It imports
+neither TensorFlow nor FastAPI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+CARD_FILE = "metadata.json"
+# Every exported SavedModel has both: raw input to prediction, and raw input to every layer's
+# output keyed `NN_<layer>` in order.
+SERVING_SIGNATURE = "serving_default"
+TRACE_SIGNATURE = "trace"
+SIGNATURES = (SERVING_SIGNATURE, TRACE_SIGNATURE)
+
+
+class FeatureSpec(BaseModel):
+    """One named numeric input of a tabular model."""
+
+    name: str
+    unit: str
+    description: str
+    observed_min: float = Field(description="Smallest value in the training split.")
+    observed_max: float = Field(description="Largest value in the training split.")
+    mean: float = Field(description="Mean over the training split; used as the example value.")
+    allowed_min: float = Field(description="Requests below this are refused (422).")
+    allowed_max: float = Field(description="Requests above this are refused (422).")
+
+
+class ImageSpec(BaseModel):
+    """How an uploaded image becomes the model's input tensor."""
+
+    height: int
+    width: int
+    channels: Literal[1, 3]
+    preprocessing: Literal["mnist", "resize"] = Field(
+        description="'mnist': grayscale, invert light backgrounds, crop to the ink, fit 20x20, "
+        "centre by centre of mass in 28x28. 'resize': RGB, resized to height x width."
+    )
+    interpolation: Literal["bilinear", "bicubic", "nearest", "lanczos"] = "bilinear"
+    aspect: Literal["stretch"] = Field(
+        "stretch", description="The whole image is resized to the target size, aspect not kept."
+    )
+    value_range: tuple[float, float] = (0.0, 255.0)
+
+
+class InputSpec(BaseModel):
+    kind: Literal["features", "image"]
+    name: str = Field(description="Input name of both signatures.")
+    dtype: Literal["float32"] = "float32"
+    shape: list[int | None] = Field(description="Shape with the batch dimension as null.")
+    features: list[FeatureSpec] | None = None
+    image: ImageSpec | None = None
+
+
+class OutputSpec(BaseModel):
+    kind: Literal["probabilities", "value"]
+    name: str = Field(description="Output key of the serving_default signature.")
+    labels: list[str] | None = Field(None, description="Class labels in output order.")
+    unit: str | None = None
+    unit_scale: float | None = Field(None, description="One output unit in dollars, etc.")
+
+
+class LayerSpec(BaseModel):
+    name: str
+    type: str
+    activation: str | None = None
+    output_shape: list[int | None]
+    params: int
+    trace_key: str = Field(description="Output key of this layer in the trace signature.")
+
+
+class Metric(BaseModel):
+    name: Literal["accuracy", "rmse"]
+    value: float
+
+
+class Target(BaseModel):
+    metric: Literal["accuracy", "rmse"]
+    op: Literal[">=", "<="]
+    value: float
+    split: str
+
+    def met(self, value: float) -> bool:
+        return value >= self.value if self.op == ">=" else value <= self.value
+
+
+class ModelCard(BaseModel):
+    name: str
+    version: int
+    task: Literal["classification", "regression"]
+    description: str
+    created: str
+    library_versions: dict[str, str]
+    input: InputSpec
+    output: OutputSpec
+    layers: list[LayerSpec]
+    signatures: list[str] = list(SIGNATURES)
+    training: dict[str, object]
+    data: dict[str, object]
+    metrics: dict[str, float] = Field(description="Scores on the held-out test split.")
+    target: Target
+    baselines: dict[str, dict[str, float]] = Field(
+        description="Other models trained on the same split, with their test scores."
+    )
+    files: dict[str, str] = Field(description="sha256 of every file of the SavedModel.")
+
+    @classmethod
+    def read(cls, version_dir: Path) -> ModelCard:
+        return cls.model_validate_json((version_dir / CARD_FILE).read_text())
+
+    def write(self, version_dir: Path) -> None:
+        (version_dir / CARD_FILE).write_text(self.model_dump_json(indent=2) + "\n")
+
+
+def hash_files(version_dir: Path) -> dict[str, str]:
+    """sha256 of every file under `version_dir` except the card itself, by relative path."""
+    hashes = {}
+    for path in sorted(version_dir.rglob("*")):
+        if path.is_file() and path.name != CARD_FILE:
+            hashes[path.relative_to(version_dir).as_posix()] = _sha256(path)
+    return hashes
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

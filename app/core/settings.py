@@ -1,0 +1,186 @@
+"""Service settings, read from environment variables prefixed `GLASSBOX_`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    max_batch_size: int = 64
+    max_wait_ms: float = 2.0  # the longest a batch gathers once it has taken its first request
+    quiet_turns: int = 4  # event-loop turns without a new request that close a batch early
+    queue_size: int = 256  # requests waiting or running; more are refused at once
+    timeout_s: float = 5.0
+
+
+class BatchOverride(BaseModel):
+    """One model's batching settings in GLASSBOX_BATCHING; an unset key keeps the global one."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    max_batch_size: int | None = Field(None, gt=0)
+    max_wait_ms: float | None = Field(None, ge=0)
+    quiet_turns: int | None = Field(None, ge=0)
+    queue_size: int | None = Field(None, gt=0)
+    timeout_s: float | None = Field(None, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GLASSBOX_", extra="ignore", allow_inf_nan=False)
+
+    model_dir: Path = Field(Path("models"), description="Folder of <name>/<version>/ models.")
+    models: Annotated[list[str], NoDecode, BeforeValidator(_split_commas)] = Field(
+        default_factory=list,
+        description="Comma-separated model names to load; empty loads every model found.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of the glassbox loggers."
+    )
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, gt=0, description="Largest request body accepted, in bytes (413)."
+    )
+    max_image_bytes: int = Field(
+        10 * 1024 * 1024, gt=0, description="Largest encoded image accepted, in bytes (413)."
+    )
+    max_image_pixels: int = Field(
+        40_000_000,
+        gt=0,
+        description="Largest image accepted, width x height, checked before "
+        "the pixels are decoded (413).",
+    )
+    max_instances: int = Field(
+        1024, gt=0, description="Most instances in one prediction request (422)."
+    )
+    max_concurrent_decodes: int = Field(
+        2, gt=0, description="Images decoded at once (each can take ~100 MB while it decodes)."
+    )
+    inline_decode_pixels: int = Field(
+        256 * 256,
+        ge=0,
+        description="Small plain images are decoded on the event loop, not on a worker thread: "
+        "a PNG or baseline JPEG file of at most 64 KiB with at most this many pixels (width x "
+        "height, from the header) and no metadata (text, EXIF, ICC profile). 0 sends every "
+        "image to a thread.",
+    )
+    trace_inline_values: int = Field(
+        4096,
+        gt=0,
+        description="A layer output with at most this many values is returned in "
+        "full in a trace; a larger one as summary statistics and a slice.",
+    )
+    trace_slice_values: int = Field(
+        64, gt=0, description="How many leading values of a large layer output a trace shows."
+    )
+    trace_max_values: int = Field(
+        2_000_000, gt=0, description="Most values a trace with full=true may return (413)."
+    )
+    inference_threads: int = Field(
+        2, gt=0, description="Threads that run model calls (the executor off the event loop)."
+    )
+    tf_intra_op_threads: int = Field(
+        0, ge=0, description="TensorFlow threads inside one op; 0 lets TensorFlow choose."
+    )
+    tf_inter_op_threads: int = Field(
+        0, ge=0, description="TensorFlow ops run in parallel; 0 lets TensorFlow choose."
+    )
+    batch_max_size: int = Field(
+        64, gt=0, description="Most rows the dynamic batcher puts in one model call."
+    )
+    batch_max_wait_ms: float = Field(
+        2.0,
+        ge=0,
+        description="The longest a batch gathers requests once it has taken its first "
+        "(checked between turns of the event loop); under the request timeout; 0 runs what is "
+        "queued at once.",
+    )
+    batch_quiet_turns: int = Field(
+        4,
+        ge=0,
+        description="A batch closes before max_wait_ms once the event loop has turned this "
+        "many times in a row without a new request (none is on its way), so a lone request "
+        "waits microseconds; 0 always waits max_wait_ms.",
+    )
+    queue_size: int = Field(
+        256,
+        gt=0,
+        description="Requests in progress per model (being read, queued or computed); beyond "
+        "it, 503 at once with Retry-After.",
+    )
+    request_timeout_s: float = Field(
+        5.0, gt=0, description="A request queued longer than this is answered 504, not computed."
+    )
+    batching: dict[str, BatchOverride] = Field(
+        default_factory=dict,
+        description='Per-model overrides as JSON, e.g. {"catdog": {"max_batch_size": 16, '
+        '"max_wait_ms": 5}}; keys: max_batch_size, max_wait_ms, quiet_turns, queue_size, '
+        "timeout_s (an unknown key or a value out of range stops the service at start).",
+    )
+    poll_interval_s: float = Field(
+        10.0,
+        ge=0,
+        description="How often the model folder is checked for new or removed "
+        "versions; 0 turns polling off (POST /admin/reload still works).",
+    )
+    api_keys: Annotated[list[str], NoDecode, BeforeValidator(_split_commas)] = Field(
+        default_factory=list,
+        description="Comma-separated API keys. When set, every route but liveness and "
+        "readiness needs one (Authorization: Bearer KEY, or X-API-Key: KEY).",
+    )
+    admin_api_keys: Annotated[list[str], NoDecode, BeforeValidator(_split_commas)] = Field(
+        default_factory=list,
+        description="Comma-separated keys for /admin routes; with none set, /admin is refused.",
+    )
+    cors_origins: Annotated[list[str], NoDecode, BeforeValidator(_split_commas)] = Field(
+        default_factory=list,
+        description="Comma-separated origins allowed by CORS; empty turns CORS off.",
+    )
+    max_json_depth: int = Field(
+        32, gt=0, description="Deepest nesting of [ and { accepted in a JSON body (422)."
+    )
+    verify_hashes: bool = Field(
+        True, description="Check every SavedModel file against its model card's sha256."
+    )
+
+    @model_validator(mode="after")
+    def _batches_gather_within_the_timeout(self) -> Settings:
+        for model in [None, *self.batching]:
+            policy = self.batch_policy(model)
+            if policy.max_wait_ms / 1000 >= policy.timeout_s:
+                where = f"GLASSBOX_BATCHING[{model!r}]" if model else "GLASSBOX_BATCH_MAX_WAIT_MS"
+                raise ValueError(
+                    f"{where}: max_wait_ms ({policy.max_wait_ms}) must be shorter than the "
+                    f"request timeout ({policy.timeout_s} s), or a batch's first request would "
+                    "time out while it gathers"
+                )
+        return self
+
+    def batch_policy(self, model: str | None) -> BatchPolicy:
+        override = self.batching.get(model, BatchOverride())
+        return BatchPolicy(
+            **{
+                "max_batch_size": self.batch_max_size,
+                "max_wait_ms": self.batch_max_wait_ms,
+                "quiet_turns": self.batch_quiet_turns,
+                "queue_size": self.queue_size,
+                "timeout_s": self.request_timeout_s,
+                **override.model_dump(exclude_none=True),
+            }
+        )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

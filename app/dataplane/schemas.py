@@ -1,0 +1,94 @@
+"""The answers of the data plane: typed predictions, layer traces, model status and reload
+reports. Every protocol serializes these; the HTTP layer documents them."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class VersionStatus(BaseModel):
+    version: int
+    state: Literal["loading", "ready", "failed"]
+    reason: str | None = Field(None, description="Why the version failed to load.")
+
+
+class ModelSummary(BaseModel):
+    name: str
+    task: str | None
+    description: str | None
+    default_version: int | None = Field(description="The version served when none is asked.")
+    versions: list[VersionStatus]
+
+
+class ReloadReport(BaseModel):
+    loaded: list[str] = Field(description="name/version of each version that now serves.")
+    failed: list[str] = Field(description="name/version: reason, for each that failed to load.")
+    removed: list[str] = Field(description="name/version of each version no longer served.")
+
+
+class ClassPrediction(BaseModel):
+    model: str
+    version: int
+    label: str = Field(description="The most probable class.")
+    class_index: int = Field(description="Its index in the model's output.")
+    probabilities: dict[str, float] = Field(description="Probability of each class, by label.")
+    model_input: list[Any] | None = Field(
+        None,
+        description="The array the model actually saw after preprocessing (image models, "
+        "when return_input=true).",
+    )
+
+
+class ValuePrediction(BaseModel):
+    model: str
+    version: int
+    value: float = Field(description="The prediction in the model's unit.")
+    unit: str | None = None
+    dollars: float | None = Field(None, description="The value in dollars, where it is money.")
+
+
+Prediction = ClassPrediction | ValuePrediction
+
+
+class BatchPrediction(BaseModel):
+    model: str
+    version: int
+    predictions: list[Prediction]
+
+
+class Summary(BaseModel):
+    min: float
+    max: float
+    mean: float
+    zero_fraction: float = Field(description="Share of exact zeros (dead ReLU units, etc.).")
+
+
+class LayerOutput(BaseModel):
+    index: int
+    name: str
+    type: str
+    activation: str | None = None
+    output_shape: list[int | None] = Field(description="Shape with the batch dimension as null.")
+    size: int = Field(description="Number of values in this layer's output for one input.")
+    values: list[Any] | None = Field(
+        None,
+        description="The full output for the one input (nested as output_shape without "
+        "the batch dimension); absent for large outputs unless full=true.",
+    )
+    summary: Summary
+    slice: list[float] | None = Field(
+        None, description="The first values of the flattened output, when values is absent."
+    )
+    weights: dict[str, list[Any]] | None = Field(
+        None, description="The layer's variables (kernel, bias, ...) when weights=true."
+    )
+
+
+class LayerTrace(BaseModel):
+    """The output of every layer for one input, in order. For a Dense layer,
+    `layers[i].values == activation(layers[i-1].values @ weights.kernel + weights.bias)`."""
+
+    model: str
+    version: int
+    layers: list[LayerOutput]
+    prediction: Prediction

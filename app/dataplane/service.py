@@ -1,0 +1,362 @@
+"""The logic layer: input arrays from requests, model calls off the event loop, answers.
+
+Routes call this; this calls the registry and the runtimes. Nothing here knows HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from app.artifact import imaging
+from app.artifact.card import SERVING_SIGNATURE, ModelCard
+from app.artifact.layout import scan_versions
+from app.core.errors import BadInput, PayloadTooLarge
+from app.core.settings import Settings
+from app.dataplane.schemas import (
+    ClassPrediction,
+    LayerOutput,
+    LayerTrace,
+    ModelSummary,
+    Prediction,
+    ReloadReport,
+    Summary,
+    ValuePrediction,
+    VersionStatus,
+)
+from app.runtime.batching import Batcher, BatchObserver
+from app.runtime.model import ModelRuntime, ModelState, folder_fingerprint, settle_heap
+from app.runtime.registry import ModelRegistry
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+WEIGHTED_LAYER_TYPES = {"Dense", "Conv2D", "DepthwiseConv2D", "SeparableConv2D"}
+
+
+class InferenceService:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ModelRegistry | None = None,
+        observer: BatchObserver | None = None,
+    ):
+        self.settings = settings
+        self.registry = registry or ModelRegistry()
+        self.observer = observer
+        self.executor = ThreadPoolExecutor(
+            settings.inference_threads, thread_name_prefix="inference"
+        )
+        self._batchers: dict[tuple[str, int], Batcher] = {}
+        self._reload_lock = asyncio.Lock()
+        self._background: set[asyncio.Task] = set()
+        # A large image takes ~100 MB while it decodes: bound how many decode at once.
+        self._decode_slots = asyncio.Semaphore(settings.max_concurrent_decodes)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def reload(self) -> ReloadReport:
+        """Bring the registry in line with the model folder: load new versions (and failed ones
+        whose files changed), drop removed ones. A version that fails to load never replaces a
+        ready one: the newest *ready* version keeps serving. Requests in flight on a removed
+        version finish on it."""
+        async with self._reload_lock:
+            on_disk = scan_versions(self.settings.model_dir, self.settings.models or None)
+            known = {(r.name, r.version): r for r in self.registry.all()}
+            fresh = [
+                ModelRuntime(name, version, path)
+                for (name, version), path in sorted(on_disk.items())
+                if (name, version) not in known
+                or (
+                    known[(name, version)].state is ModelState.FAILED
+                    and known[(name, version)].fingerprint != folder_fingerprint(path)
+                )
+            ]
+            for runtime in fresh:
+                if (runtime.name, runtime.version) not in known:
+                    self.registry.add(runtime)
+            for runtime in fresh:
+                await self._in_executor(runtime.load, self.settings.verify_hashes)
+                self.registry.add(runtime)  # replaces a failed attempt only once loaded
+            removed = sorted(set(known) - set(on_disk))
+            draining = []
+            for name, version in removed:
+                self.registry.remove(name, version)
+                batcher = self._batchers.pop((name, version), None)
+                if batcher is not None:
+                    draining.append(batcher)
+            if draining:
+                task = asyncio.create_task(self._drain_then_settle(draining))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            report = ReloadReport(
+                loaded=[f"{r.name}/{r.version}" for r in fresh if r.ready],
+                failed=[f"{r.name}/{r.version}: {r.reason}" for r in fresh if not r.ready],
+                removed=[f"{name}/{version}" for name, version in removed],
+            )
+            if fresh or removed:
+                if fresh or not draining:  # draining versions settle once they finish
+                    settle_heap()
+                logger.info("models reloaded", extra=report.model_dump())
+            return report
+
+    @staticmethod
+    async def _drain_then_settle(batchers: list[Batcher]) -> None:
+        """Let removed versions finish their requests, then collect them in one pass (each
+        collection holds up the event loop for a while)."""
+        await asyncio.gather(*(batcher.drain_and_close() for batcher in batchers))
+        settle_heap()
+
+    async def watch(self, interval_s: float) -> None:
+        """Reload every `interval_s` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.reload()
+            except Exception:  # a bad poll must not stop the next one
+                logger.exception("model reload failed")
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*self._background, return_exceptions=True)
+        for batcher in self._batchers.values():
+            await batcher.close()
+        self._batchers.clear()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    async def _in_executor(self, function, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+    # -- status ------------------------------------------------------------------------------
+
+    def summary(self, name: str) -> ModelSummary:
+        versions = self.registry.versions(name)
+        ready = [runtime for runtime in versions if runtime.ready]
+        described = ready or [runtime for runtime in versions if runtime.card]
+        card = described[-1].card if described else None
+        return ModelSummary(
+            name=name,
+            task=card.task if card else None,
+            description=card.description if card else None,
+            default_version=ready[-1].version if ready else None,
+            versions=[
+                VersionStatus(version=r.version, state=r.state.value, reason=r.reason)
+                for r in versions
+            ],
+        )
+
+    def summaries(self) -> list[ModelSummary]:
+        return [self.summary(name) for name in self.registry.names()]
+
+    def missing(self) -> list[str]:
+        """What keeps the service from being ready: each wanted model without a folder, and the
+        versions of each model that has no ready version. A new version still loading (or one
+        that failed) beside a ready one does not count: the model serves."""
+        wanted = self.settings.models or []
+        absent = [
+            f"{name} (no model folder)" for name in wanted if name not in self.registry.names()
+        ]
+        not_serving = [
+            f"{runtime.name}/{runtime.version}"
+            for name in self.registry.names()
+            if not any(runtime.ready for runtime in self.registry.versions(name))
+            for runtime in self.registry.versions(name)
+        ]
+        return absent + not_serving
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    @staticmethod
+    def feature_rows(card: ModelCard, rows: list[dict[str, float]]) -> np.ndarray:
+        names = [feature.name for feature in card.input.features or []]
+        return np.array([[row[name] for name in names] for row in rows], dtype=np.float32)
+
+    def image_array(self, card: ModelCard, data: bytes) -> np.ndarray:
+        return self._model_input(card, self._open_image(data))
+
+    async def image_input(self, card: ModelCard, data: bytes) -> np.ndarray:
+        """`image_array`, on a worker thread unless the image is small and plain.
+
+        Decoding and resizing a large image is CPU work that must not hold up the event loop
+        (Pillow releases the GIL while it decodes). A small plain one (see
+        `imaging.cheap_to_open`, with at most `inline_decode_pixels`) takes about a millisecond
+        or less, less than handing it to a thread and back, which is why it is done in place."""
+        limit = self.settings.inline_decode_pixels
+        if not (limit and imaging.cheap_to_open(data)):
+            async with self._decode_slots:
+                return await asyncio.to_thread(self.image_array, card, data)
+        image = self._open_image(data)
+        if image.width * image.height <= limit:
+            return self._model_input(card, image)
+        async with self._decode_slots:
+            return await asyncio.to_thread(self._model_input, card, image)
+
+    def _open_image(self, data: bytes) -> Image.Image:
+        return imaging.open_image(
+            data,
+            max_bytes=self.settings.max_image_bytes,
+            max_pixels=self.settings.max_image_pixels,
+        )
+
+    @staticmethod
+    def _model_input(card: ModelCard, image: Image.Image) -> np.ndarray:
+        return imaging.preprocess(imaging.load(image), card.input.image)[np.newaxis]
+
+    async def base64_image_input(self, card: ModelCard, encoded: str) -> np.ndarray:
+        async with self._decode_slots:
+            return await asyncio.to_thread(self.base64_image_array, card, encoded)
+
+    def base64_image_array(self, card: ModelCard, encoded: str) -> np.ndarray:
+        if len(encoded) > self.settings.max_image_bytes * 4 // 3 + 4:
+            raise PayloadTooLarge(
+                f"The image is over the limit of {self.settings.max_image_bytes} bytes."
+            )
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadInput("image_base64 is not valid base64.", field="image_base64") from None
+        return self.image_array(card, data)
+
+    @staticmethod
+    def pixel_array(card: ModelCard, pixels: Any) -> np.ndarray:
+        expected = card.input.shape[1:]
+        try:
+            array = np.asarray(pixels, dtype=np.float32)
+        except (ValueError, TypeError):
+            raise BadInput(
+                f"pixels must be a numeric array of shape {expected}.", field="pixels"
+            ) from None
+        if list(array.shape) != expected:
+            raise BadInput(
+                f"pixels has shape {list(array.shape)}; '{card.name}' takes {expected}.",
+                field="pixels",
+            )
+        low, high = card.input.image.value_range
+        if not np.isfinite(array).all() or array.min() < low or array.max() > high:
+            raise BadInput(f"pixels must be finite values from {low} to {high}.", field="pixels")
+        return array[np.newaxis]
+
+    # -- model calls -------------------------------------------------------------------------
+
+    async def predict(self, runtime: ModelRuntime, batch: np.ndarray) -> np.ndarray:
+        """The serving_default output (the card's output) for a float32 batch, batched with
+        concurrent requests for the same model version."""
+        return await self._batcher(runtime).submit(batch)
+
+    def _batcher(self, runtime: ModelRuntime) -> Batcher:
+        key = (runtime.name, runtime.version)
+        batcher = self._batchers.get(key)
+        if batcher is None:
+            batcher = Batcher(
+                runtime.predict,
+                self.executor,
+                self.settings.batch_policy(runtime.name),
+                observer=self.observer,
+                model=key,
+            )
+            self._batchers[key] = batcher
+        return batcher
+
+    async def call_signature(
+        self, runtime: ModelRuntime, signature: str, batch: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Every output of 'serving_default' or 'trace' by name, for the wire protocols."""
+        if signature == SERVING_SIGNATURE:
+            return {runtime.card.output.name: await self.predict(runtime, batch)}
+        return await self._in_executor(runtime.trace, batch)
+
+    async def predictions(self, runtime: ModelRuntime, batch: np.ndarray) -> list[Prediction]:
+        outputs = await self.predict(runtime, batch)
+        return [describe(runtime, row) for row in outputs]
+
+    async def trace(
+        self,
+        runtime: ModelRuntime,
+        one: np.ndarray,
+        *,
+        full: bool = False,
+        weights: bool = False,
+    ) -> LayerTrace:
+        outputs = await self._in_executor(runtime.trace, one)
+        inline_limit = self.settings.trace_inline_values
+        slice_size = self.settings.trace_slice_values
+        specs = runtime.card.layers
+        layer_weights = {
+            spec.name: runtime.weights(spec.name) if weights else {}
+            for spec in specs
+            if spec.type in WEIGHTED_LAYER_TYPES
+        }
+        total = sum(
+            size if full or size <= inline_limit else slice_size
+            for size in (outputs[spec.trace_key][0].size for spec in specs)
+        ) + sum(w.size for layer in layer_weights.values() for w in layer.values())
+        if total > self.settings.trace_max_values:
+            raise PayloadTooLarge(
+                f"This trace would return {total} values; the limit is "
+                f"{self.settings.trace_max_values}. Ask without full=true or weights=true."
+            )
+        layers = []
+        for index, spec in enumerate(specs):
+            values = outputs[spec.trace_key][0]
+            flat = values.reshape(-1)
+            inline = full or values.size <= inline_limit
+            own_weights = layer_weights.get(spec.name)
+            layers.append(
+                LayerOutput(
+                    index=index,
+                    name=spec.name,
+                    type=spec.type,
+                    activation=spec.activation,
+                    output_shape=spec.output_shape,
+                    size=int(values.size),
+                    values=values.tolist() if inline else None,
+                    summary=Summary(
+                        min=float(flat.min()),
+                        max=float(flat.max()),
+                        mean=float(flat.mean()),
+                        zero_fraction=float(np.mean(flat == 0)),
+                    ),
+                    slice=None if inline else flat[:slice_size].tolist(),
+                    weights={k: v.tolist() for k, v in own_weights.items()}
+                    if own_weights
+                    else None,
+                )
+            )
+        last = outputs[runtime.card.layers[-1].trace_key][0]
+        return LayerTrace(
+            model=runtime.name,
+            version=runtime.version,
+            layers=layers,
+            prediction=describe(runtime, last),
+        )
+
+
+def describe(runtime: ModelRuntime, row: np.ndarray) -> Prediction:
+    """One model output row as a typed answer with labels and units from the card."""
+    # model_construct: every field is built here from the card and the model's floats, so
+    # validating them again would only cost time on every prediction.
+    output = runtime.card.output
+    if output.kind == "probabilities":
+        index = int(np.argmax(row))
+        return ClassPrediction.model_construct(
+            model=runtime.name,
+            version=runtime.version,
+            label=output.labels[index],
+            class_index=index,
+            probabilities=dict(zip(output.labels, row.tolist(), strict=True)),
+        )
+    value = float(np.asarray(row).reshape(-1)[0])
+    return ValuePrediction.model_construct(
+        model=runtime.name,
+        version=runtime.version,
+        value=value,
+        unit=output.unit,
+        dollars=round(value * output.unit_scale, 2) if output.unit_scale else None,
+    )

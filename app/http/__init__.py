@@ -1,0 +1,2 @@
+"""Layer 5, HTTP: the FastAPI app, one router per resource (routes/), the ASGI middleware
+(middleware/), metrics and request logs, and the mapping of errors to status codes."""

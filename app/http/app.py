@@ -1,0 +1,112 @@
+"""The FastAPI app: settings, lifespan (models load here), routers, error handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
+
+from app.core.settings import Settings, get_settings
+from app.dataplane.service import InferenceService
+from app.http import observability
+from app.http.middleware.limits import Admission, RequestLimits
+from app.http.middleware.security import ApiKeys, SecurityHeaders
+from app.http.observability import RequestObservability, configure_logging
+from app.http.observability import router as metrics_router
+from app.http.routes import admin, docs, errors, health, models, page, tfserving, typed, v2
+from app.runtime.model import configure_threads
+
+logger = logging.getLogger("app")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        configure_threads(settings.tf_intra_op_threads, settings.tf_inter_op_threads)
+        service = InferenceService(settings, observer=observability)
+        app.state.service = service
+        await service.reload()
+        model_routes.documented(service)  # built before the first request, not during it
+        watcher = (
+            asyncio.create_task(service.watch(settings.poll_interval_s))
+            if settings.poll_interval_s
+            else None
+        )
+        yield
+        if watcher is not None:
+            watcher.cancel()
+        await service.aclose()
+
+    app = FastAPI(
+        title="Glassbox",
+        version="0.1.0",
+        summary="Model serving that shows its work: typed predictions and layer traces.",
+        lifespan=lifespan,
+        docs_url=None,  # app/api/docs.py serves both, with their assets
+        redoc_url=None,
+    )
+    app.add_middleware(
+        RequestLimits, max_bytes=settings.max_body_bytes, max_json_depth=settings.max_json_depth
+    )
+    app.add_middleware(
+        Admission,
+        limit=settings.queue_size,
+        on_reject=lambda model: observability.count_rejected(model, 0, "in_progress_limit"),
+    )
+    app.add_middleware(ApiKeys, api_keys=settings.api_keys, admin_keys=settings.admin_api_keys)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(SecurityHeaders)
+    # Added last, so outermost: it logs and counts the other middleware's refusals too.
+    app.add_middleware(RequestObservability)
+    errors.install(app)
+    # First: it carries most of the traffic, and routes are tried in order.
+    model_routes = typed.ModelRoutes()
+    app.router.routes.insert(0, model_routes)
+    app.openapi = documentation(app, model_routes)
+    app.include_router(health.router)
+    app.include_router(models.router)
+    app.include_router(admin.router)
+    app.include_router(page.router)
+    app.include_router(docs.router)
+    app.include_router(tfserving.router)
+    app.include_router(v2.router)
+    app.include_router(metrics_router)
+    app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
+    app.mount(docs.ASSETS_PATH, docs.assets, name="docs-assets")
+    return app
+
+
+def documentation(app: FastAPI, model_routes: typed.ModelRoutes):
+    """`app.openapi`: the schema with each model's typed routes as its default version's card
+    shapes them, made again when a default version's card changes."""
+    made_for: list[list] = [[]]
+
+    def openapi() -> dict:
+        service = getattr(app.state, "service", None)
+        documented = model_routes.documented(service) if service is not None else []
+        if app.openapi_schema is None or documented != made_for[0]:
+            app.openapi_schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                routes=[*documented, *app.routes],
+            )
+            made_for[0] = documented
+        return app.openapi_schema
+
+    return openapi

@@ -1,0 +1,1 @@
+"""One router per resource; `typed.ModelRoutes` builds each version's typed routes."""

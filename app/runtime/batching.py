@@ -1,0 +1,206 @@
+"""Dynamic batching: concurrent predictions for one model version become one signature call.
+
+Each model version has one `Batcher`: a bounded queue and one worker task. The worker takes the
+oldest request and every request already waiting (up to `max_batch_size` rows); then lets the
+event loop run until `quiet_turns` turns in a row bring no new request, or `max_wait_ms` has
+passed; runs the batch on the inference executor; and hands each request its rows back.
+
+The quiet turns are what make batches on a busy server: when a batch finishes, its callers'
+next requests are already in the socket buffers or being parsed, and they reach the queue within
+a turn or two of the loop. Launching at once would split them into many small model calls,
+each paying TensorFlow's fixed cost per call; waiting for them costs a lone request only those
+few turns (microseconds), since nothing else is on its way. While a batch runs, the next one
+fills up, so batches also grow with the load.
+
+The signatures are concrete functions with a `None` batch dimension, so no batch size makes
+TensorFlow retrace: no padding or bucketing is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from app.core.errors import DeadlineExceeded, ModelNotReady, Overloaded
+from app.core.settings import BatchPolicy
+
+logger = logging.getLogger(__name__)
+
+
+class BatchObserver(Protocol):
+    """Where batch metrics go (app.http.observability in the service; nothing in unit tests)."""
+
+    def observe_inference(self, model: str, version: int, seconds: float, batch_size: int): ...
+    def set_queue_depth(self, model: str, version: int, depth: int): ...
+    def count_rejected(self, model: str, version: int, reason: str): ...
+
+
+class _Unobserved:
+    def observe_inference(self, model, version, seconds, batch_size): ...
+    def set_queue_depth(self, model, version, depth): ...
+    def count_rejected(self, model, version, reason): ...
+
+
+@dataclass
+class _Request:
+    batch: np.ndarray
+    future: asyncio.Future
+    enqueued: float
+
+
+class Batcher:
+    def __init__(
+        self,
+        predict: Callable[[np.ndarray], np.ndarray],
+        executor: Executor,
+        policy: BatchPolicy,
+        observer: BatchObserver | None = None,
+        model: tuple[str, int] = ("", 0),
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._predict = predict
+        self._clock = clock  # seconds; the tests' own clock makes the waiting rules exact
+        self._executor = executor
+        self.policy = policy
+        self._observer = observer or _Unobserved()
+        self._model = model  # (name, version): the metrics' labels
+        self._queue: asyncio.Queue[_Request] | None = None
+        self._worker: asyncio.Task | None = None
+        self._carry: _Request | None = None
+        self._held: list[_Request] = []  # the batch being gathered or computed, off the queue
+        self._in_flight = 0  # requests queued or in the running batch
+
+    @property
+    def depth(self) -> int:
+        return (self._queue.qsize() if self._queue else 0) + (self._carry is not None)
+
+    async def submit(self, batch: np.ndarray) -> np.ndarray:
+        """The model's output rows for `batch`, computed in a shared batch."""
+        if self._worker is None:
+            self._queue = asyncio.Queue()  # bounded by _in_flight below
+            self._worker = asyncio.create_task(self._run(), name="batcher")
+        if self._in_flight >= self.policy.queue_size:
+            self._observer.count_rejected(*self._model, "queue_full")
+            raise Overloaded(
+                f"The model is busy: {self.policy.queue_size} requests are already waiting or "
+                "running. Retry shortly."
+            )
+        request = _Request(batch, asyncio.get_running_loop().create_future(), self._clock())
+        self._in_flight += 1
+        try:
+            self._queue.put_nowait(request)
+            self._observer.set_queue_depth(*self._model, self._queue.qsize())
+            return await request.future
+        finally:
+            self._in_flight -= 1
+
+    async def drain_and_close(self, timeout_s: float = 30.0) -> None:
+        """Finish what is queued and running, then stop (a removed model version)."""
+        deadline = self._clock() + timeout_s
+        while (self.depth or self._held) and self._clock() < deadline:
+            await asyncio.sleep(0.01)
+        await self.close()
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+        # Whatever was still waiting or being gathered is answered, not left to hang.
+        leftovers = [*self._held, *([self._carry] if self._carry else [])]
+        while self._queue is not None and not self._queue.empty():
+            leftovers.append(self._queue.get_nowait())
+        self._held, self._carry = [], None
+        for request in leftovers:
+            if not request.future.done():
+                request.future.set_exception(
+                    ModelNotReady("The model version stopped serving; retry the request.")
+                )
+
+    async def _run(self) -> None:
+        while True:
+            requests = await self._gather()
+            try:
+                await self._compute(requests)
+            except Exception as error:  # the callers get the error, the worker lives on
+                for request in requests:
+                    if not request.future.done():
+                        request.future.set_exception(error)
+            self._held = []
+
+    async def _compute(self, requests: list[_Request]) -> None:
+        self._observer.set_queue_depth(*self._model, self._queue.qsize())
+        requests = self._drop_expired(requests)
+        if not requests:
+            return
+        batch = (
+            requests[0].batch
+            if len(requests) == 1
+            else np.concatenate([request.batch for request in requests])
+        )
+        started = time.perf_counter()
+        outputs = await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._predict, batch
+        )
+        self._observer.observe_inference(*self._model, time.perf_counter() - started, len(batch))
+        offset = 0
+        for request in requests:
+            rows = len(request.batch)
+            if not request.future.done():  # the caller may have gone away
+                request.future.set_result(outputs[offset : offset + rows])
+            offset += rows
+
+    async def _gather(self) -> list[_Request]:
+        first = self._carry or await self._queue.get()
+        self._carry = None
+        self._held = [first]  # from here until answered: a drain waits for them
+        await self._fill(self._held)
+        return self._held
+
+    async def _fill(self, requests: list[_Request]) -> None:
+        """Add queued requests to a batch that holds its first one, as the policy says."""
+        rows = len(requests[0].batch)
+        deadline = self._clock() + self.policy.max_wait_ms / 1000
+        quiet = 0
+        while rows < self.policy.max_batch_size:
+            if not self._queue.empty():
+                request = self._queue.get_nowait()
+                if rows + len(request.batch) > self.policy.max_batch_size:
+                    self._carry = request  # too big to join: it opens the next batch
+                    break
+                requests.append(request)
+                rows += len(request.batch)
+                quiet = 0
+                continue
+            remaining = deadline - self._clock()
+            if remaining <= 0 or (self.policy.quiet_turns and quiet >= self.policy.quiet_turns):
+                break
+            # One turn of the loop: the requests it is reading and parsing move on. Polling
+            # rather than wait_for(get()), which can drop an item when it times out.
+            await asyncio.sleep(0 if self.policy.quiet_turns else min(remaining, 0.0002))
+            quiet += 1
+
+    def _drop_expired(self, requests: list[_Request]) -> list[_Request]:
+        now = self._clock()
+        live = []
+        for request in requests:
+            if request.future.done():
+                continue
+            if now - request.enqueued > self.policy.timeout_s:
+                self._observer.count_rejected(*self._model, "deadline")
+                request.future.set_exception(
+                    DeadlineExceeded(
+                        f"The request waited over {self.policy.timeout_s} s in the queue and "
+                        "was not computed. Retry later."
+                    )
+                )
+                continue
+            live.append(request)
+        return live
