@@ -10,12 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import importlib.metadata
 import os
-import platform
 import signal
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,6 +23,7 @@ from app.core.settings import Settings
 from bench import report, wrk
 from bench.cards import newest_versions
 from bench.load import measure
+from bench.run_info import RunHeader, loadavg, run_header
 from bench.scenarios import ALL_NAMES, OVERLOAD, SCENARIOS, Payload, Scenario, build_payload
 from bench.servers import ROOT, TARGETS, UVICORN_OPTIONS, ServerFailed, Servers, served_models
 from bench.stats import summarize, summarize_overload
@@ -124,17 +122,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, value)
     return args
-
-
-def git_commit() -> str:
-    def git(*command: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *command], cwd=ROOT, capture_output=True, text=True)
-
-    head = git("rev-parse", "--short", "HEAD")
-    if head.returncode != 0:
-        return "unknown"
-    dirty = git("diff", "--quiet", "HEAD").returncode != 0  # tracked files, as describe --dirty
-    return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def _version(*packages: str) -> str | None:
@@ -295,26 +282,17 @@ async def run_overload(
 
 def describe(
     args: argparse.Namespace,
-    started: dt.datetime,
-    loadavg_start: list[float] | None,
+    header: RunHeader,
     env: dict[str, str],
     cards: dict[str, ModelCard],
     model_dir: Path,
     log_dir: Path,
-    commit: str,
 ) -> dict:
-    """The machine, the code and the settings of a run, for the results header."""
+    """The machine, the code and the settings of a run, for the results header: the shared
+    run header (bench/run_info.py) and what only the benchmark records."""
     return {
-        "date": started.isoformat(timespec="seconds"),
-        "commit": commit,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
-        "loadavg_start": loadavg_start,
-        "loadavg_end": _loadavg(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
+        **header.as_dict(),
+        "loadavg_end": loadavg(),
         "packages": {
             "tensorflow": _version("tensorflow-cpu", "tensorflow"),
             "keras": _version("keras"),
@@ -341,9 +319,7 @@ async def run(args: argparse.Namespace) -> int:
     main_task = asyncio.current_task()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
 
-    started = dt.datetime.now().astimezone()
-    loadavg_start = _loadavg()
-    commit = git_commit()  # the code the servers import now, whatever changes during the run
+    header = run_header()  # the code the servers import now, whatever changes during the run
     notes: list[str] = []
     model_dir = Path(effective_settings(dict(os.environ))["model_dir"])
     model_dir = model_dir if model_dir.is_absolute() else ROOT / model_dir
@@ -372,14 +348,14 @@ async def run(args: argparse.Namespace) -> int:
         _say("nothing was run:\n" + "\n".join(f"- {note}" for note in notes))
         return 1
 
-    meta = describe(args, started, loadavg_start, env, cards, model_dir, log_dir, commit)
+    meta = describe(args, header, env, cards, model_dir, log_dir)
     meta["overload_env"] = (
         {"GLASSBOX_QUEUE_SIZE": str(args.overload_queue_size)} if overload_result else None
     )
     rows = report.with_ratios(results)
     markdown = report.render_markdown(meta, rows, overload_result, notes)
     data = {"meta": meta, "results": rows, "overload": overload_result, "notes": notes}
-    stem = started.strftime("%Y-%m-%d_%H%M%S") + ("_quick" if args.quick else "")
+    stem = header.started.strftime("%Y-%m-%d_%H%M%S") + ("_quick" if args.quick else "")
     written = report.write(args.out, stem, markdown, data)
     sys.stdout.write(
         report.render_markdown(meta, rows, overload_result, notes, with_settings=False)
@@ -387,10 +363,6 @@ async def run(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     _say("written: " + ", ".join(str(path) for path in written))
     return 0
-
-
-def _loadavg() -> list[float] | None:
-    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,15 +25,12 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import datetime as dt
 import io
 import math
 import os
-import platform
 import random
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +42,9 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from bench.servers import ROOT, Server, ServerFailed, Servers
+from bench.run_info import RunHeader, run_header
+from bench.servers import ROOT, Server, ServerFailed, Servers, served_models
+from bench.stats import percentile
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -299,13 +298,10 @@ def sample(pid: int, t: float) -> Sample:
     return Sample(t, rss_kb, len(os.listdir(f"/proc/{pid}/fd")))
 
 
-async def served_cards(client: httpx.AsyncClient) -> dict[str, dict]:
-    models = (await client.get("/api/models")).json()["models"]
-    cards = {}
-    for model in models:
-        if model["default_version"] is not None:
-            cards[model["name"]] = (await client.get(f"/api/models/{model['name']}/card")).json()
-    return cards
+async def served_cards(server: Server, client: httpx.AsyncClient) -> dict[str, dict]:
+    """The card of every model the service answers for (a ready version)."""
+    names = sorted(await served_models(server))
+    return {name: (await client.get(f"/api/models/{name}/card")).json() for name in names}
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -389,7 +385,7 @@ async def soak(args: argparse.Namespace, servers: Servers, server: Server) -> di
     await servers.wait_ready(server, args.ready_timeout, path="/health/ready")
     pid = server.process.pid
     async with httpx.AsyncClient(base_url=server.url, timeout=60.0) as client:
-        cards = await served_cards(client)
+        cards = await served_cards(server, client)
         calls = build_mix(cards, random.Random(args.seed))
         references = {call.name: essence(await call.send(client)) for call in calls}
     problems = [
@@ -455,31 +451,14 @@ async def soak(args: argparse.Namespace, servers: Servers, server: Server) -> di
 # -- the report ------------------------------------------------------------------------------
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def git_commit() -> str:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{commit}{' (uncommitted changes)' if dirty else ''}"
+def _ms_cell(value: float | None) -> str:
+    """Milliseconds to the unit; 'nan' for no value (a kind that got no answer at all)."""
+    return f"{math.nan if value is None else value:.0f}"
 
 
 def report(args: argparse.Namespace, result: dict) -> tuple[str, bool]:
+    """The markdown report and whether every target was met."""
+    header: RunHeader = result["header"]
     tallies: dict[str, Tally] = result["tallies"]
     warm, end = result["after_warmup"], result["at_end"]
     total = sum(sum(t.statuses.values()) + t.transport_errors for t in tallies.values())
@@ -513,13 +492,13 @@ def report(args: argparse.Namespace, result: dict) -> tuple[str, bool]:
         f"{name} v{card['version']}" for name, card in sorted(result["cards"].items())
     )
     lines = [
-        f"# Soak run {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
+        f"# Soak run {header.started:%Y-%m-%d %H:%M %Z}",
         "",
         f"- command: `python -m bench.soak --duration {args.duration:g} "
         f"--concurrency {args.concurrency}`",
-        f"- commit: {result['commit']}",
-        f"- cores: {os.cpu_count()} (usable: {len(os.sched_getaffinity(0))}); "
-        f"Python {platform.python_version()} on {platform.machine()}",
+        f"- commit: {header.commit}",
+        f"- cores: {header.cpu_count} (usable: {header.cpus_usable}); "
+        f"Python {header.python} on {header.machine}",
         f"- models: {models}",
         f"- load: {total} requests in {result['elapsed_s']:.0f} s "
         f"({total / max(result['elapsed_s'], 1e-9):.1f}/s), {invalid} of them invalid "
@@ -541,9 +520,10 @@ def report(args: argparse.Namespace, result: dict) -> tuple[str, bool]:
         if tally.transport_errors:
             statuses += f", transport errors: {tally.transport_errors}"
         lat = tally.latencies_ms
+        p50, p99, slowest = percentile(lat, 50), percentile(lat, 99), max(lat, default=None)
         lines.append(
-            f"| {kind} | {tally.statuses.total()} | {statuses} | {percentile(lat, 50):.0f} | "
-            f"{percentile(lat, 99):.0f} | {max(lat, default=math.nan):.0f} | {tally.wrong} |"
+            f"| {kind} | {tally.statuses.total()} | {statuses} | {_ms_cell(p50)} | "
+            f"{_ms_cell(p99)} | {_ms_cell(slowest)} | {tally.wrong} |"
         )
     lines += ["", "| t (s) | RSS (MB) | open fds |", "| ---: | ---: | ---: |"]
     step = max(1, len(result["samples"]) // 12)
@@ -614,12 +594,12 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="glassbox-soak-") as logs,
         Servers(Path(logs)) as servers,
     ):
-        commit = git_commit()  # the code the server imports, not what changes meanwhile
+        header = run_header()  # the code the server imports, not what changes meanwhile
         server = servers.start("service", server_env(args.model_dir), label="soak")
         progress(f"service starting at {server.url} (pid {server.process.pid})")
         try:
             result = asyncio.run(soak(args, servers, server))
-            result["commit"] = commit
+            result["header"] = header
         except ServerFailed as error:
             progress(str(error))
             return 2
@@ -631,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
     text, passed = report(args, result)
     sys.stdout.write(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"soak-{dt.date.today():%Y-%m-%d}.md"
+    path = args.out / f"soak-{header.started:%Y-%m-%d}.md"
     path.write_text(text)
     progress(f"written to {path}")
     return 0 if passed else 1

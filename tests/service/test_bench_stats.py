@@ -1,10 +1,14 @@
-"""The benchmark's pure helpers: percentiles, run summaries, ratios and the results table."""
+"""The harnesses' pure helpers: percentiles, run summaries, ratios, the results table and the
+soak report's figures."""
 
+import argparse
+import datetime as dt
 import json
 
 import pytest
 
-from bench import report
+from bench import report, soak
+from bench.run_info import RunHeader
 from bench.scenarios import BOUNDARY, multipart_body
 from bench.stats import Sample, percentile, ratio, summarize, summarize_overload
 
@@ -148,3 +152,64 @@ def test_multipart_body_wraps_the_file_between_boundaries():
     assert body.startswith(f"--{BOUNDARY}\r\n".encode())
     assert b'name="file"; filename="x.png"' in body
     assert body.endswith(f"\r\n\x89PNG\r\n--{BOUNDARY}--\r\n".encode("latin-1"))
+
+
+SOAK_HEADER = RunHeader(
+    started=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+    commit="abc1234 (uncommitted changes)",
+    cpu_count=4,
+    cpus_usable=2,
+    loadavg_start=[0.5, 0.25, 0.125],
+    platform="Linux-test",
+    machine="x86_64",
+    python="3.11.7",
+)
+
+
+def _soak_report(latencies_ms: list[float]) -> str:
+    """soak.report of a run with one kind of request, answered in these times."""
+    tally = soak.Tally(latencies_ms=list(latencies_ms))
+    tally.statuses[200] += len(latencies_ms)
+    idle = soak.Sample(t=60.0, rss_kb=100_000, fds=20)
+    result = {
+        "header": SOAK_HEADER,
+        "cards": {"iris": {"version": 1}},
+        "calls": [],
+        "tallies": {"iris predict": tally},
+        "mismatches": [],
+        "samples": [idle],
+        "warmup_s": 60.0,
+        "after_warmup": idle,
+        "at_end": soak.Sample(t=300.0, rss_kb=100_000, fds=20),
+        "elapsed_s": 296.0,
+    }
+    text, passed = soak.report(argparse.Namespace(duration=300.0, concurrency=32), result)
+    assert passed
+    return text
+
+
+def _soak_row(latencies_ms: list[float]) -> list[str]:
+    text = _soak_report(latencies_ms)
+    row = next(line for line in text.splitlines() if line.startswith("| iris predict |"))
+    return [cell.strip() for cell in row.strip("|").split("|")]
+
+
+def test_the_soak_report_interpolates_its_percentiles_as_the_benchmark_does():
+    # 1..9 ms and one 100 ms answer: interpolated, p50 = 5.5 and p99 = 9 + 0.91 * 91 = 91.81;
+    # the nearest rank soak.py used to take would have said 5 and 100.
+    latencies = [float(x) for x in range(1, 10)] + [100.0]
+    assert percentile(latencies, 99) == pytest.approx(91.81)
+    _, count, statuses, p50, p99, slowest, wrong = _soak_row(latencies)
+    assert (count, statuses, wrong) == ("10", "200: 10", "0")
+    assert (p50, p99, slowest) == ("6", "92", "100")
+
+
+def test_the_soak_report_of_a_kind_without_latencies_says_nan():
+    assert _soak_row([])[3:6] == ["nan", "nan", "nan"]
+
+
+def test_the_soak_report_prints_the_shared_run_header():
+    lines = _soak_report([1.0]).splitlines()
+    assert lines[0] == "# Soak run 2026-01-02 03:04 UTC"
+    assert "- commit: abc1234 (uncommitted changes)" in lines
+    assert "- cores: 4 (usable: 2); Python 3.11.7 on x86_64" in lines
