@@ -1,17 +1,16 @@
-"""The README's configuration table says what app/settings.py does: every setting, its default
-and its meaning, so the docs cannot drift from the code."""
+"""The configuration table (docs/configuration.md) says what app/settings.py does: every setting,
+its default and its meaning, so the docs cannot drift from the code."""
 
 import re
 from pathlib import Path
 
 from app.core.settings import Settings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+CONFIGURATION = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 def configuration_rows() -> dict[str, tuple[str, str]]:
-    text = README.read_text()
-    section = text[text.index("## Configuration") : text.index("## Deployment")]
+    section = CONFIGURATION.read_text()
     table = section[: section.index("\n\n", section.index("| Variable"))]
     rows = re.findall(r"^\| `(GLASSBOX_\w+)` \| (.*?) \| (.*) \|$", table, re.M)
     return {name: (default, meaning) for name, default, meaning in rows}
@@ -25,7 +24,7 @@ def shown_default(value: object) -> str:
     return f"`{value}`"
 
 
-def test_every_setting_is_in_the_readme_with_its_default_and_meaning():
+def test_every_setting_is_in_the_configuration_docs_with_its_default_and_meaning():
     rows = configuration_rows()
     expected = {
         f"GLASSBOX_{name.upper()}": (
