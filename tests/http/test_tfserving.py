@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.http.app import create_app
-from app.protocols import wire as protocols
-from app.protocols.wire import TFModelMetadata, TFModelStatus, TFPredictResponse
+from app.protocols import tfserving as protocol
+from app.protocols.tfserving import TFModelMetadata, TFModelStatus, TFPredictResponse
 from app.runtime.model import ModelRuntime, ModelState
 from tests.http.protocol_cases import (
     assert_same_numbers,
@@ -118,7 +118,7 @@ def test_status_maps_each_runtime_state(tmp_path):
     ready.state = ModelState.READY
     failed = ModelRuntime("m", 3, tmp_path)
     failed.state, failed.reason = ModelState.FAILED, "the SavedModel lacks the signature(s)"
-    status = protocols.tf_model_status([loading, ready, failed]).model_dump()
+    status = protocol.tf_model_status([loading, ready, failed]).model_dump()
     assert status["model_version_status"] == [
         {"version": "1", "state": "LOADING", "status": {"error_code": "OK", "error_message": ""}},
         {"version": "2", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}},

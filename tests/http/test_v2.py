@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from tritonclient.utils import InferenceServerException
 
 from app.http.app import create_app
-from app.protocols.wire import InferenceResponse, MetadataModelResponse
+from app.protocols.v2 import InferenceResponse, MetadataModelResponse
 from tests import conftest
 from tests.http.protocol_cases import (
     assert_same_numbers,

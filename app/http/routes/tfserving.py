@@ -7,66 +7,22 @@ would hand the model a DT_STRING tensor). Errors are the service's one error bod
 is the message TF Serving clients read.
 """
 
-from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Body, Response
 
 from app.core.errors import ProtocolError
 from app.http.routes.deps import ServiceDep
-from app.http.routes.errors import ERROR_RESPONSES
+from app.http.routes.protocol_route import PROTOCOL_RESPONSES, ProtocolRoute
 from app.http.routes.responses import ModelJSON
-from app.http.schemas import ErrorResponse
-from app.protocols import wire as protocols
-from app.protocols.wire import TFModelMetadata, TFModelStatus, TFPredictRequest, TFPredictResponse
-
-PROTOCOL_RESPONSES = {400: {"model": ErrorResponse}, **ERROR_RESPONSES}
-
-
-def _describe(error: RequestValidationError) -> str:
-    problems = []
-    for problem in error.errors():
-        if problem["type"] == "json_invalid":
-            problems.append(f"the body is not valid JSON ({problem['ctx']['error']})")
-            continue
-        where = ".".join(str(part) for part in problem["loc"] if part != "body")
-        problems.append(f"{where}: {problem['msg']}" if where else problem["msg"])
-    return "Bad request: " + "; ".join(problems) + "."
-
-
-def _is_json(content_type: str) -> bool:
-    media_type = content_type.split(";")[0].strip().lower()
-    return media_type == "application/json" or media_type.endswith("+json")
-
-
-class ProtocolRoute(APIRoute):
-    """A route of a wire protocol (TF Serving, Open Inference): the body is JSON whatever its
-    Content-Type says or if it has none, and a malformed body is a 400, as both protocols
-    specify (not 422).
-
-    TF Serving's documented examples use `curl -d`, which labels JSON as a form, and FastAPI
-    would not read such a body, or one without a Content-Type, as JSON."""
-
-    def get_route_handler(self) -> Callable:
-        handler = super().get_route_handler()
-
-        async def protocol_handler(request: Request) -> Response:
-            if not _is_json(request.headers.get("content-type", "")):
-                headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
-                scope = {
-                    **request.scope,
-                    "headers": [*headers, (b"content-type", b"application/json")],
-                }
-                request = Request(scope, request.receive)
-            try:
-                return await handler(request)
-            except RequestValidationError as error:
-                raise ProtocolError(_describe(error)) from None
-
-        return protocol_handler
-
+from app.protocols import tensors
+from app.protocols import tfserving as protocol
+from app.protocols.tfserving import (
+    TFModelMetadata,
+    TFModelStatus,
+    TFPredictRequest,
+    TFPredictResponse,
+)
 
 router = APIRouter(
     prefix="/v1/models",
@@ -109,20 +65,20 @@ PREDICT_DESCRIPTION = (
 
 @router.get("/{name}", response_model=TFModelStatus, summary="Model status")
 async def model_status(name: str, service: ServiceDep) -> TFModelStatus:
-    return protocols.tf_model_status(service.registry.versions(name))
+    return protocol.tf_model_status(service.registry.versions(name))
 
 
 @router.get(
     "/{name}/versions/{version}", response_model=TFModelStatus, summary="Model version status"
 )
 async def version_status(name: str, version: str, service: ServiceDep) -> TFModelStatus:
-    runtime = service.registry.find(name, protocols.parse_version(name, version))
-    return protocols.tf_model_status([runtime])
+    runtime = service.registry.find(name, tensors.parse_version(name, version))
+    return protocol.tf_model_status([runtime])
 
 
 @router.get("/{name}/metadata", response_model=TFModelMetadata, summary="Model metadata")
 async def model_metadata(name: str, service: ServiceDep) -> TFModelMetadata:
-    return protocols.tf_model_metadata(service.registry.get(name))
+    return protocol.tf_model_metadata(service.registry.get(name))
 
 
 @router.get(
@@ -131,8 +87,8 @@ async def model_metadata(name: str, service: ServiceDep) -> TFModelMetadata:
     summary="Model version metadata",
 )
 async def version_metadata(name: str, version: str, service: ServiceDep) -> TFModelMetadata:
-    runtime = service.registry.get(name, protocols.parse_version(name, version))
-    return protocols.tf_model_metadata(runtime)
+    runtime = service.registry.get(name, tensors.parse_version(name, version))
+    return protocol.tf_model_metadata(runtime)
 
 
 @router.post(
@@ -143,7 +99,7 @@ async def version_metadata(name: str, version: str, service: ServiceDep) -> TFMo
     description=PREDICT_DESCRIPTION,
 )
 async def predict(name: str, body: PredictBody, service: ServiceDep) -> Response:
-    return ModelJSON(await protocols.tf_predict(service, service.registry.get(name), body))
+    return ModelJSON(await protocol.tf_predict(service, service.registry.get(name), body))
 
 
 @router.post(
@@ -156,8 +112,8 @@ async def predict(name: str, body: PredictBody, service: ServiceDep) -> Response
 async def predict_version(
     name: str, version: str, body: PredictBody, service: ServiceDep
 ) -> Response:
-    runtime = service.registry.get(name, protocols.parse_version(name, version))
-    return ModelJSON(await protocols.tf_predict(service, runtime, body))
+    runtime = service.registry.get(name, tensors.parse_version(name, version))
+    return ModelJSON(await protocol.tf_predict(service, runtime, body))
 
 
 # Registered after :predict, so they catch only the other methods (e.g. :classify, :regress).

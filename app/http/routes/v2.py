@@ -14,10 +14,11 @@ from fastapi import APIRouter, Body, Request, Response
 
 from app.core.errors import ProtocolError
 from app.http.routes.deps import ServiceDep
+from app.http.routes.protocol_route import PROTOCOL_RESPONSES, ProtocolRoute
 from app.http.routes.responses import ModelJSON
-from app.http.routes.tfserving import PROTOCOL_RESPONSES, ProtocolRoute
-from app.protocols import wire as protocols
-from app.protocols.wire import (
+from app.protocols import tensors
+from app.protocols import v2 as protocol
+from app.protocols.v2 import (
     InferenceRequest,
     InferenceResponse,
     MetadataModelResponse,
@@ -116,7 +117,7 @@ INFER_DESCRIPTION = (
 
 @router.get("", response_model=MetadataServerResponse, summary="Server metadata")
 async def server_metadata(request: Request) -> MetadataServerResponse:
-    return protocols.v2_server_metadata(request.app.version)
+    return protocol.v2_server_metadata(request.app.version)
 
 
 @router.get("/health/live", response_class=Response, responses=HEALTH_RESPONSES)
@@ -131,7 +132,7 @@ async def server_ready(service: ServiceDep) -> Response:
 
 @router.get("/models/{name}", response_model=MetadataModelResponse, summary="Model metadata")
 async def model_metadata(name: str, service: ServiceDep) -> MetadataModelResponse:
-    return protocols.v2_model_metadata(service.registry.get(name), service.registry.versions(name))
+    return protocol.v2_model_metadata(service.registry.get(name), service.registry.versions(name))
 
 
 @router.get(
@@ -140,8 +141,8 @@ async def model_metadata(name: str, service: ServiceDep) -> MetadataModelRespons
     summary="Model version metadata",
 )
 async def version_metadata(name: str, version: str, service: ServiceDep) -> MetadataModelResponse:
-    runtime = service.registry.get(name, protocols.parse_version(name, version))
-    return protocols.v2_model_metadata(runtime, service.registry.versions(name))
+    runtime = service.registry.get(name, tensors.parse_version(name, version))
+    return protocol.v2_model_metadata(runtime, service.registry.versions(name))
 
 
 @router.get("/models/{name}/ready", response_class=Response, responses=HEALTH_RESPONSES)
@@ -155,7 +156,7 @@ async def model_ready(name: str, service: ServiceDep) -> Response:
     responses=HEALTH_RESPONSES,
 )
 async def version_ready(name: str, version: str, service: ServiceDep) -> Response:
-    return _health(service.registry.find(name, protocols.parse_version(name, version)).ready)
+    return _health(service.registry.find(name, tensors.parse_version(name, version)).ready)
 
 
 @router.post(
@@ -166,7 +167,7 @@ async def version_ready(name: str, version: str, service: ServiceDep) -> Respons
     description=INFER_DESCRIPTION,
 )
 async def infer(name: str, body: InferBody, service: ServiceDep) -> Response:
-    return ModelJSON(await protocols.v2_infer(service, service.registry.get(name), body))
+    return ModelJSON(await protocol.v2_infer(service, service.registry.get(name), body))
 
 
 @router.post(
@@ -177,5 +178,5 @@ async def infer(name: str, body: InferBody, service: ServiceDep) -> Response:
     description=INFER_DESCRIPTION,
 )
 async def infer_version(name: str, version: str, body: InferBody, service: ServiceDep) -> Response:
-    runtime = service.registry.get(name, protocols.parse_version(name, version))
-    return ModelJSON(await protocols.v2_infer(service, runtime, body))
+    runtime = service.registry.get(name, tensors.parse_version(name, version))
+    return ModelJSON(await protocol.v2_infer(service, runtime, body))

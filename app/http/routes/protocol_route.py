@@ -1,0 +1,57 @@
+"""The route class of both wire protocols (TF Serving REST, Open Inference v2): a JSON body
+whatever its Content-Type, and a malformed body answered 400, as both protocols specify."""
+
+from collections.abc import Callable
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+
+from app.core.errors import ProtocolError
+from app.http.routes.errors import ERROR_RESPONSES
+from app.http.schemas import ErrorResponse
+
+PROTOCOL_RESPONSES = {400: {"model": ErrorResponse}, **ERROR_RESPONSES}
+
+
+def _describe(error: RequestValidationError) -> str:
+    problems = []
+    for problem in error.errors():
+        if problem["type"] == "json_invalid":
+            problems.append(f"the body is not valid JSON ({problem['ctx']['error']})")
+            continue
+        where = ".".join(str(part) for part in problem["loc"] if part != "body")
+        problems.append(f"{where}: {problem['msg']}" if where else problem["msg"])
+    return "Bad request: " + "; ".join(problems) + "."
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";")[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+class ProtocolRoute(APIRoute):
+    """A route of a wire protocol (TF Serving, Open Inference): the body is JSON whatever its
+    Content-Type says or if it has none, and a malformed body is a 400, as both protocols
+    specify (not 422).
+
+    TF Serving's documented examples use `curl -d`, which labels JSON as a form, and FastAPI
+    would not read such a body, or one without a Content-Type, as JSON."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def protocol_handler(request: Request) -> Response:
+            if not _is_json(request.headers.get("content-type", "")):
+                headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
+                scope = {
+                    **request.scope,
+                    "headers": [*headers, (b"content-type", b"application/json")],
+                }
+                request = Request(scope, request.receive)
+            try:
+                return await handler(request)
+            except RequestValidationError as error:
+                raise ProtocolError(_describe(error)) from None
+
+        return protocol_handler

@@ -1,0 +1,124 @@
+"""What both wire protocols share: the float32 batch a model takes, checked against its card;
+encoded images decoded as the typed endpoints decode them; the count and answer-size limits.
+
+Both protocols carry raw tensors, so numbers are used as sent (no range checks, unlike the typed
+endpoints). An image model also takes encoded image files (TF Serving `{"b64": ...}` values, v2
+BYTES elements in base64), decoded and preprocessed exactly as the typed endpoints do. Nothing
+in app/protocols knows HTTP: the routes in app/http/routes translate HTTP to these calls.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from app.artifact.card import ModelCard
+from app.core.errors import (
+    BadInput,
+    ModelNotFound,
+    PayloadTooLarge,
+    ProtocolError,
+    UnsupportedMediaType,
+)
+from app.dataplane.service import InferenceService
+
+SERVER_NAME = "glassbox"
+# Open Inference's name for the framework; Triton uses the same for a TensorFlow SavedModel.
+PLATFORM = "tensorflow_savedmodel"
+
+# A decoder for one encoded image: (base64 text, where it came from) -> the model's input for it.
+ImageDecoder = Callable[[str, str], np.ndarray]
+
+
+def parse_version(name: str, text: str) -> int:
+    """A version from a URL path; anything but a number names no version (404)."""
+    if not (text.isascii() and text.isdigit()):
+        raise ModelNotFound(f"Model '{name}' has no version '{text}'; versions are numbers.")
+    return int(text)
+
+
+def dims(shape: list[int | None]) -> list[int]:
+    return [-1 if size is None else size for size in shape]
+
+
+def output_shape(card: ModelCard) -> list[int | None]:
+    """The serving_default output is the last layer's output."""
+    return card.layers[-1].output_shape
+
+
+def output_shapes(card: ModelCard) -> dict[str, list[int | None]]:
+    """Every output a request may ask for: the prediction, then each layer by its trace key."""
+    return {
+        card.output.name: output_shape(card),
+        **{layer.trace_key: layer.output_shape for layer in card.layers},
+    }
+
+
+def as_float32(value: Any, where: str) -> np.ndarray:
+    """Numbers (nested lists of them, or one) as float32; anything else is a bad request."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):
+        raise ProtocolError(
+            f"{where} is not a regular array: nested lists must all have the same length."
+        ) from None
+    if array.dtype.kind not in "iuf":
+        raise ProtocolError(f"{where} must hold only numbers (float32).")
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise ProtocolError(f"{where} holds a value that is not a finite float32 number.")
+    return array
+
+
+def image_decoder(service: InferenceService, card: ModelCard) -> ImageDecoder:
+    """Decodes one base64 image file into the model's input, as the typed endpoints do."""
+
+    def decode(encoded: str, where: str) -> np.ndarray:
+        if card.input.kind != "image":
+            raise ProtocolError(
+                f"{where} is an encoded image, but model '{card.name}' takes numbers: input "
+                f"'{card.input.name}' is float32 with shape {dims(card.input.shape)}."
+            )
+        limit = service.settings.max_image_bytes
+        if len(encoded) > limit * 4 // 3 + 4:
+            raise PayloadTooLarge(f"{where}: the image is over the limit of {limit} bytes.")
+        try:
+            # Whitespace is dropped first: `base64` on the command line wraps its output.
+            data = base64.b64decode("".join(encoded.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise ProtocolError(f"{where} is not valid base64.") from None
+        try:
+            return service.image_array(card, data)[0]
+        except (BadInput, UnsupportedMediaType) as error:
+            raise ProtocolError(f"{where}: {error.message}") from None
+
+    return decode
+
+
+def check_count(service: InferenceService, count: int) -> None:
+    """Checked before images are decoded where the count is known up front."""
+    if count < 1:
+        raise ProtocolError("The request holds no instances.")
+    if count > service.settings.max_instances:
+        raise PayloadTooLarge(
+            f"The request holds {count} instances; the limit is {service.settings.max_instances}."
+        )
+
+
+def refuse_large_answer(
+    service: InferenceService, card: ModelCard, names: list[str], rows: int
+) -> None:
+    """Refuse before computing an answer over the trace limit (conv feature maps are large)."""
+    shapes = output_shapes(card)
+    total = rows * sum(math.prod(dims(shapes[name])[1:]) for name in names)
+    limit = service.settings.trace_max_values
+    if total > limit:
+        raise PayloadTooLarge(
+            f"The answer would hold {total} values; the limit is {limit}. "
+            "Send fewer instances or ask for fewer outputs."
+        )

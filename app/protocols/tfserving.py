@@ -1,0 +1,279 @@
+"""TensorFlow Serving's REST API: its bodies, model status and metadata, and predict (row and
+columnar formats, both signatures)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from app.artifact.card import SERVING_SIGNATURE, SIGNATURES, TRACE_SIGNATURE, ModelCard
+from app.core.errors import ProtocolError
+from app.dataplane.service import InferenceService
+from app.protocols.tensors import (
+    ImageDecoder,
+    as_float32,
+    check_count,
+    dims,
+    image_decoder,
+    output_shape,
+    refuse_large_answer,
+)
+from app.runtime.model import ModelRuntime, ModelState
+
+# -- bodies ------------------------------------------------------------------------------------
+
+
+class TFStatus(BaseModel):
+    error_code: str = Field(description="'OK', or the canonical error code of a failed load.")
+    error_message: str = ""
+
+
+class TFVersionStatus(BaseModel):
+    version: str
+    state: Literal["UNKNOWN", "START", "LOADING", "AVAILABLE", "UNLOADING", "END"]
+    status: TFStatus
+
+
+class TFModelStatus(BaseModel):
+    """The state of each version, as TF Serving's GetModelStatus prints it."""
+
+    model_version_status: list[TFVersionStatus]
+
+
+class TFDim(BaseModel):
+    size: str = Field(
+        description="The size as TF Serving prints an int64: a string; '-1' where it varies."
+    )
+    name: str = ""
+
+
+class TFTensorShape(BaseModel):
+    dim: list[TFDim]
+    unknown_rank: bool = False
+
+
+class TFTensorInfo(BaseModel):
+    dtype: Literal["DT_FLOAT"] = "DT_FLOAT"
+    tensor_shape: TFTensorShape
+    name: str = Field(description="The tensor's name in the SavedModel's graph.")
+
+
+class TFSignatureDef(BaseModel):
+    inputs: dict[str, TFTensorInfo]
+    outputs: dict[str, TFTensorInfo]
+    method_name: str = "tensorflow/serving/predict"
+
+
+class TFSignatureDefMap(BaseModel):
+    signature_def: dict[str, TFSignatureDef]
+
+
+class TFMetadata(BaseModel):
+    signature_def: TFSignatureDefMap
+
+
+class TFModelSpec(BaseModel):
+    name: str
+    signature_name: str = ""
+    version: str
+
+
+class TFModelMetadata(BaseModel):
+    """A model version's signatures, as TF Serving's GetModelMetadata prints them."""
+
+    model_spec: TFModelSpec
+    metadata: TFMetadata
+
+
+class TFPredictRequest(BaseModel):
+    """A TF Serving predict request: exactly one of `instances` (row format) and `inputs`
+    (columnar format). Models here have one input, so a value may be given bare or keyed by
+    the input's name."""
+
+    signature_name: str = Field(
+        SERVING_SIGNATURE,
+        description="'serving_default' (the prediction) or 'trace' (every layer's output).",
+    )
+    instances: list[Any] | None = Field(
+        None, description='Row format: one value, or {"<input>": value}, per instance.'
+    )
+    inputs: Any = Field(
+        None, description='Columnar format: the whole batch, bare or as {"<input>": batch}.'
+    )
+
+
+class TFPredictResponse(BaseModel):
+    """Row format answers `predictions` (one entry per instance), columnar format `outputs`.
+    One output comes bare; several (the trace signature) keyed by output name."""
+
+    predictions: list[Any] | None = None
+    outputs: Any = None
+
+
+# -- handling ----------------------------------------------------------------------------------
+_TF_STATES = {
+    ModelState.LOADING: "LOADING",
+    ModelState.READY: "AVAILABLE",
+    ModelState.FAILED: "END",
+}
+
+
+def tf_model_status(runtimes: list[ModelRuntime]) -> TFModelStatus:
+    statuses = []
+    for runtime in runtimes:
+        failed = runtime.state is ModelState.FAILED
+        statuses.append(
+            TFVersionStatus(
+                version=str(runtime.version),
+                state=_TF_STATES.get(runtime.state, "UNKNOWN"),
+                status=TFStatus(
+                    error_code="UNKNOWN" if failed else "OK",
+                    error_message=(runtime.reason or "failed to load") if failed else "",
+                ),
+            )
+        )
+    return TFModelStatus(model_version_status=statuses)
+
+
+def _tensor_info(shape: list[int | None], graph_name: str) -> TFTensorInfo:
+    return TFTensorInfo(
+        tensor_shape=TFTensorShape(dim=[TFDim(size=str(size)) for size in dims(shape)]),
+        name=graph_name,
+    )
+
+
+def tf_model_metadata(runtime: ModelRuntime) -> TFModelMetadata:
+    """Both signatures, from the card. The graph tensor names are those Keras' ExportArchive
+    gives the two endpoints (the tests compare all of this with saved_model.pb)."""
+    card = runtime.card
+    name = card.input.name
+    serving = TFSignatureDef(
+        inputs={name: _tensor_info(card.input.shape, f"serving_default_{name}:0")},
+        outputs={card.output.name: _tensor_info(output_shape(card), "StatefulPartitionedCall:0")},
+    )
+    # A signature's outputs are numbered in the order of their sorted keys.
+    layers = sorted(card.layers, key=lambda layer: layer.trace_key)
+    trace = TFSignatureDef(
+        inputs={name: _tensor_info(card.input.shape, f"trace_{name}:0")},
+        outputs={
+            layer.trace_key: _tensor_info(layer.output_shape, f"StatefulPartitionedCall_1:{i}")
+            for i, layer in enumerate(layers)
+        },
+    )
+    return TFModelMetadata(
+        model_spec=TFModelSpec(name=card.name, version=str(runtime.version)),
+        metadata=TFMetadata(
+            signature_def=TFSignatureDefMap(
+                signature_def={SERVING_SIGNATURE: serving, TRACE_SIGNATURE: trace}
+            )
+        ),
+    )
+
+
+def _is_b64(value: Any) -> bool:
+    return isinstance(value, dict) and value.keys() == {"b64"}
+
+
+def _first_leaf(value: Any) -> Any:
+    while isinstance(value, list) and value:
+        value = value[0]
+    return value
+
+
+def _tf_tensor(value: Any, decode_image: ImageDecoder, where: str) -> np.ndarray:
+    """One TF Serving JSON value: numbers, {"b64": ...} or (nested) lists of either."""
+    if _is_b64(value):
+        if not isinstance(value["b64"], str):
+            raise ProtocolError(f'{where}: the value of "b64" must be a string.')
+        return decode_image(value["b64"], where)
+    if isinstance(value, list) and _is_b64(_first_leaf(value)):
+        parts = [_tf_tensor(item, decode_image, f"{where}[{i}]") for i, item in enumerate(value)]
+        if len({part.shape for part in parts}) > 1:
+            raise ProtocolError(f"{where} mixes values of different shapes.")
+        return np.stack(parts)
+    return as_float32(value, where)
+
+
+def _unwrap_named(card: ModelCard, value: Any, where: str) -> Any:
+    """A value keyed by the input's name, or the bare value (the model has one input)."""
+    if not isinstance(value, dict) or _is_b64(value):
+        return value
+    if value.keys() != {card.input.name}:
+        raise ProtocolError(
+            f"{where} names the input(s) {sorted(value)}; model '{card.name}' has one input, "
+            f"'{card.input.name}'."
+        )
+    return value[card.input.name]
+
+
+def _tf_row_batch(card: ModelCard, instances: list[Any], decode_image: ImageDecoder):
+    per_instance = dims(card.input.shape)[1:]
+    rows = []
+    for index, instance in enumerate(instances):
+        where = f"instances[{index}]"
+        row = _tf_tensor(_unwrap_named(card, instance, where), decode_image, where)
+        if list(row.shape) != per_instance:
+            raise ProtocolError(
+                f"{where} has shape {list(row.shape)}; input '{card.input.name}' of model "
+                f"'{card.name}' takes {per_instance} per instance (DT_FLOAT, "
+                f"{dims(card.input.shape)} with the batch)."
+            )
+        rows.append(row)
+    return np.stack(rows)
+
+
+def _tf_column_batch(card: ModelCard, inputs: Any, decode_image: ImageDecoder) -> np.ndarray:
+    where = f"input '{card.input.name}'"
+    batch = _tf_tensor(_unwrap_named(card, inputs, "inputs"), decode_image, where)
+    expected = dims(card.input.shape)
+    if batch.ndim != len(expected) or list(batch.shape[1:]) != expected[1:]:
+        raise ProtocolError(
+            f"{where} has shape {list(batch.shape)}; model '{card.name}' takes {expected} "
+            "(DT_FLOAT, the first dimension is the batch)."
+        )
+    return batch
+
+
+async def tf_predict(
+    service: InferenceService, runtime: ModelRuntime, request: TFPredictRequest
+) -> TFPredictResponse:
+    card = runtime.card
+    signature = request.signature_name or SERVING_SIGNATURE
+    if signature not in SIGNATURES:
+        raise ProtocolError(
+            f"Serving signature name: '{signature}' not found in signature def; model "
+            f"'{card.name}' has 'serving_default' and 'trace'."
+        )
+    row_format = request.instances is not None
+    if row_format == (request.inputs is not None):
+        raise ProtocolError(
+            "Send exactly one of 'instances' (row format) and 'inputs' (columnar format)."
+        )
+    decode_image = image_decoder(service, card)
+    if row_format:
+        check_count(service, len(request.instances))
+        batch = _tf_row_batch(card, request.instances, decode_image)
+    else:
+        batch = _tf_column_batch(card, request.inputs, decode_image)
+        check_count(service, len(batch))
+    if signature == SERVING_SIGNATURE:
+        names = [card.output.name]
+    else:
+        names = [layer.trace_key for layer in card.layers]
+    refuse_large_answer(service, card, names, len(batch))
+    outputs = await service.call_signature(runtime, signature, batch)
+    if len(outputs) == 1:  # TF Serving leaves a lone output unnamed
+        (values,) = outputs.values()
+        if row_format:
+            return TFPredictResponse(predictions=values.tolist())
+        return TFPredictResponse(outputs=values.tolist())
+    if row_format:
+        return TFPredictResponse(
+            predictions=[
+                {name: values[row].tolist() for name, values in outputs.items()}
+                for row in range(len(batch))
+            ]
+        )
+    return TFPredictResponse(outputs={name: values.tolist() for name, values in outputs.items()})
