@@ -11,14 +11,16 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 
+from app.core.logging import configure_logging
 from app.core.settings import Settings, get_settings
 from app.dataplane.service import InferenceService
 from app.http import observability
 from app.http.middleware.limits import Admission, RequestLimits
 from app.http.middleware.security import ApiKeys, SecurityHeaders
-from app.http.observability import RequestObservability, configure_logging
+from app.http.observability import RequestObservability
 from app.http.observability import router as metrics_router
-from app.http.routes import admin, docs, errors, health, models, page, tfserving, typed, v2
+from app.http.routes import admin, docs, errors, health, models, page, tfserving, v2
+from app.http.routes.model_routes import ModelRoutes
 from app.runtime.model import configure_threads
 
 logger = logging.getLogger("app")
@@ -75,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestObservability)
     errors.install(app)
     # First: it carries most of the traffic, and routes are tried in order.
-    model_routes = typed.ModelRoutes()
+    model_routes = ModelRoutes()
     app.router.routes.insert(0, model_routes)
     app.openapi = documentation(app, model_routes)
     app.include_router(health.router)
@@ -91,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def documentation(app: FastAPI, model_routes: typed.ModelRoutes):
+def documentation(app: FastAPI, model_routes: ModelRoutes):
     """`app.openapi`: the schema with each model's typed routes as its default version's card
     shapes them, made again when a default version's card changes."""
     made_for: list[list] = [[]]

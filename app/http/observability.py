@@ -5,7 +5,7 @@
   `set_queue_depth` and `count_rejected`; model states are read from the registry at scrape time.
 - One structured JSON log line per request (request id, method, route, model, version, status,
   latency), the request id taken from `X-Request-ID` or made up, and echoed back.
-- `configure_logging()`: every glassbox and uvicorn log record as one JSON line on stderr.
+- Log lines in JSON: `app.core.logging.configure_logging()`, with the request id set here.
 
 With several uvicorn workers in one container, set `PROMETHEUS_MULTIPROC_DIR` (deploy/serve.sh
 does) so that a scrape, answered by whichever worker gets it, sums every worker's counters.
@@ -14,13 +14,10 @@ does) so that a scrape, answered by whichever worker gets it, sums every worker'
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import re
-import sys
 import time
-from contextvars import ContextVar
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -29,7 +26,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
-from pydantic_core import to_json
+
+from app.core.logging import request_id_var
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +165,6 @@ async def metrics(request: Request) -> Response:
 # -- request logs and metrics ----------------------------------------------------------------
 
 REQUEST_ID_HEADER = "X-Request-ID"
-request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 # A client's request id is echoed into logs and headers, so only a plain token is taken as is.
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -254,75 +251,3 @@ class RequestObservability:
                 "latency_ms": round(seconds * 1000, 2),
             },
         )
-
-
-# -- log format ------------------------------------------------------------------------------
-
-# Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
-_RECORD_ATTRIBUTES = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
-_DROPPED = {"color_message"}  # uvicorn's ANSI-coloured copy of the message
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record: ts, level, logger, message, request_id, then the extras."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}+00:00",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        request_id = getattr(record, "request_id", None) or request_id_var.get()
-        if request_id:
-            entry["request_id"] = request_id
-        for key, value in record.__dict__.items():
-            if key not in _RECORD_ATTRIBUTES and key not in _DROPPED and key not in entry:
-                entry[key] = value
-        if record.exc_info:
-            entry["exc_info"] = self.formatException(record.exc_info)
-        try:
-            # pydantic-core's encoder: a quarter of json.dumps's time, on a line per request.
-            return to_json(entry, fallback=str).decode()
-        except ValueError:  # text it cannot encode, e.g. a lone surrogate from a file name
-            return json.dumps(entry, default=str)
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever sys.stderr is at the time, as logging's own last-resort handler does,
-    so a test's capture of stderr sees the lines and no closed stream is ever kept."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-
-_HANDLER_NAME = "glassbox-json"
-# uvicorn's loggers ("uvicorn.error" propagates to "uvicorn") get the same format, so the
-# container's output is JSON lines only. Not "uvicorn.access": uvicorn writes access lines
-# whenever that logger has a handler, and the request line above replaces them.
-_LOGGERS = ("app", "uvicorn")
-
-
-def configure_logging(level: str = "INFO") -> None:
-    """JSON lines on stderr for the glassbox and uvicorn loggers; safe to call again."""
-    # The lines carry no thread, process or source location: not collecting them makes every
-    # record cheaper (the "Optimization" section of the logging HOWTO), one per request.
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging._srcfile = None
-    handler = _StderrHandler()
-    handler.set_name(_HANDLER_NAME)
-    handler.setFormatter(JsonFormatter())
-    for name in _LOGGERS:
-        target = logging.getLogger(name)
-        for old in list(target.handlers):
-            # uvicorn's own text handlers go too: one format per stream.
-            if old.get_name() == _HANDLER_NAME or name != "app":
-                target.removeHandler(old)
-        target.addHandler(handler)
-    logging.getLogger("app").setLevel(level)

@@ -8,8 +8,8 @@ import re
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.core.logging import JsonFormatter
 from app.http import observability
-from app.http.observability import JsonFormatter
 from tests.metrics import sample
 
 

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from app.dataplane.service import InferenceService
+from app.runtime.model import ModelRuntime
 
 
 async def get_service(request: Request) -> InferenceService:
@@ -16,3 +17,12 @@ VersionQuery = Annotated[
     int | None,
     Query(ge=1, description="Model version to use; the newest ready version when omitted."),
 ]
+
+# The scope key under which a matched request carries the runtime that will answer it (or the
+# error that answers instead), so the body is validated and served by the same version.
+SERVING = "glassbox.serving"
+
+
+def serving_runtime(request: Request) -> ModelRuntime:
+    """The runtime chosen when the request matched, whose card validated its body."""
+    return request.scope[SERVING]

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.errors import GlassboxError
-from app.http.observability import request_id_var
+from app.core.logging import request_id_var
 from app.http.routes.responses import CONTENT_SECURITY_POLICY, SECURITY_HEADERS
 from app.http.schemas import ErrorResponse
 

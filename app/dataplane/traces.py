@@ -1,0 +1,105 @@
+"""Answers from model outputs: one output row as a typed prediction with the card's labels and
+units, and the layer trace of one input (each layer's output, summarised when large, with the
+weights on request) within the configured size limits."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.core.errors import PayloadTooLarge
+from app.core.settings import Settings
+from app.dataplane.schemas import (
+    ClassPrediction,
+    LayerOutput,
+    LayerTrace,
+    Prediction,
+    Summary,
+    ValuePrediction,
+)
+from app.runtime.model import ModelRuntime
+
+WEIGHTED_LAYER_TYPES = {"Dense", "Conv2D", "DepthwiseConv2D", "SeparableConv2D"}
+
+
+def layer_trace(
+    runtime: ModelRuntime,
+    outputs: dict[str, np.ndarray],
+    settings: Settings,
+    *,
+    full: bool = False,
+    weights: bool = False,
+) -> LayerTrace:
+    """The trace signature's `outputs` for one input as the typed layer trace."""
+    inline_limit = settings.trace_inline_values
+    slice_size = settings.trace_slice_values
+    specs = runtime.card.layers
+    layer_weights = {
+        spec.name: runtime.weights(spec.name) if weights else {}
+        for spec in specs
+        if spec.type in WEIGHTED_LAYER_TYPES
+    }
+    total = sum(
+        size if full or size <= inline_limit else slice_size
+        for size in (outputs[spec.trace_key][0].size for spec in specs)
+    ) + sum(w.size for layer in layer_weights.values() for w in layer.values())
+    if total > settings.trace_max_values:
+        raise PayloadTooLarge(
+            f"This trace would return {total} values; the limit is "
+            f"{settings.trace_max_values}. Ask without full=true or weights=true."
+        )
+    layers = []
+    for index, spec in enumerate(specs):
+        values = outputs[spec.trace_key][0]
+        flat = values.reshape(-1)
+        inline = full or values.size <= inline_limit
+        own_weights = layer_weights.get(spec.name)
+        layers.append(
+            LayerOutput(
+                index=index,
+                name=spec.name,
+                type=spec.type,
+                activation=spec.activation,
+                output_shape=spec.output_shape,
+                size=int(values.size),
+                values=values.tolist() if inline else None,
+                summary=Summary(
+                    min=float(flat.min()),
+                    max=float(flat.max()),
+                    mean=float(flat.mean()),
+                    zero_fraction=float(np.mean(flat == 0)),
+                ),
+                slice=None if inline else flat[:slice_size].tolist(),
+                weights={k: v.tolist() for k, v in own_weights.items()} if own_weights else None,
+            )
+        )
+    last = outputs[runtime.card.layers[-1].trace_key][0]
+    return LayerTrace(
+        model=runtime.name,
+        version=runtime.version,
+        layers=layers,
+        prediction=describe(runtime, last),
+    )
+
+
+def describe(runtime: ModelRuntime, row: np.ndarray) -> Prediction:
+    """One model output row as a typed answer with labels and units from the card."""
+    # model_construct: every field is built here from the card and the model's floats, so
+    # validating them again would only cost time on every prediction.
+    output = runtime.card.output
+    if output.kind == "probabilities":
+        index = int(np.argmax(row))
+        return ClassPrediction.model_construct(
+            model=runtime.name,
+            version=runtime.version,
+            label=output.labels[index],
+            class_index=index,
+            probabilities=dict(zip(output.labels, row.tolist(), strict=True)),
+        )
+    value = float(np.asarray(row).reshape(-1)[0])
+    return ValuePrediction.model_construct(
+        model=runtime.name,
+        version=runtime.version,
+        value=value,
+        unit=output.unit,
+        dollars=round(value * output.unit_scale, 2) if output.unit_scale else None,
+    )

@@ -1,0 +1,103 @@
+"""The typed routes of every model as one route of the app, matched per request against the
+routes built from the card of the version that will answer it (see `typed` for the routes)."""
+
+from urllib.parse import parse_qs
+
+from starlette.routing import BaseRoute, Match
+from starlette.types import Receive, Scope, Send
+
+from app.artifact.card import ModelCard
+from app.core.errors import GlassboxError
+from app.dataplane.service import InferenceService
+from app.http.routes.deps import SERVING
+from app.http.routes.typed import PREFIX, model_router
+from app.runtime.model import ModelRuntime
+
+
+class ModelRoutes(BaseRoute):
+    """Every model's typed routes, as one route of the app.
+
+    A request under `/api/models/<name>/` is matched against the routes built from the card of
+    the version that will answer it, found once here: the one `?version=` names, else the newest
+    ready. When that version cannot answer (unknown, loading, failed), the newest card validates
+    the body and the route answers the registry's 404 or 503. Routes are built on first use and
+    kept per version while its card is the same object.
+    """
+
+    def __init__(self) -> None:
+        self._built: dict[tuple[str, int], tuple[ModelCard, list[BaseRoute]]] = {}
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        path = scope["path"] if scope["type"] == "http" else ""
+        if not path.startswith(PREFIX):
+            return Match.NONE, {}
+        service = getattr(scope["app"].state, "service", None)  # None before the lifespan
+        if service is None:
+            return Match.NONE, {}
+        name = path[len(PREFIX) :].partition("/")[0]
+        serving, described = _resolve(service, name, _version(scope))
+        if described is None:
+            return Match.NONE, {}
+        partial: tuple[Match, Scope] | None = None
+        for route in self._routes(service, described):
+            match, child_scope = route.matches(scope)
+            if match is Match.FULL:
+                return Match.FULL, child_scope | {SERVING: serving}
+            if match is Match.PARTIAL and partial is None:
+                partial = match, child_scope
+        return partial or (Match.NONE, {})
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        serving = scope.get(SERVING)
+        if isinstance(serving, GlassboxError):  # the version asked for cannot answer, whatever
+            raise serving  # the body says: 404 or 503 before any validation
+        await scope["route"].handle(scope, receive, send)  # the inner route that matched
+
+    def documented(self, service: InferenceService) -> list[BaseRoute]:
+        """The routes of each model's default version (the newest card where none is ready)."""
+        routes: list[BaseRoute] = []
+        for name in service.registry.names():
+            described = _resolve(service, name, None)[1]
+            if described is not None:
+                routes.extend(self._routes(service, described))
+        return routes
+
+    def _routes(self, service: InferenceService, runtime: ModelRuntime) -> list[BaseRoute]:
+        key = (runtime.name, runtime.version)
+        built = self._built.get(key)
+        if built is None or built[0] is not runtime.card:
+            live = {(r.name, r.version) for r in service.registry.all()}
+            self._built = {k: v for k, v in self._built.items() if k in live}
+            router = model_router(service, runtime.name, runtime.card)
+            built = self._built[key] = (runtime.card, router.routes)
+        return built[1]
+
+
+def _version(scope: Scope) -> int | None:
+    """`?version=` as a version number; None when absent or malformed (the route's own
+    validation then answers 422 for a malformed one)."""
+    query = scope.get("query_string", b"")
+    if b"version=" not in query:
+        return None
+    try:
+        version = int(parse_qs(query.decode("latin-1"))["version"][-1])
+    except (KeyError, ValueError):
+        return None
+    return version if version >= 1 else None
+
+
+def _resolve(
+    service: InferenceService, name: str, version: int | None
+) -> tuple[ModelRuntime | GlassboxError, ModelRuntime | None]:
+    """(what answers: the ready runtime or the registry's error; the runtime whose card
+    describes the request, or None when no version of `name` has a card)."""
+    try:
+        runtime = service.registry.get(name, version)
+        return runtime, runtime
+    except GlassboxError as error:
+        try:
+            versions = service.registry.versions(name)
+        except GlassboxError:
+            return error, None
+        described = [r for r in versions if r.ready] or [r for r in versions if r.card]
+        return error, (described[-1] if described else None)
