@@ -50,7 +50,6 @@ class InferenceService:
         self.executor = ThreadPoolExecutor(
             settings.inference_threads, thread_name_prefix="inference"
         )
-        self._batchers: dict[tuple[str, int], Batcher] = {}
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task] = set()
         # A large image takes ~100 MB while it decodes: bound how many decode at once.
@@ -84,10 +83,10 @@ class InferenceService:
             removed = sorted(set(known) - set(on_disk))
             draining = []
             for name, version in removed:
+                runtime = known[(name, version)]
                 self.registry.remove(name, version)
-                batcher = self._batchers.pop((name, version), None)
-                if batcher is not None:
-                    draining.append(batcher)
+                if runtime.batcher is not None:
+                    draining.append(runtime.batcher)
             if draining:
                 task = asyncio.create_task(self._drain_then_settle(draining))
                 self._background.add(task)
@@ -121,9 +120,9 @@ class InferenceService:
 
     async def aclose(self) -> None:
         await asyncio.gather(*self._background, return_exceptions=True)
-        for batcher in self._batchers.values():
-            await batcher.close()
-        self._batchers.clear()
+        for runtime in self.registry.all():
+            if runtime.batcher is not None:
+                await runtime.batcher.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
 
     async def _in_executor(self, function, *args):
@@ -208,15 +207,18 @@ class InferenceService:
         async with self._decode_slots:
             return await asyncio.to_thread(self.base64_image_array, card, encoded)
 
-    def base64_image_array(self, card: ModelCard, encoded: str) -> np.ndarray:
-        if len(encoded) > self.settings.max_image_bytes * 4 // 3 + 4:
-            raise PayloadTooLarge(
-                f"The image is over the limit of {self.settings.max_image_bytes} bytes."
-            )
+    def base64_image_array(
+        self, card: ModelCard, encoded: str, where: str = "image_base64"
+    ) -> np.ndarray:
+        """`image_array` of a base64 image file; `where` names it in errors. Whitespace is
+        ignored (`base64` on the command line wraps its output)."""
+        limit = self.settings.max_image_bytes
+        if len(encoded) > limit * 4 // 3 + 4:
+            raise PayloadTooLarge(f"{where}: the image is over the limit of {limit} bytes.")
         try:
-            data = base64.b64decode(encoded, validate=True)
+            data = base64.b64decode("".join(encoded.split()), validate=True)
         except (binascii.Error, ValueError):
-            raise BadInput("image_base64 is not valid base64.", field="image_base64") from None
+            raise BadInput(f"{where} is not valid base64.", field="image_base64") from None
         return self.image_array(card, data)
 
     @staticmethod
@@ -246,18 +248,16 @@ class InferenceService:
         return await self._batcher(runtime).submit(batch)
 
     def _batcher(self, runtime: ModelRuntime) -> Batcher:
-        key = (runtime.name, runtime.version)
-        batcher = self._batchers.get(key)
-        if batcher is None:
-            batcher = Batcher(
+        """The version's batcher, made on its first request."""
+        if runtime.batcher is None:
+            runtime.batcher = Batcher(
                 runtime.predict,
                 self.executor,
                 self.settings.batch_policy(runtime.name),
                 observer=self.observer,
-                model=key,
+                model=(runtime.name, runtime.version),
             )
-            self._batchers[key] = batcher
-        return batcher
+        return runtime.batcher
 
     async def call_signature(
         self, runtime: ModelRuntime, signature: str, batch: np.ndarray

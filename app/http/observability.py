@@ -28,6 +28,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from app.core.logging import request_id_var
+from app.http.paths import MODEL_PATH
 
 logger = logging.getLogger(__name__)
 
@@ -168,14 +169,12 @@ REQUEST_ID_HEADER = "X-Request-ID"
 
 # A client's request id is echoed into logs and headers, so only a plain token is taken as is.
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
-# /api/models/{name}/..., /v1/models/{name}..., /v2/models/{name}/versions/{version}/...
-_MODEL_IN_PATH = re.compile(r"/models/(?P<model>[^/:]+)(?:/versions/(?P<version>\d+))?")
 # Probes and scrapes come every few seconds; at INFO they would drown the requests that matter.
 _QUIET_ROUTES = ("/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/metrics")
 
 
 def _model_and_version(scope) -> tuple[str | None, int | None]:
-    match = _MODEL_IN_PATH.search(scope.get("path", ""))
+    match = MODEL_PATH.match(scope.get("path", ""))
     if not match:
         return None, None
     version = match.group("version")

@@ -9,8 +9,6 @@ in app/protocols knows HTTP: the routes in app/http/routes translate HTTP to the
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 from collections.abc import Callable
 from typing import Any
@@ -84,18 +82,12 @@ def image_decoder(service: InferenceService, card: ModelCard) -> ImageDecoder:
                 f"{where} is an encoded image, but model '{card.name}' takes numbers: input "
                 f"'{card.input.name}' is float32 with shape {dims(card.input.shape)}."
             )
-        limit = service.settings.max_image_bytes
-        if len(encoded) > limit * 4 // 3 + 4:
-            raise PayloadTooLarge(f"{where}: the image is over the limit of {limit} bytes.")
         try:
-            # Whitespace is dropped first: `base64` on the command line wraps its output.
-            data = base64.b64decode("".join(encoded.split()), validate=True)
-        except (binascii.Error, ValueError):
-            raise ProtocolError(f"{where} is not valid base64.") from None
-        try:
-            return service.image_array(card, data)[0]
+            return service.base64_image_array(card, encoded, where)[0]
         except (BadInput, UnsupportedMediaType) as error:
-            raise ProtocolError(f"{where}: {error.message}") from None
+            message = error.message
+            own = message if message.startswith(where) else f"{where}: {message}"
+            raise ProtocolError(own) from None
 
     return decode
 

@@ -23,6 +23,7 @@ from app.artifact.card import (
     hash_files,
 )
 from app.core.errors import ModelLoadError
+from app.runtime.batching import Batcher
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ class ModelRuntime:
         self._trace = None
         self._weights: dict[str, dict[str, np.ndarray]] = {}
         self.fingerprint = folder_fingerprint(path)
+        # Its dynamic batcher, made by the data plane on the first request (one object per
+        # version in the registry's one map: the batcher goes when the version goes).
+        self.batcher: Batcher | None = None
 
     @property
     def ready(self) -> bool:

@@ -6,11 +6,10 @@ A JSON body is read whole (it is within the size limit by then) and its nesting 
 any parser sees it, since a deeply nested document can exhaust the parser's recursion.
 """
 
-import re
-
 import numpy as np
 
 from app.core.errors import Overloaded
+from app.http.paths import MODEL_PATH
 from app.http.routes.errors import error_response
 
 
@@ -103,10 +102,6 @@ class _BodyTooLarge(Exception):
     pass
 
 
-# POST routes that reach a model: the typed API, TF Serving and Open Inference.
-_MODEL_PATH = re.compile(r"^/(?:api|v1|v2)/models/(?P<model>[^/:]+)")
-
-
 class Admission:
     """At most `limit` requests per model inside the service at once (being read, waiting for
     the batcher or computing); one more is refused at once with 503 and Retry-After.
@@ -122,7 +117,7 @@ class Admission:
         self.in_flight: dict[str, int] = {}
 
     async def __call__(self, scope, receive, send):
-        match = _MODEL_PATH.match(scope["path"]) if scope["type"] == "http" else None
+        match = MODEL_PATH.match(scope["path"]) if scope["type"] == "http" else None
         if match is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
