@@ -3,7 +3,7 @@
 #   docker build -t glassbox:0.1.0 .
 #   docker run --rm -p 8000:8000 glassbox:0.1.0
 #   docker run --rm -p 8000:8000 -v "$PWD/models:/models:ro" glassbox:0.1.0   # other models
-# Settings come from GLASSBOX_* variables (README, "Configuration").
+# Settings come from GLASSBOX_* variables (docs/configuration.md).
 
 # 3.11: TensorFlow 2.16-2.21 publish wheels for it (x86-64 and arm64).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm

@@ -9,8 +9,9 @@ With `--workers N` (N > 1) on Linux, each worker listens on a socket of its own,
 SO_REUSEPORT, and the kernel hands each new connection to one of them by a hash of its
 addresses. uvicorn's workers share one listening socket instead, and the worker that wakes first
 accepts every connection waiting: 16 keep-alive connections opened together were split 1/15,
-12/4 and 5/11 between two workers, and the busier worker capped throughput (see README,
-"Scaling"). Elsewhere, or with --reload, --uds, --fd or --port 0, uvicorn runs as it is.
+12/4 and 5/11 between two workers, and the busier worker capped throughput (see
+docs/operations.md, "Scaling"). Elsewhere, or with --reload, --uds, --fd or --port 0, uvicorn
+runs as it is.
 """
 
 from __future__ import annotations

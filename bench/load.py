@@ -82,7 +82,7 @@ async def measure(
     concurrency: int,
     warmup: int,
     max_seconds: float,
-    timeout: float,
+    timeout: float,  # noqa: ASYNC109 (each request's httpx timeout, not this run's deadline)
 ) -> Run:
     """Warm up (not recorded), then one measured run, on the same client and connections."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)

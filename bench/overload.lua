@@ -1,4 +1,4 @@
--- wrk script for the overload check (README, Performance): counts 200, 503 and other answers.
+-- wrk script for the overload check (docs/performance.md): counts 200, 503 and other answers.
 -- wrk -t1 -c256 -d8s --timeout 30s -s bench/overload.lua http://127.0.0.1:8000/api/models/iris/predict
 wrk.method = "POST"
 wrk.body = '{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}'

@@ -128,7 +128,12 @@ class Servers:
         self.running.append(server)
         return server
 
-    async def wait_ready(self, server: Server, timeout: float, path: str = "/health/live") -> None:
+    async def wait_ready(
+        self,
+        server: Server,
+        timeout: float,  # noqa: ASYNC109 (polls a process and its log against this deadline)
+        path: str = "/health/live",
+    ) -> None:
         """Until `path` answers 200 and every worker has logged that its startup is complete
         (uvicorn answers only after the lifespan loaded the models, but a second worker may
         still be loading when the first answers); ServerFailed if the process exits or the

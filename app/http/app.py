@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Model serving that shows its work: typed predictions and layer traces.",
         lifespan=lifespan,
-        docs_url=None,  # app/api/docs.py serves both, with their assets
+        docs_url=None,  # routes/docs.py serves both, with their assets
         redoc_url=None,
     )
     app.add_middleware(

@@ -40,7 +40,8 @@ def small_limits_client(tmp_path_factory):
 def error_of(response, status: int) -> ErrorResponse:
     assert response.status_code == status, response.text
     body = ErrorResponse.model_validate(response.json())
-    assert "Traceback" not in body.error and "tensorflow" not in body.error.lower()
+    assert "Traceback" not in body.error
+    assert "tensorflow" not in body.error.lower()
     return body
 
 
@@ -52,7 +53,8 @@ def png(size=(40, 40), mode="L", color=255) -> bytes:
 
 def test_unknown_model_is_404(small_limits_client):
     body = error_of(small_limits_client.get("/api/models/nope"), 404)
-    assert body.code == "model_not_found" and "iris" in body.error
+    assert body.code == "model_not_found"
+    assert "iris" in body.error
 
 
 def test_unknown_version_is_404(small_limits_client):
@@ -69,7 +71,8 @@ def test_non_ascii_digit_version_is_422_not_a_crash(small_limits_client):
 def test_missing_field_is_422_naming_it(small_limits_client):
     flower = {k: v for k, v in FLOWER.items() if k != "petal_width"}
     body = error_of(small_limits_client.post("/api/models/iris/predict", json=flower), 422)
-    assert body.field == "petal_width" and "required" in body.error
+    assert body.field == "petal_width"
+    assert "required" in body.error
 
 
 def test_non_numeric_field_is_422(small_limits_client):
@@ -87,7 +90,8 @@ def test_nan_and_infinity_are_422(small_limits_client, token):
         "/api/models/iris/predict", content=raw, headers={"content-type": "application/json"}
     )
     body = error_of(response, 422)
-    assert body.field == "sepal_length" and "finite" in body.error
+    assert body.field == "sepal_length"
+    assert "finite" in body.error
 
 
 def test_out_of_range_is_422_with_the_allowed_range(small_limits_client):
@@ -96,7 +100,8 @@ def test_out_of_range_is_422_with_the_allowed_range(small_limits_client):
     )
     body = error_of(response, 422)
     assert body.field == "petal_length"
-    assert "must be between" in body.error and "cm" in body.error
+    assert "must be between" in body.error
+    assert "cm" in body.error
 
 
 def test_unknown_field_is_422(small_limits_client):

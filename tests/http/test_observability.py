@@ -124,8 +124,10 @@ def test_each_request_logs_one_json_line_with_the_documented_fields(app_client, 
     assert line["request_id"] == "log-test-1" == response.headers["x-request-id"]
     assert (line["method"], line["route"], line["status"]) == ("GET", "/api/models/{name}", 404)
     assert (line["model"], line["version"]) == ("no-such-model", 3)
-    assert line["level"] == "INFO" and line["logger"] == "app.http.observability"
-    assert isinstance(line["latency_ms"], float) and line["latency_ms"] >= 0
+    assert line["level"] == "INFO"
+    assert line["logger"] == "app.http.observability"
+    assert isinstance(line["latency_ms"], float)
+    assert line["latency_ms"] >= 0
 
 
 def test_request_bodies_are_never_logged(app_client, capsys, caplog):
@@ -161,14 +163,16 @@ def test_an_unhandled_error_is_a_500_answered_and_logged_with_its_id(capsys, cap
     with caplog.at_level(logging.INFO, logger="app"):
         client = TestClient(app, raise_server_exceptions=False)  # no lifespan: no models
         response = client.get("/boom", headers={"X-Request-ID": "boom-1"})
-    assert response.status_code == 500 and response.headers["X-Request-ID"] == "boom-1"
+    assert response.status_code == 500
+    assert response.headers["X-Request-ID"] == "boom-1"
     ordinary = client.get("/health/live")  # the security headers, as on every other answer
     for name in ("X-Content-Type-Options", "X-Frame-Options", "Content-Security-Policy"):
         assert response.headers[name] == ordinary.headers[name]
     entries = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line[:1] == "{"]
     ours = [entry for entry in entries if entry.get("request_id") == "boom-1"]
     assert [entry["message"] for entry in ours] == ["request", "unhandled error"]
-    assert ours[0]["status"] == 500 and ours[0]["route"] == "/boom"
+    assert ours[0]["status"] == 500
+    assert ours[0]["route"] == "/boom"
     assert "exc_info" in ours[1]
 
 
@@ -185,4 +189,5 @@ def test_a_log_line_with_text_pydantic_core_cannot_encode_is_still_json():
     # A model folder whose name is not UTF-8 reaches the logs as a lone surrogate.
     record = logging.makeLogRecord({"msg": "model ready", "model": "digits-\udcff"})
     entry = json.loads(JsonFormatter().format(record))
-    assert entry["message"] == "model ready" and entry["model"] == "digits-\udcff"
+    assert entry["message"] == "model ready"
+    assert entry["model"] == "digits-\udcff"

@@ -115,7 +115,8 @@ def test_mnist_returns_the_image_the_model_saw(app_client, mnist_sample):
     )
     seen = np.array(response.json()["model_input"])
     assert seen.shape == (28, 28)
-    assert seen.max() > 200 and seen[0].max() == 0  # light ink on black, border empty
+    assert seen.max() > 200
+    assert seen[0].max() == 0
 
 
 def test_mnist_json_pixels_and_base64_agree_with_upload(app_client, mnist_sample):
@@ -192,7 +193,9 @@ def test_image_trace_summarises_large_layers_and_ends_in_the_prediction(app_clie
     assert response.status_code == 200
     trace = LayerTrace.model_validate(response.json())
     conv = next(layer for layer in trace.layers if layer.type == "Conv2D")
-    assert conv.values is None and len(conv.slice) == 64 and conv.size > 4096
+    assert conv.values is None
+    assert len(conv.slice) == 64
+    assert conv.size > 4096
     assert conv.summary.min <= conv.summary.mean <= conv.summary.max
     probabilities = trace.layers[-1].values
     assert probabilities == pytest.approx(list(trace.prediction.probabilities.values()), rel=1e-5)

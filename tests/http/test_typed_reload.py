@@ -126,10 +126,12 @@ def test_a_renamed_feature_is_taken_by_the_new_version_and_the_old_name_by_the_o
     batch = predict(client, {"instances": [RENAMED, RENAMED]})
     assert [p["version"] for p in batch.json()["predictions"]] == [2, 2]
     trace = predict(client, RENAMED, path="trace")
-    assert trace.status_code == 200 and trace.json()["version"] == 2
+    assert trace.status_code == 200
+    assert trace.json()["version"] == 2
 
     old = predict(client, OLD, version=1)
-    assert old.status_code == 200 and old.json()["version"] == 1
+    assert old.status_code == 200
+    assert old.json()["version"] == 1
     assert old.json()["probabilities"] == answer.json()["probabilities"]  # the same network
     assert predict(client, RENAMED, version=1).status_code == 422
     assert predict(client, OLD, version=1, path="trace").json()["version"] == 1

@@ -36,8 +36,12 @@ def serving(name: str):
 @pytest.mark.parametrize("name", NAMES)
 def test_card_is_complete(name):
     card = ModelCard.read(newest(name))
-    assert card.name == name and card.layers and card.baselines and card.metrics
-    assert card.data["source"] and card.data["split_sizes"]["test"] > 0
+    assert card.name == name
+    assert card.layers
+    assert card.baselines
+    assert card.metrics
+    assert card.data["source"]
+    assert card.data["split_sizes"]["test"] > 0
     assert {"seed", "epochs"} <= set(card.training) or "max_epochs" in card.training
     assert set(card.library_versions) >= {"tensorflow", "keras", "numpy"}
     if card.input.kind == "features":

@@ -59,7 +59,8 @@ def test_scale_profile_runs_replicas_behind_nginx_with_prometheus(compose):
     for name in ("replica", "nginx", "prometheus"):
         assert services[name]["profiles"] == ["scale"], name
     replicas = re.fullmatch(r"\$\{\w+:-(\d+)\}", str(services["replica"]["deploy"]["replicas"]))
-    assert replicas and int(replicas.group(1)) > 1
+    assert replicas
+    assert int(replicas.group(1)) > 1
     assert services["nginx"]["depends_on"]["replica"]["condition"] == "service_healthy"
     mounted = {
         volume["source"] for name in ("nginx", "prometheus") for volume in services[name]["volumes"]

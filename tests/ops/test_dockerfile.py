@@ -80,7 +80,8 @@ def test_runtime_stage_runs_unprivileged_and_checks_readiness():
     assert user.split(":")[0] not in ("0", "root")
     healthcheck = [args for keyword, args in stage if keyword == "HEALTHCHECK"]
     assert len(healthcheck) == 1
-    assert "/health/ready" in healthcheck[0] and "urllib" in healthcheck[0]
+    assert "/health/ready" in healthcheck[0]
+    assert "urllib" in healthcheck[0]
     assert all("pip install" not in args for keyword, args in stage if keyword == "RUN")
 
 

@@ -117,7 +117,8 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(server):
     lines = json_lines(server)
     assert not any(line["logger"] == "uvicorn.access" for line in lines)
     requests = [line for line in lines if line.get("request_id") == "ops-2"]
-    assert requests and requests[0]["route"] == "/api/models"
+    assert requests
+    assert requests[0]["route"] == "/api/models"
     messages = [line["message"] for line in lines if line["logger"].startswith("uvicorn")]
     assert "Application startup complete." in messages
     assert "Shutting down" in messages

@@ -257,7 +257,7 @@ def test_model_error_reaches_every_caller_and_the_worker_survives(executor):
 
     async def main():
         batcher = Batcher(flaky, executor, BatchPolicy())
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="boom"):
             await batcher.submit(np.ones((1, 1), np.float32))
         again = await batcher.submit(np.ones((1, 1), np.float32))
         await batcher.close()

@@ -65,7 +65,8 @@ def test_run_header_has_the_date_commit_and_machine(repo):
     header = run_header(path)
     assert header.commit == head
     assert header.started.tzinfo is not None
-    assert header.cpu_count >= 1 and 1 <= header.cpus_usable <= header.cpu_count
+    assert header.cpu_count >= 1
+    assert 1 <= header.cpus_usable <= header.cpu_count
     fields = header.as_dict()
     assert fields["date"] == header.started.isoformat(timespec="seconds")
     assert {"commit", "cpu_count", "cpus_usable", "loadavg_start", "platform", "python"} <= set(

@@ -49,7 +49,7 @@ def image_input(settings: Settings, model: str, data: bytes) -> np.ndarray:
     return asyncio.run(InferenceService(settings).image_input(card, data))
 
 
-@pytest.mark.parametrize("model, example", [("mnist", "mnist.png"), ("catdog", "catdog.jpg")])
+@pytest.mark.parametrize(("model", "example"), [("mnist", "mnist.png"), ("catdog", "catdog.jpg")])
 def test_a_small_image_is_decoded_in_place_as_a_thread_would(model, example, threads_used):
     data = (EXAMPLES / example).read_bytes()
     in_place = image_input(Settings(), model, data)

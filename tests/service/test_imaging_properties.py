@@ -170,7 +170,8 @@ def assert_model_input(array: np.ndarray, shape: list[int]) -> None:
     assert array.dtype == np.float32
     assert list(array.shape) == shape
     assert np.isfinite(array).all()
-    assert array.min() >= 0.0 and array.max() <= 255.0
+    assert array.min() >= 0.0
+    assert array.max() <= 255.0
 
 
 def preprocess_or_refuse(image: Image.Image, name: str) -> np.ndarray | None:
@@ -178,11 +179,14 @@ def preprocess_or_refuse(image: Image.Image, name: str) -> np.ndarray | None:
     try:
         array = imaging.preprocess(image, spec)
     except BadInput as error:
-        # Only the digit reader may refuse a decodable image: there is no ink to read.
-        assert spec.preprocessing == "mnist" and "No digit" in error.message
-        return None
-    assert_model_input(array, shape)
-    return array
+        refusal = error
+    else:
+        assert_model_input(array, shape)
+        return array
+    # Only the digit reader may refuse a decodable image: there is no ink to read.
+    assert spec.preprocessing == "mnist"
+    assert "No digit" in refusal.message
+    return None
 
 
 # -- decode + preprocess of well-formed files --------------------------------------------------
@@ -335,11 +339,13 @@ def test_a_drawn_stroke_is_fitted_to_20_pixels_and_centred_by_centre_of_mass(str
     assert_model_input(digit, [28, 28])
     rows = np.flatnonzero((digit > 64).any(axis=1))
     cols = np.flatnonzero((digit > 64).any(axis=0))
-    assert rows.size and cols.size
+    assert rows.size
+    assert cols.size
     # The longer side of the ink fills the 20-pixel box (give or take the resampling's blur).
     assert 17 <= max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 <= 22
     centre_y, centre_x = centre_of_mass(digit)
-    assert abs(centre_y - 13.5) <= 1.0 and abs(centre_x - 13.5) <= 1.0
+    assert abs(centre_y - 13.5) <= 1.0
+    assert abs(centre_x - 13.5) <= 1.0
 
 
 @BOUNDED

@@ -114,7 +114,8 @@ def test_a_version_that_fails_to_load_never_replaces_a_good_one(root):
         bad = copy_version(root, 2)
         (bad / "saved_model.pb").write_bytes(b"not a graph")
         report = await service.reload()
-        assert report.failed and report.failed[0].startswith("iris/2")
+        assert report.failed
+        assert report.failed[0].startswith("iris/2")
         served = service.registry.get("iris")
         assert served.version == 1
         output = await service.predict(served, FLOWER)
@@ -144,7 +145,8 @@ def test_requests_in_flight_on_a_removed_version_finish(root):
         return results
 
     results = run(main())
-    assert len(results) == 50 and all(r.shape == (1, 3) for r in results)
+    assert len(results) == 50
+    assert all(r.shape == (1, 3) for r in results)
 
 
 def test_a_removal_settles_the_heap_once_after_its_requests_drain(root, monkeypatch):
@@ -165,4 +167,5 @@ def test_a_removal_settles_the_heap_once_after_its_requests_drain(root, monkeypa
         await service.aclose()
         return loading
 
-    assert run(main()) == 1 and settled == ["settled", "settled"]
+    assert run(main()) == 1
+    assert settled == ["settled", "settled"]

@@ -57,7 +57,8 @@ def test_export_reloads_with_tensorflow_alone(exported):
     loaded = tf.saved_model.load(str(path))
     assert set(loaded.signatures) >= {"serving_default", "trace"}
     card = ModelCard.read(path)
-    assert card.name == name and card.version == 1
+    assert card.name == name
+    assert card.version == 1
     assert card.files == hash_files(path)
 
 
