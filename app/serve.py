@@ -25,6 +25,9 @@ import signal
 import socket
 import sys
 import time
+from multiprocessing.context import SpawnContext
+from types import FrameType
+from typing import Any, NoReturn
 
 import click
 from uvicorn import Config, Server
@@ -35,7 +38,7 @@ PROG = "python -m app.serve"
 logger = logging.getLogger("uvicorn.error")
 
 
-def _exit_cleanly(signum, frame):
+def _exit_cleanly(signum: int, frame: FrameType | None) -> NoReturn:
     raise SystemExit(0)
 
 
@@ -48,7 +51,7 @@ def run() -> None:
     main(args=args, prog_name=PROG)
 
 
-def _parse(args: list[str]) -> dict | None:
+def _parse(args: list[str]) -> dict[str, Any] | None:
     """uvicorn's options as its command line parses them; None when it would not run (a usage
     error, --help, --version), which uvicorn's own `main` then reports."""
     if {"--help", "--version"} & set(args):  # parsing would already print them
@@ -60,7 +63,7 @@ def _parse(args: list[str]) -> dict | None:
         return None
 
 
-def _balanced(options: dict) -> bool:
+def _balanced(options: dict[str, Any]) -> bool:
     return (
         (options["workers"] or 1) > 1
         and sys.platform == "linux"  # elsewhere SO_REUSEPORT does not spread connections
@@ -80,7 +83,7 @@ class Workers:
     and workers get SIGTERM if the supervisor dies.
     """
 
-    def __init__(self, options: dict):
+    def __init__(self, options: dict[str, Any]):
         options = dict(options)
         app_dir = options.pop("app_dir")
         if app_dir is not None:
@@ -127,14 +130,14 @@ class Workers:
                 )
                 processes[index] = self._start(context)
         for process in processes:
-            if process.is_alive():
+            if process.is_alive() and process.pid is not None:  # started: it has a pid
                 os.kill(process.pid, signal.SIGTERM)
         for process in processes:
             process.join()
         logger.info("Stopped %d workers [%d]", len(processes), os.getpid())
         return status
 
-    def _start(self, context) -> multiprocessing.process.BaseProcess:
+    def _start(self, context: SpawnContext) -> multiprocessing.process.BaseProcess:
         process = context.Process(target=_serve, args=(self.config, os.getpid()))
         process.start()
         return process

@@ -58,6 +58,13 @@ class InputSpec(BaseModel):
     features: list[FeatureSpec] | None = None
     image: ImageSpec | None = None
 
+    @property
+    def image_spec(self) -> ImageSpec:
+        """`image`, for an image input (which has one)."""
+        if self.image is None:
+            raise ValueError(f"Input '{self.name}' ({self.kind}) has no image spec.")
+        return self.image
+
 
 class OutputSpec(BaseModel):
     kind: Literal["probabilities", "value"]

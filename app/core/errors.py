@@ -11,7 +11,9 @@ class GlassboxError(Exception):
     status_code = 500
     code = "internal_error"
 
-    def __init__(self, message: str, *, field: str | None = None, headers: dict | None = None):
+    def __init__(
+        self, message: str, *, field: str | None = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.message = message
         self.field = field

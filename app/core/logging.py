@@ -9,6 +9,7 @@ import logging
 import sys
 import time
 from contextvars import ContextVar
+from typing import TextIO
 
 from pydantic_core import to_json
 
@@ -46,16 +47,16 @@ class JsonFormatter(logging.Formatter):
             return json.dumps(entry, default=str)
 
 
-class _StderrHandler(logging.StreamHandler):
+class _StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever sys.stderr is at the time, as logging's own last-resort handler does,
     so a test's capture of stderr sees the lines and no closed stream is ever kept."""
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, value) -> None:
+    def stream(self, value: TextIO) -> None:
         pass
 
 

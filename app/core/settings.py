@@ -168,7 +168,7 @@ class Settings(BaseSettings):
         return self
 
     def batch_policy(self, model: str | None) -> BatchPolicy:
-        override = self.batching.get(model, BatchOverride())
+        override = BatchOverride() if model is None else self.batching.get(model, BatchOverride())
         return BatchPolicy(
             **{
                 "max_batch_size": self.batch_max_size,

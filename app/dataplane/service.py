@@ -9,8 +9,9 @@ import asyncio
 import base64
 import binascii
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
 
 import numpy as np
 
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+_Args = TypeVarTuple("_Args")
+_T = TypeVar("_T")
+
 
 class InferenceService:
     def __init__(
@@ -51,7 +55,7 @@ class InferenceService:
             settings.inference_threads, thread_name_prefix="inference"
         )
         self._reload_lock = asyncio.Lock()
-        self._background: set[asyncio.Task] = set()
+        self._background: set[asyncio.Task[None]] = set()
         # A large image takes ~100 MB while it decodes: bound how many decode at once.
         self._decode_slots = asyncio.Semaphore(settings.max_concurrent_decodes)
 
@@ -125,7 +129,7 @@ class InferenceService:
                 await runtime.batcher.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
 
-    async def _in_executor(self, function, *args):
+    async def _in_executor(self, function: Callable[[*_Args], _T], *args: *_Args) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
     # -- status ------------------------------------------------------------------------------
@@ -201,7 +205,7 @@ class InferenceService:
 
     @staticmethod
     def _model_input(card: ModelCard, image: Image.Image) -> np.ndarray:
-        return imaging.preprocess(imaging.load(image), card.input.image)[np.newaxis]
+        return imaging.preprocess(imaging.load(image), card.input.image_spec)[np.newaxis]
 
     async def base64_image_input(self, card: ModelCard, encoded: str) -> np.ndarray:
         async with self._decode_slots:
@@ -235,7 +239,7 @@ class InferenceService:
                 f"pixels has shape {list(array.shape)}; '{card.name}' takes {expected}.",
                 field="pixels",
             )
-        low, high = card.input.image.value_range
+        low, high = card.input.image_spec.value_range
         if not np.isfinite(array).all() or array.min() < low or array.max() > high:
             raise BadInput(f"pixels must be finite values from {low} to {high}.", field="pixels")
         return array[np.newaxis]
@@ -264,7 +268,7 @@ class InferenceService:
     ) -> dict[str, np.ndarray]:
         """Every output of 'serving_default' or 'trace' by name, for the wire protocols."""
         if signature == SERVING_SIGNATURE:
-            return {runtime.card.output.name: await self.predict(runtime, batch)}
+            return {runtime.loaded_card.output.name: await self.predict(runtime, batch)}
         return await self._in_executor(runtime.trace, batch)
 
     async def predictions(self, runtime: ModelRuntime, batch: np.ndarray) -> list[Prediction]:

@@ -32,7 +32,7 @@ def layer_trace(
     """The trace signature's `outputs` for one input as the typed layer trace."""
     inline_limit = settings.trace_inline_values
     slice_size = settings.trace_slice_values
-    specs = runtime.card.layers
+    specs = runtime.loaded_card.layers
     layer_weights = {
         spec.name: runtime.weights(spec.name) if weights else {}
         for spec in specs
@@ -72,7 +72,7 @@ def layer_trace(
                 weights={k: v.tolist() for k, v in own_weights.items()} if own_weights else None,
             )
         )
-    last = outputs[runtime.card.layers[-1].trace_key][0]
+    last = outputs[specs[-1].trace_key][0]
     return LayerTrace(
         model=runtime.name,
         version=runtime.version,
@@ -85,15 +85,17 @@ def describe(runtime: ModelRuntime, row: np.ndarray) -> Prediction:
     """One model output row as a typed answer with labels and units from the card."""
     # model_construct: every field is built here from the card and the model's floats, so
     # validating them again would only cost time on every prediction.
-    output = runtime.card.output
+    output = runtime.loaded_card.output
     if output.kind == "probabilities":
+        labels = output.labels
+        assert labels is not None  # a probabilities output is labelled
         index = int(np.argmax(row))
         return ClassPrediction.model_construct(
             model=runtime.name,
             version=runtime.version,
-            label=output.labels[index],
+            label=labels[index],
             class_index=index,
-            probabilities=dict(zip(output.labels, row.tolist(), strict=True)),
+            probabilities=dict(zip(labels, row.tolist(), strict=True)),
         )
     value = float(np.asarray(row).reshape(-1)[0])
     return ValuePrediction.model_construct(

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import BaseRoute
 
 from app.core.logging import configure_logging
 from app.core.settings import Settings, get_settings
@@ -31,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.log_level)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_threads(settings.tf_intra_op_threads, settings.tf_inter_op_threads)
         service = InferenceService(settings, observer=observability)
         app.state.service = service
@@ -79,7 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # First: it carries most of the traffic, and routes are tried in order.
     model_routes = ModelRoutes()
     app.router.routes.insert(0, model_routes)
-    app.openapi = documentation(app, model_routes)
+    # FastAPI's documented way to make the schema oneself, though it types `openapi` a method.
+    app.openapi = documentation(app, model_routes)  # type: ignore[method-assign]
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(admin.router)
@@ -93,12 +97,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def documentation(app: FastAPI, model_routes: ModelRoutes):
+def documentation(app: FastAPI, model_routes: ModelRoutes) -> Callable[[], dict[str, Any]]:
     """`app.openapi`: the schema with each model's typed routes as its default version's card
     shapes them, made again when a default version's card changes."""
-    made_for: list[list] = [[]]
+    made_for: list[list[BaseRoute]] = [[]]
 
-    def openapi() -> dict:
+    def openapi() -> dict[str, Any]:
         service = getattr(app.state, "service", None)
         documented = model_routes.documented(service) if service is not None else []
         if app.openapi_schema is None or documented != made_for[0]:

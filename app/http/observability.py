@@ -18,6 +18,8 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -25,10 +27,17 @@ from fastapi.responses import Response
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.logging import request_id_var
 from app.http.paths import MODEL_PATH
+
+if TYPE_CHECKING:
+    from app.dataplane.service import InferenceService
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +87,11 @@ REJECTED = Counter(
 )
 
 
+_Metric = TypeVar("_Metric", bound=MetricWrapperBase)
+
+
 @functools.lru_cache(maxsize=4096)
-def _series(metric, *labels: str):
+def _series(metric: _Metric, *labels: str) -> _Metric:
     """The metric's child for these label values. prometheus_client's `labels()` checks the
     values and takes a lock on every call, which adds up on the per-request path."""
     return metric.labels(*labels)
@@ -108,10 +120,10 @@ class ModelCollector:
 
     STATES = ("loading", "ready", "failed")
 
-    def __init__(self, service) -> None:
+    def __init__(self, service: InferenceService | None) -> None:
         self.service = service
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         state = GaugeMetricFamily(
             "glassbox_model_state",
             "1 for the state a model version is in (loading, ready, failed), 0 for the others.",
@@ -138,16 +150,18 @@ class ModelCollector:
 class _Scrape:
     """The collectors one scrape reads: this process's (or every worker's) and the models."""
 
-    def __init__(self, service) -> None:
+    def __init__(self, service: InferenceService | None) -> None:
         self.models = ModelCollector(service)
         multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        self.base: Collector
         if multiproc_dir:
             self.base = CollectorRegistry()
-            MultiProcessCollector(self.base, path=multiproc_dir)
+            # prometheus_client leaves this constructor unannotated.
+            MultiProcessCollector(self.base, path=multiproc_dir)  # type: ignore[no-untyped-call]
         else:
             self.base = REGISTRY
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         yield from self.base.collect()
         yield from self.models.collect()
 
@@ -173,7 +187,7 @@ _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _QUIET_ROUTES = ("/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/metrics")
 
 
-def _model_and_version(scope) -> tuple[str | None, int | None]:
+def _model_and_version(scope: Scope) -> tuple[str | None, int | None]:
     match = MODEL_PATH.match(scope.get("path", ""))
     if not match:
         return None, None
@@ -186,7 +200,7 @@ def _model_and_version(scope) -> tuple[str | None, int | None]:
     ) if version and version.isascii() and version.isdigit() else None
 
 
-def _route_template(scope) -> str:
+def _route_template(scope: Scope) -> str:
     route = scope.get("route")
     return getattr(route, "path_format", None) or getattr(route, "path", None) or UNMATCHED_ROUTE
 
@@ -199,10 +213,10 @@ class RequestObservability:
     never the raw path, so a scan of made-up URLs cannot grow the metrics without bound.
     """
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -212,7 +226,7 @@ class RequestObservability:
         token = request_id_var.set(request_id)
         status = 500  # what the client gets if the app raises before answering
 
-        async def send_with_id(message):
+        async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -231,7 +245,7 @@ class RequestObservability:
         request_id_var.reset(token)
 
     @staticmethod
-    def _record(scope, status: int, started: float) -> None:
+    def _record(scope: Scope, status: int, started: float) -> None:
         seconds = time.perf_counter() - started
         route = _route_template(scope)
         method = scope["method"]

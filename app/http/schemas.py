@@ -4,6 +4,7 @@ Tabular request bodies are built from each model card (`features_model`), so a r
 with other features or labels, or a new tabular model, needs no new code.
 """
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
@@ -53,7 +54,7 @@ class ImageInput(BaseModel):
     )
 
 
-def _range_check(spec: FeatureSpec):
+def _range_check(spec: FeatureSpec) -> Callable[[float], float]:
     def check(value: float) -> float:
         if not spec.allowed_min <= value <= spec.allowed_max:
             raise ValueError(
@@ -67,7 +68,7 @@ def _range_check(spec: FeatureSpec):
 
 def features_model(card: ModelCard) -> type[BaseModel]:
     """The request body of a tabular model: one float field per card feature, range-checked."""
-    fields = {}
+    fields: dict[str, Any] = {}  # field name: (annotation, FieldInfo), as create_model takes
     for spec in card.input.features or []:
         annotation = Annotated[float, AfterValidator(_range_check(spec))]
         fields[spec.name] = (
@@ -89,10 +90,11 @@ def features_model(card: ModelCard) -> type[BaseModel]:
     )
 
 
-def batch_model(card: ModelCard, features: type[BaseModel], max_instances: int):
+def batch_model(card: ModelCard, features: type[BaseModel], max_instances: int) -> type[BaseModel]:
     return create_model(
         f"{card.name.capitalize()}Batch",
         __config__=ConfigDict(extra="forbid"),
         __doc__=f"Several instances for '{card.name}', answered in order.",
-        instances=(list[features], Field(min_length=1, max_length=max_instances)),
+        # `features` is a class made at run time, which mypy cannot use as a type argument.
+        instances=(list[features], Field(min_length=1, max_length=max_instances)),  # type: ignore[valid-type]
     )

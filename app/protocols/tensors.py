@@ -83,7 +83,8 @@ def image_decoder(service: InferenceService, card: ModelCard) -> ImageDecoder:
                 f"'{card.input.name}' is float32 with shape {dims(card.input.shape)}."
             )
         try:
-            return service.base64_image_array(card, encoded, where)[0]
+            image: np.ndarray = service.base64_image_array(card, encoded, where)[0]
+            return image
         except (BadInput, UnsupportedMediaType) as error:
             message = error.message
             own = message if message.startswith(where) else f"{where}: {message}"

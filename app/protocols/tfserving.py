@@ -147,7 +147,7 @@ def _tensor_info(shape: list[int | None], graph_name: str) -> TFTensorInfo:
 def tf_model_metadata(runtime: ModelRuntime) -> TFModelMetadata:
     """Both signatures, from the card. The graph tensor names are those Keras' ExportArchive
     gives the two endpoints (the tests compare all of this with saved_model.pb)."""
-    card = runtime.card
+    card = runtime.loaded_card
     name = card.input.name
     serving = TFSignatureDef(
         inputs={name: _tensor_info(card.input.shape, f"serving_default_{name}:0")},
@@ -208,7 +208,7 @@ def _unwrap_named(card: ModelCard, value: Any, where: str) -> Any:
     return value[card.input.name]
 
 
-def _tf_row_batch(card: ModelCard, instances: list[Any], decode_image: ImageDecoder):
+def _tf_row_batch(card: ModelCard, instances: list[Any], decode_image: ImageDecoder) -> np.ndarray:
     per_instance = dims(card.input.shape)[1:]
     rows = []
     for index, instance in enumerate(instances):
@@ -239,22 +239,23 @@ def _tf_column_batch(card: ModelCard, inputs: Any, decode_image: ImageDecoder) -
 async def tf_predict(
     service: InferenceService, runtime: ModelRuntime, request: TFPredictRequest
 ) -> TFPredictResponse:
-    card = runtime.card
+    card = runtime.loaded_card
     signature = request.signature_name or SERVING_SIGNATURE
     if signature not in SIGNATURES:
         raise ProtocolError(
             f"Serving signature name: '{signature}' not found in signature def; model "
             f"'{card.name}' has 'serving_default' and 'trace'."
         )
-    row_format = request.instances is not None
+    instances = request.instances
+    row_format = instances is not None
     if row_format == (request.inputs is not None):
         raise ProtocolError(
             "Send exactly one of 'instances' (row format) and 'inputs' (columnar format)."
         )
     decode_image = image_decoder(service, card)
-    if row_format:
-        check_count(service, len(request.instances))
-        batch = _tf_row_batch(card, request.instances, decode_image)
+    if instances is not None:  # row_format
+        check_count(service, len(instances))
+        batch = _tf_row_batch(card, instances, decode_image)
     else:
         batch = _tf_column_batch(card, request.inputs, decode_image)
         check_count(service, len(batch))

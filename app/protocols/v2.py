@@ -4,6 +4,7 @@ infer (FP32 tensors, and BYTES images for image models; layer outputs by trace k
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import numpy as np
@@ -99,7 +100,7 @@ def v2_server_metadata(version: str) -> MetadataServerResponse:
 
 
 def v2_model_metadata(runtime: ModelRuntime, versions: list[ModelRuntime]) -> MetadataModelResponse:
-    card = runtime.card
+    card = runtime.loaded_card
     return MetadataModelResponse(
         name=card.name,
         versions=[str(other.version) for other in versions if other.ready],
@@ -120,7 +121,7 @@ def _v2_expects(card: ModelCard) -> str:
     return expected
 
 
-def _flatten(values: list[Any]):
+def _flatten(values: list[Any]) -> Iterator[Any]:
     for value in values:
         if isinstance(value, list):
             yield from _flatten(value)
@@ -172,7 +173,7 @@ def _v2_numbers(
     return array.reshape(tensor.shape)
 
 
-def _v2_batch(service: InferenceService, card: ModelCard, inputs: list[RequestInput]):
+def _v2_batch(service: InferenceService, card: ModelCard, inputs: list[RequestInput]) -> np.ndarray:
     if len(inputs) != 1 or inputs[0].name != card.input.name:
         raise ProtocolError(
             f"Model '{card.name}' takes one input, '{card.input.name}' ({_v2_expects(card)}); "
@@ -195,7 +196,7 @@ async def v2_infer(
 ) -> InferenceResponse:
     """The prediction comes from serving_default (the batched path); layer outputs asked for
     by trace key from the trace signature."""
-    card = runtime.card
+    card = runtime.loaded_card
     names = [output.name for output in request.outputs or []] or [card.output.name]
     shapes = output_shapes(card)
     unknown = [name for name in names if name not in shapes]

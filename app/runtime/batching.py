@@ -37,21 +37,28 @@ logger = logging.getLogger(__name__)
 class BatchObserver(Protocol):
     """Where batch metrics go (app.http.observability in the service; nothing in unit tests)."""
 
-    def observe_inference(self, model: str, version: int, seconds: float, batch_size: int): ...
-    def set_queue_depth(self, model: str, version: int, depth: int): ...
-    def count_rejected(self, model: str, version: int, reason: str): ...
+    def observe_inference(
+        self, model: str, version: int, seconds: float, batch_size: int
+    ) -> None: ...
+    def set_queue_depth(self, model: str, version: int, depth: int) -> None: ...
+    def count_rejected(self, model: str, version: int, reason: str) -> None: ...
 
 
 class _Unobserved:
-    def observe_inference(self, model, version, seconds, batch_size): ...
-    def set_queue_depth(self, model, version, depth): ...
-    def count_rejected(self, model, version, reason): ...
+    def observe_inference(self, model: str, version: int, seconds: float, batch_size: int) -> None:
+        pass
+
+    def set_queue_depth(self, model: str, version: int, depth: int) -> None:
+        pass
+
+    def count_rejected(self, model: str, version: int, reason: str) -> None:
+        pass
 
 
 @dataclass
 class _Request:
     batch: np.ndarray
-    future: asyncio.Future
+    future: asyncio.Future[np.ndarray]
     enqueued: float
 
 
@@ -72,7 +79,7 @@ class Batcher:
         self._observer = observer or _Unobserved()
         self._model = model  # (name, version): the metrics' labels
         self._queue: asyncio.Queue[_Request] | None = None
-        self._worker: asyncio.Task | None = None
+        self._worker: asyncio.Task[None] | None = None
         self._carry: _Request | None = None
         self._held: list[_Request] = []  # the batch being gathered or computed, off the queue
         self._in_flight = 0  # requests queued or in the running batch
@@ -83,9 +90,10 @@ class Batcher:
 
     async def submit(self, batch: np.ndarray) -> np.ndarray:
         """The model's output rows for `batch`, computed in a shared batch."""
-        if self._worker is None:
-            self._queue = asyncio.Queue()  # bounded by _in_flight below
-            self._worker = asyncio.create_task(self._run(), name="batcher")
+        queue = self._queue
+        if self._worker is None or queue is None:
+            queue = self._queue = asyncio.Queue()  # bounded by _in_flight below
+            self._worker = asyncio.create_task(self._run(queue), name="batcher")
         if self._in_flight >= self.policy.queue_size:
             self._observer.count_rejected(*self._model, "queue_full")
             raise Overloaded(
@@ -95,8 +103,8 @@ class Batcher:
         request = _Request(batch, asyncio.get_running_loop().create_future(), self._clock())
         self._in_flight += 1
         try:
-            self._queue.put_nowait(request)
-            self._observer.set_queue_depth(*self._model, self._queue.qsize())
+            queue.put_nowait(request)
+            self._observer.set_queue_depth(*self._model, queue.qsize())
             return await request.future
         finally:
             self._in_flight -= 1
@@ -126,19 +134,19 @@ class Batcher:
                     ModelNotReady("The model version stopped serving; retry the request.")
                 )
 
-    async def _run(self) -> None:
+    async def _run(self, queue: asyncio.Queue[_Request]) -> None:
         while True:
-            requests = await self._gather()
+            requests = await self._gather(queue)
             try:
-                await self._compute(requests)
+                await self._compute(requests, queue)
             except Exception as error:  # the callers get the error, the worker lives on
                 for request in requests:
                     if not request.future.done():
                         request.future.set_exception(error)
             self._held = []
 
-    async def _compute(self, requests: list[_Request]) -> None:
-        self._observer.set_queue_depth(*self._model, self._queue.qsize())
+    async def _compute(self, requests: list[_Request], queue: asyncio.Queue[_Request]) -> None:
+        self._observer.set_queue_depth(*self._model, queue.qsize())
         requests = self._drop_expired(requests)
         if not requests:
             return
@@ -159,21 +167,21 @@ class Batcher:
                 request.future.set_result(outputs[offset : offset + rows])
             offset += rows
 
-    async def _gather(self) -> list[_Request]:
-        first = self._carry or await self._queue.get()
+    async def _gather(self, queue: asyncio.Queue[_Request]) -> list[_Request]:
+        first = self._carry or await queue.get()
         self._carry = None
         self._held = [first]  # from here until answered: a drain waits for them
-        await self._fill(self._held)
+        await self._fill(self._held, queue)
         return self._held
 
-    async def _fill(self, requests: list[_Request]) -> None:
+    async def _fill(self, requests: list[_Request], queue: asyncio.Queue[_Request]) -> None:
         """Add queued requests to a batch that holds its first one, as the policy says."""
         rows = len(requests[0].batch)
         deadline = self._clock() + self.policy.max_wait_ms / 1000
         quiet = 0
         while rows < self.policy.max_batch_size:
-            if not self._queue.empty():
-                request = self._queue.get_nowait()
+            if not queue.empty():
+                request = queue.get_nowait()
                 if rows + len(request.batch) > self.policy.max_batch_size:
                     self._carry = request  # too big to join: it opens the next batch
                     break

@@ -11,6 +11,7 @@ import gc
 import logging
 from enum import StrEnum
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -42,8 +43,9 @@ class ModelRuntime:
         self.card: ModelCard | None = None
         self.state = ModelState.LOADING
         self.reason: str | None = None
-        self._serve = None
-        self._trace = None
+        # The SavedModel's concrete functions (TensorFlow has no type information).
+        self._serve: Any = None
+        self._trace: Any = None
         self._weights: dict[str, dict[str, np.ndarray]] = {}
         self.fingerprint = folder_fingerprint(path)
         # Its dynamic batcher, made by the data plane on the first request (one object per
@@ -53,6 +55,16 @@ class ModelRuntime:
     @property
     def ready(self) -> bool:
         return self.state is ModelState.READY
+
+    @property
+    def loaded_card(self) -> ModelCard:
+        """The card, for a runtime that has read it (every ready one does)."""
+        card = self.card
+        if card is None:
+            raise RuntimeError(
+                f"Model '{self.name}' version {self.version} has no model card ({self.state})."
+            )
+        return card
 
     def load(self, verify_hashes: bool = True) -> None:
         """Load and warm up; on any failure the runtime is FAILED with the reason, never raises."""
@@ -75,16 +87,16 @@ class ModelRuntime:
         if not (self.path / CARD_FILE).is_file():
             raise ModelLoadError(f"{CARD_FILE} (the model card) is missing")
         try:
-            self.card = ModelCard.read(self.path)
+            card = self.card = ModelCard.read(self.path)
         except ValueError as error:
             raise ModelLoadError(f"{CARD_FILE} is not a valid model card: {error}") from None
         if verify_hashes:
             found = hash_files(self.path)
-            if found != self.card.files:
+            if found != card.files:
                 bad = sorted(
                     name
-                    for name in set(found) | set(self.card.files)
-                    if found.get(name) != self.card.files.get(name)
+                    for name in set(found) | set(card.files)
+                    if found.get(name) != card.files.get(name)
                 )
                 raise ModelLoadError(f"files do not match the model card's sha256: {bad}")
         loaded = tf.saved_model.load(str(self.path))
@@ -97,7 +109,8 @@ class ModelRuntime:
         for variable in loaded.variables:
             layer, _, weight = variable.name.rpartition(":")[0].rpartition("/")
             self._weights.setdefault(layer, {})[weight] = variable.numpy()
-        warm = np.zeros([1, *self.card.input.shape[1:]], dtype=np.float32)
+        # Only the batch dimension of an input is unknown.
+        warm = np.zeros([1, *cast(list[int], card.input.shape[1:])], dtype=np.float32)
         self.predict(warm)
         self.trace(warm)
 
@@ -106,12 +119,12 @@ class ModelRuntime:
         import tensorflow as tf
 
         function = self._serve if signature == SERVING_SIGNATURE else self._trace
-        outputs = function(**{self.card.input.name: tf.constant(batch, dtype=tf.float32)})
+        outputs = function(**{self.loaded_card.input.name: tf.constant(batch, dtype=tf.float32)})
         return {key: outputs[key].numpy() for key in sorted(outputs)}
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """The serving_default output for a float32 batch."""
-        return self.call(SERVING_SIGNATURE, batch)[self.card.output.name]
+        return self.call(SERVING_SIGNATURE, batch)[self.loaded_card.output.name]
 
     def trace(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every layer's output, keyed as the card's layers say, in order."""

@@ -6,7 +6,12 @@ A JSON body is read whole (it is within the size limit by then) and its nesting 
 any parser sees it, since a deeply nested document can exhaust the parser's recursion.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+
 import numpy as np
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import Overloaded
 from app.http.paths import MODEL_PATH
@@ -14,12 +19,12 @@ from app.http.routes.errors import error_response
 
 
 class RequestLimits:
-    def __init__(self, app, max_bytes: int, max_json_depth: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, max_json_depth: int):
         self.app = app
         self.max_bytes = max_bytes
         self.max_json_depth = max_json_depth
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -47,7 +52,7 @@ class RequestLimits:
 
         received = 0
 
-        async def counting_receive():
+        async def counting_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
@@ -61,8 +66,9 @@ class RequestLimits:
         except _BodyTooLarge:
             await self._too_large(scope, receive, send)
 
-    async def _read(self, receive) -> tuple[bytes, bool]:
-        chunks, size = [], 0
+    async def _read(self, receive: Receive) -> tuple[bytes, bool]:
+        chunks: list[bytes] = []
+        size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
@@ -75,7 +81,7 @@ class RequestLimits:
             if not message.get("more_body", False):
                 return b"".join(chunks), True
 
-    async def _too_large(self, scope, receive, send):
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
             413,
             f"The request body is over the limit of {self.max_bytes} bytes.",
@@ -84,11 +90,11 @@ class RequestLimits:
         await response(scope, receive, send)
 
 
-def _replay(body: bytes, receive):
+def _replay(body: bytes, receive: Receive) -> Receive:
     """The body already read, then the real channel (which reports a disconnect)."""
     sent = False
 
-    async def replay():
+    async def replay() -> Message:
         nonlocal sent
         if not sent:
             sent = True
@@ -110,13 +116,13 @@ class Admission:
     reach it (in the event loop, reading bodies), and latency would grow without a refusal.
     """
 
-    def __init__(self, app, limit: int, on_reject=None):
+    def __init__(self, app: ASGIApp, limit: int, on_reject: Callable[[str], None] | None = None):
         self.app = app
         self.limit = limit
         self.on_reject = on_reject or (lambda model: None)
         self.in_flight: dict[str, int] = {}
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = MODEL_PATH.match(scope["path"]) if scope["type"] == "http" else None
         if match is None or scope["method"] != "POST":
             await self.app(scope, receive, send)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from app.core.errors import Unauthorized
 from app.http.routes.errors import error_response
 from app.http.routes.responses import CONTENT_SECURITY_POLICY, SECURITY_HEADERS
@@ -50,12 +52,12 @@ def presented_key(headers: dict[bytes, bytes]) -> str | None:
 class ApiKeys:
     """401 with WWW-Authenticate for a missing or wrong key."""
 
-    def __init__(self, app, api_keys: list[str], admin_keys: list[str]):
+    def __init__(self, app: ASGIApp, api_keys: list[str], admin_keys: list[str]):
         self.app = app
         self.clients = KeyRing(api_keys)
         self.admins = KeyRing(admin_keys)
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
@@ -79,15 +81,15 @@ class ApiKeys:
 
 
 class SecurityHeaders:
-    def __init__(self, app):
+    def __init__(self, app: ASGIApp):
         self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
-        async def send_with_headers(message):
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 # A route may set a policy of its own (the docs pages allow their inline script).

@@ -9,7 +9,8 @@ from app.runtime.model import ModelRuntime
 
 
 async def get_service(request: Request) -> InferenceService:
-    return request.app.state.service
+    service: InferenceService = request.app.state.service
+    return service
 
 
 ServiceDep = Annotated[InferenceService, Depends(get_service)]
@@ -25,4 +26,5 @@ SERVING = "glassbox.serving"
 
 def serving_runtime(request: Request) -> ModelRuntime:
     """The runtime chosen when the request matched, whose card validated its body."""
-    return request.scope[SERVING]
+    runtime: ModelRuntime = request.scope[SERVING]
+    return runtime

@@ -1,6 +1,8 @@
 """One JSON error body for every failure, whatever raised it."""
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,13 +16,18 @@ from app.http.schemas import ErrorResponse
 
 logger = logging.getLogger(__name__)
 
-ERROR_RESPONSES = {
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (401, 404, 413, 415, 422, 503, 504)
 }
 
 
 def error_response(
-    status: int, message: str, code: str, field: str | None = None, headers=None, details=None
+    status: int,
+    message: str,
+    code: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    details: list[dict[str, Any]] | None = None,
 ) -> JSONResponse:
     body = ErrorResponse(error=message, code=code, field=field, details=details)
     return JSONResponse(
@@ -32,14 +39,14 @@ def error_response(
 _LOCATION_NOISE = {"body", "query", "path", "single", "batch"}
 
 
-def _field_name(location: tuple, kind: str = "") -> str:
+def _field_name(location: tuple[int | str, ...], kind: str = "") -> str:
     if kind == "json_invalid":  # located by character offset, which names no field
         return "body"
     parts = [str(part) for part in location if part not in _LOCATION_NOISE]
     return ".".join(parts) or str(location[-1])
 
 
-def _message(error: dict) -> str:
+def _message(error: dict[str, Any]) -> str:
     if error["type"] == "json_invalid":
         reason = error.get("ctx", {}).get("error", "")
         return f"The body is not valid JSON: {reason} (at character {error['loc'][-1]})."
@@ -112,7 +119,8 @@ async def on_unexpected_error(request: Request, error: Exception) -> JSONRespons
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(GlassboxError, on_glassbox_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(Exception, on_unexpected_error)
+    # The decorator form: add_exception_handler is typed for handlers of any Exception only.
+    app.exception_handler(GlassboxError)(on_glassbox_error)
+    app.exception_handler(RequestValidationError)(on_validation_error)
+    app.exception_handler(StarletteHTTPException)(on_http_error)
+    app.exception_handler(Exception)(on_unexpected_error)

@@ -42,7 +42,7 @@ class ModelRoutes(BaseRoute):
         for route in self._routes(service, described):
             match, child_scope = route.matches(scope)
             if match is Match.FULL:
-                return Match.FULL, child_scope | {SERVING: serving}
+                return Match.FULL, {**child_scope, SERVING: serving}
             if match is Match.PARTIAL and partial is None:
                 partial = match, child_scope
         return partial or (Match.NONE, {})
@@ -64,12 +64,13 @@ class ModelRoutes(BaseRoute):
 
     def _routes(self, service: InferenceService, runtime: ModelRuntime) -> list[BaseRoute]:
         key = (runtime.name, runtime.version)
+        card = runtime.loaded_card
         built = self._built.get(key)
-        if built is None or built[0] is not runtime.card:
+        if built is None or built[0] is not card:
             live = {(r.name, r.version) for r in service.registry.all()}
             self._built = {k: v for k, v in self._built.items() if k in live}
-            router = model_router(service, runtime.name, runtime.card)
-            built = self._built[key] = (runtime.card, router.routes)
+            router = model_router(service, runtime.name, card)
+            built = self._built[key] = (card, router.routes)
         return built[1]
 
 

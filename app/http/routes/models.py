@@ -23,4 +23,4 @@ async def model_status(name: str, service: ServiceDep) -> ModelSummary:
 
 @router.get("/{name}/card", response_model=ModelCard, summary="A model version's card")
 async def model_card(name: str, service: ServiceDep, version: VersionQuery = None) -> ModelCard:
-    return service.registry.get(name, version).card
+    return service.registry.get(name, version).loaded_card

@@ -1,7 +1,8 @@
 """The route class of both wire protocols (TF Serving REST, Open Inference v2): a JSON body
 whatever its Content-Type, and a malformed body answered 400, as both protocols specify."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -11,7 +12,10 @@ from app.core.errors import ProtocolError
 from app.http.routes.errors import ERROR_RESPONSES
 from app.http.schemas import ErrorResponse
 
-PROTOCOL_RESPONSES = {400: {"model": ErrorResponse}, **ERROR_RESPONSES}
+PROTOCOL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse},
+    **ERROR_RESPONSES,
+}
 
 
 def _describe(error: RequestValidationError) -> str:
@@ -38,7 +42,7 @@ class ProtocolRoute(APIRoute):
     TF Serving's documented examples use `curl -d`, which labels JSON as a form, and FastAPI
     would not read such a body, or one without a Content-Type, as JSON."""
 
-    def get_route_handler(self) -> Callable:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def protocol_handler(request: Request) -> Response:

@@ -11,7 +11,7 @@ bodies are classes made at run time, and FastAPI reads the annotations as object
 import base64
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import numpy as np
 from fastapi import APIRouter, Body, Query, Request, Response
@@ -27,6 +27,7 @@ from app.http.routes.deps import VersionQuery, serving_runtime
 from app.http.routes.errors import ERROR_RESPONSES
 from app.http.routes.responses import ModelJSON
 from app.http.schemas import ImageInput, batch_model, features_model
+from app.runtime.model import ModelRuntime
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 PREFIX = "/api/models/"
@@ -62,7 +63,7 @@ def _single_or_batch(body: object) -> str:
     return "batch" if isinstance(body, dict) and "instances" in body else "single"
 
 
-def _prediction_type(card: ModelCard):
+def _prediction_type(card: ModelCard) -> type[ClassPrediction] | type[ValuePrediction]:
     return ClassPrediction if card.output.kind == "probabilities" else ValuePrediction
 
 
@@ -70,8 +71,11 @@ def _add_tabular_routes(
     router: APIRouter, service: InferenceService, name: str, card: ModelCard
 ) -> None:
     max_instances = service.settings.max_instances
-    Features = features_model(card)
-    Batch = batch_model(card, Features, max_instances)
+    # Classes made from the card at run time: mypy cannot know their fields, so to it their
+    # instances (the request bodies) are Any; FastAPI reads these annotations as the classes.
+    Features: Any = features_model(card)
+    Batch: Any = batch_model(card, Features, max_instances)
+    assert card.input.features is not None  # a features input lists them
     example = {spec.name: spec.mean for spec in card.input.features}
     examples = {
         "one": {"summary": "One instance (training means)", "value": example},
@@ -96,10 +100,10 @@ def _add_tabular_routes(
             Body(openapi_examples=examples),
         ],
         version: VersionQuery = None,
-    ):
+    ) -> Response:
         runtime = serving_runtime(request)
         instances = body.instances if isinstance(body, Batch) else [body]
-        rows = service.feature_rows(runtime.card, [item.model_dump() for item in instances])
+        rows = service.feature_rows(runtime.loaded_card, [item.model_dump() for item in instances])
         predictions = await service.predictions(runtime, rows)
         if isinstance(body, Batch):
             return ModelJSON(
@@ -122,11 +126,11 @@ def _add_tabular_routes(
         weights: WeightsQuery = False,
     ) -> Response:
         runtime = serving_runtime(request)
-        rows = service.feature_rows(runtime.card, [body.model_dump()])
+        rows = service.feature_rows(runtime.loaded_card, [body.model_dump()])
         return ModelJSON(await service.trace(runtime, rows, full=full, weights=weights))
 
 
-def _json_examples(card: ModelCard) -> dict:
+def _json_examples(card: ModelCard) -> dict[str, Any]:
     """Swagger UI examples: a committed example image, and for small inputs the array itself."""
     path = next(iter(sorted(EXAMPLES_DIR.glob(f"{card.name}.*"))), None)
     if path is None:
@@ -138,9 +142,9 @@ def _json_examples(card: ModelCard) -> dict:
             "value": {"image_base64": base64.b64encode(data).decode()},
         }
     }
-    if math.prod(card.input.shape[1:]) <= 1024:
+    if math.prod(cast(list[int], card.input.shape[1:])) <= 1024:  # only the batch's is None
         image = imaging.decode(data, max_bytes=len(data), max_pixels=10**8)
-        pixels = np.round(imaging.preprocess(image, card.input.image)).tolist()
+        pixels = np.round(imaging.preprocess(image, card.input.image_spec)).tolist()
         examples["pixels"] = {"summary": "The input array itself", "value": {"pixels": pixels}}
     return examples
 
@@ -148,7 +152,7 @@ def _json_examples(card: ModelCard) -> dict:
 def _add_image_routes(
     router: APIRouter, service: InferenceService, name: str, card: ModelCard
 ) -> None:
-    spec = card.input.image
+    spec = card.input.image_spec
     size = f"{spec.height}x{spec.width}"
     how = (
         "Photos and scans of a dark digit on light paper work: the image is made grayscale, a "
@@ -162,17 +166,18 @@ def _add_image_routes(
     json_examples = _json_examples(card)
     upload_body = uploads.request_body_schema("A PNG, JPEG, GIF (first frame), BMP or WebP image.")
 
-    async def upload_input(request: Request, runtime) -> np.ndarray:
+    async def upload_input(request: Request, runtime: ModelRuntime) -> np.ndarray:
         data = await uploads.read_upload(request, service.settings.max_image_bytes)
-        return await service.image_input(runtime.card, data)
+        return await service.image_input(runtime.loaded_card, data)
 
-    async def answer(runtime, batch, return_input: bool):
+    async def answer(runtime: ModelRuntime, batch: np.ndarray, return_input: bool) -> Response:
         prediction = (await service.predictions(runtime, batch))[0]
         if return_input:
+            assert isinstance(prediction, ClassPrediction)  # image models classify
             prediction.model_input = batch[0].tolist()
         return ModelJSON(prediction)
 
-    async def from_json(body: ImageInput, runtime_card: ModelCard):
+    async def from_json(body: ImageInput, runtime_card: ModelCard) -> np.ndarray:
         if (body.image_base64 is None) == (body.pixels is None):
             raise BadInput("Send exactly one of image_base64 and pixels.", field="image_base64")
         if body.image_base64 is not None:
@@ -191,7 +196,7 @@ def _add_image_routes(
         request: Request,
         version: VersionQuery = None,
         return_input: ReturnInputQuery = False,
-    ):
+    ) -> Response:
         runtime = serving_runtime(request)
         batch = await upload_input(request, runtime)
         return await answer(runtime, batch, return_input)
@@ -208,9 +213,9 @@ def _add_image_routes(
         body: Annotated[ImageInput, Body(openapi_examples=json_examples)],
         version: VersionQuery = None,
         return_input: ReturnInputQuery = False,
-    ):
+    ) -> Response:
         runtime = serving_runtime(request)
-        batch = await from_json(body, runtime.card)
+        batch = await from_json(body, runtime.loaded_card)
         return await answer(runtime, batch, return_input)
 
     trace_description = (
@@ -252,5 +257,5 @@ def _add_image_routes(
         weights: WeightsQuery = False,
     ) -> Response:
         runtime = serving_runtime(request)
-        batch = await from_json(body, runtime.card)
+        batch = await from_json(body, runtime.loaded_card)
         return ModelJSON(await service.trace(runtime, batch, full=full, weights=weights))

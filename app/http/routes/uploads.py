@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +20,9 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from app.core.errors import BadInput, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 FIELD = "file"
 # python-multipart walks headers and boundary padding byte by byte in Python (about 0.5 µs a
@@ -32,7 +36,7 @@ MAX_PARTS = 16
 _MAX_PADDING = 16
 
 
-def request_body_schema(description: str) -> dict:
+def request_body_schema(description: str) -> dict[str, Any]:
     """`openapi_extra` for a route that takes the upload: FastAPI's schema for `UploadFile`."""
     field = {"type": "string", "contentMediaType": "application/octet-stream", "title": "File"}
     schema = {
@@ -89,7 +93,7 @@ class _LastPart:
 
     def __init__(self, name: bytes):
         self.name = name
-        self.data: bytes | None = None
+        self.data = b""  # empty until the part is seen, as when it is empty
         self.filename = b""
         self.complete = False
         self._wanted = False
@@ -99,7 +103,7 @@ class _LastPart:
         self._disposition = b""
         self._filename = b""
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._begin,
             "on_header_field": self._header_field,

@@ -7,8 +7,8 @@ preprocessed as the typed endpoints do; and each layer's output can be asked for
 says. The binary tensor data extension is not supported.
 """
 
-from collections.abc import Callable
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
 
@@ -32,7 +32,7 @@ BINARY_HEADER = "inference-header-content-length"
 class V2Route(ProtocolRoute):
     """Refuses a binary-extension body up front, with what to do instead."""
 
-    def get_route_handler(self) -> Callable:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def v2_handler(request: Request) -> Response:
@@ -53,7 +53,7 @@ router = APIRouter(
     responses=PROTOCOL_RESPONSES,
 )
 
-HEALTH_RESPONSES = {
+HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "True (empty body)."},
     400: {"description": "False (empty body)."},
 }
