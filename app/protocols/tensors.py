@@ -73,24 +73,41 @@ def as_float32(value: Any, where: str) -> np.ndarray:
     return array
 
 
+def _require_image_model(card: ModelCard, where: str) -> None:
+    if card.input.kind != "image":
+        raise ProtocolError(
+            f"{where} is an encoded image, but model '{card.name}' takes numbers: input "
+            f"'{card.input.name}' is float32 with shape {dims(card.input.shape)}."
+        )
+
+
+def _as_protocol_error(error: BadInput | UnsupportedMediaType, where: str) -> ProtocolError:
+    message = error.message
+    return ProtocolError(message if message.startswith(where) else f"{where}: {message}")
+
+
 def image_decoder(service: InferenceService, card: ModelCard) -> ImageDecoder:
     """Decodes one base64 image file into the model's input, as the typed endpoints do."""
 
     def decode(encoded: str, where: str) -> np.ndarray:
-        if card.input.kind != "image":
-            raise ProtocolError(
-                f"{where} is an encoded image, but model '{card.name}' takes numbers: input "
-                f"'{card.input.name}' is float32 with shape {dims(card.input.shape)}."
-            )
+        _require_image_model(card, where)
         try:
             image: np.ndarray = service.base64_image_array(card, encoded, where)[0]
             return image
         except (BadInput, UnsupportedMediaType) as error:
-            message = error.message
-            own = message if message.startswith(where) else f"{where}: {message}"
-            raise ProtocolError(own) from None
+            raise _as_protocol_error(error, where) from None
 
     return decode
+
+
+def image_file(service: InferenceService, card: ModelCard, data: bytes, where: str) -> np.ndarray:
+    """One image file's bytes as the model's input, as the typed endpoints decode an upload."""
+    _require_image_model(card, where)
+    try:
+        image: np.ndarray = service.image_array(card, data)[0]
+        return image
+    except (BadInput, UnsupportedMediaType) as error:
+        raise _as_protocol_error(error, where) from None
 
 
 def check_count(service: InferenceService, count: int) -> None:

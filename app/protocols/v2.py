@@ -4,6 +4,7 @@ infer (FP32 tensors, and BYTES images for image models; layer outputs by trace k
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from app.protocols.tensors import (
     check_count,
     dims,
     image_decoder,
+    image_file,
     output_shape,
     output_shapes,
     refuse_large_answer,
@@ -61,7 +63,11 @@ class RequestInput(BaseModel):
         description="FP32, or BYTES (base64-encoded image files) for an image model."
     )
     parameters: Parameters | None = None
-    data: list[Any] = Field(description="Row-major values, flat or nested as the shape.")
+    data: list[Any] | None = Field(
+        None,
+        description="Row-major values, flat or nested as the shape; absent when the tensor "
+        "is in the binary section (parameters.binary_data_size).",
+    )
 
 
 class RequestOutput(BaseModel):
@@ -83,7 +89,11 @@ class ResponseOutput(BaseModel):
     shape: list[int]
     datatype: str
     parameters: Parameters | None = None
-    data: list[float] = Field(description="Row-major values, flat.")
+    data: list[float] | None = Field(
+        None,
+        description="Row-major values, flat; absent when the output is in the binary section "
+        "(parameters.binary_data_size).",
+    )
 
 
 class InferenceResponse(BaseModel):
@@ -95,8 +105,61 @@ class InferenceResponse(BaseModel):
 
 
 # -- handling ----------------------------------------------------------------------------------
+# The binary tensor data extension, as Triton documents it: a JSON header, then each binary
+# tensor's raw bytes in order (FP32 little-endian; BYTES as a 4-byte little-endian length before
+# each element's bytes).
+EXTENSIONS = ["binary_tensor_data"]
+
+
 def v2_server_metadata(version: str) -> MetadataServerResponse:
-    return MetadataServerResponse(name=SERVER_NAME, version=version, extensions=[])
+    return MetadataServerResponse(name=SERVER_NAME, version=version, extensions=EXTENSIONS)
+
+
+def binary_parts(request: InferenceRequest, binary: bytes) -> list[bytes | None]:
+    """Each input's raw bytes from the binary section, in input order (None for an input whose
+    values are in the JSON)."""
+    parts: list[bytes | None] = []
+    offset = 0
+    for tensor in request.inputs:
+        where = f"Input '{tensor.name}'"
+        size = (tensor.parameters or {}).get("binary_data_size")
+        if size is None:
+            if tensor.data is None:
+                raise ProtocolError(f"{where} has neither data nor parameters.binary_data_size.")
+            parts.append(None)
+            continue
+        if tensor.data is not None:
+            raise ProtocolError(f"{where} has both data and binary_data_size; send one of them.")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ProtocolError(f"{where}: binary_data_size must be a number of bytes.")
+        if offset + size > len(binary):
+            raise ProtocolError(
+                f"{where} has binary_data_size {size}, but the binary section holds only "
+                f"{len(binary) - offset} more bytes."
+            )
+        parts.append(binary[offset : offset + size])
+        offset += size
+    if offset != len(binary):
+        raise ProtocolError(
+            f"The binary section holds {len(binary)} bytes; the inputs' binary_data_size add up "
+            f"to {offset}."
+        )
+    return parts
+
+
+def _length_prefixed(raw: bytes, where: str) -> list[bytes]:
+    """The elements of a binary BYTES tensor: each a 4-byte little-endian length, then bytes."""
+    items, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise ProtocolError(f"{where}: the BYTES data ends inside an element's length.")
+        (size,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + size > len(raw):
+            raise ProtocolError(f"{where}: a BYTES element runs past the end of the data.")
+        items.append(raw[offset : offset + size])
+        offset += size
+    return items
 
 
 def v2_model_metadata(runtime: ModelRuntime, versions: list[ModelRuntime]) -> MetadataModelResponse:
@@ -129,8 +192,19 @@ def _flatten(values: list[Any]) -> Iterator[Any]:
             yield value
 
 
+def _check_elements(count: int, tensor: RequestInput, where: str) -> None:
+    if count != tensor.shape[0]:
+        raise ProtocolError(
+            f"{where} has {count} elements; its shape {tensor.shape} needs {tensor.shape[0]}."
+        )
+
+
 def _v2_images(
-    service: InferenceService, card: ModelCard, tensor: RequestInput, where: str
+    service: InferenceService,
+    card: ModelCard,
+    tensor: RequestInput,
+    where: str,
+    raw: bytes | None,
 ) -> np.ndarray:
     one_per_row = len(tensor.shape) in (1, 2) and tensor.shape[1:] in ([], [1])
     if card.input.kind != "image" or not one_per_row:
@@ -139,11 +213,15 @@ def _v2_images(
             f"{_v2_expects(card)}."
         )
     check_count(service, tensor.shape[0])
-    items = list(_flatten(tensor.data))
-    if len(items) != tensor.shape[0]:
-        raise ProtocolError(
-            f"{where} has {len(items)} elements; its shape {tensor.shape} needs {tensor.shape[0]}."
-        )
+    if raw is not None:  # binary elements are the image files themselves
+        files = _length_prefixed(raw, where)
+        _check_elements(len(files), tensor, where)
+        images = [
+            image_file(service, card, item, f"{where} element {i}") for i, item in enumerate(files)
+        ]
+        return np.stack(images)
+    items = list(_flatten(tensor.data or []))
+    _check_elements(len(items), tensor, where)
     if not all(isinstance(item, str) for item in items):
         raise ProtocolError(f"{where}: each BYTES element must be a base64 string.")
     decode_image = image_decoder(service, card)
@@ -152,7 +230,11 @@ def _v2_images(
 
 
 def _v2_numbers(
-    service: InferenceService, card: ModelCard, tensor: RequestInput, where: str
+    service: InferenceService,
+    card: ModelCard,
+    tensor: RequestInput,
+    where: str,
+    raw: bytes | None,
 ) -> np.ndarray:
     expected = dims(card.input.shape)
     if len(tensor.shape) != len(expected) or tensor.shape[1:] != expected[1:]:
@@ -160,6 +242,8 @@ def _v2_numbers(
             f"{where} has shape {tensor.shape}; model '{card.name}' expects {_v2_expects(card)}."
         )
     check_count(service, tensor.shape[0])
+    if raw is not None:
+        return _raw_fp32(raw, tensor.shape, where)
     array = as_float32(tensor.data, f"{where} data")
     if array.size != math.prod(tensor.shape):
         raise ProtocolError(
@@ -173,29 +257,61 @@ def _v2_numbers(
     return array.reshape(tensor.shape)
 
 
-def _v2_batch(service: InferenceService, card: ModelCard, inputs: list[RequestInput]) -> np.ndarray:
+def _raw_fp32(raw: bytes, shape: list[int], where: str) -> np.ndarray:
+    if len(raw) != 4 * math.prod(shape):
+        raise ProtocolError(
+            f"{where} has {len(raw)} bytes of binary data; FP32 with shape {shape} takes "
+            f"{4 * math.prod(shape)}."
+        )
+    array = np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(shape)
+    if not np.isfinite(array).all():
+        raise ProtocolError(f"{where} holds a value that is not a finite float32 number.")
+    return array
+
+
+def _v2_batch(
+    service: InferenceService,
+    card: ModelCard,
+    inputs: list[RequestInput],
+    raw_parts: list[bytes | None],
+) -> np.ndarray:
     if len(inputs) != 1 or inputs[0].name != card.input.name:
         raise ProtocolError(
             f"Model '{card.name}' takes one input, '{card.input.name}' ({_v2_expects(card)}); "
             f"got {', '.join(repr(tensor.name) for tensor in inputs)}."
         )
-    tensor = inputs[0]
+    tensor, raw = inputs[0], raw_parts[0]
     where = f"Input '{tensor.name}'"
     if tensor.datatype == "BYTES":
-        return _v2_images(service, card, tensor, where)
+        return _v2_images(service, card, tensor, where, raw)
     if tensor.datatype != "FP32":
         raise ProtocolError(
             f"{where} has datatype {tensor.datatype}; model '{card.name}' expects "
             f"{_v2_expects(card)}."
         )
-    return _v2_numbers(service, card, tensor, where)
+    return _v2_numbers(service, card, tensor, where, raw)
+
+
+def _binary_outputs(request: InferenceRequest, names: list[str]) -> set[str]:
+    """The outputs to answer in the binary section: each output's own `binary_data`, else the
+    request's `binary_data_output` (what tritonclient sends when it names no outputs)."""
+    default = bool((request.parameters or {}).get("binary_data_output", False))
+    asked = {
+        output.name: (output.parameters or {}).get("binary_data")
+        for output in request.outputs or []
+    }
+    return {name for name in names if (default if asked.get(name) is None else bool(asked[name]))}
 
 
 async def v2_infer(
-    service: InferenceService, runtime: ModelRuntime, request: InferenceRequest
-) -> InferenceResponse:
-    """The prediction comes from serving_default (the batched path); layer outputs asked for
-    by trace key from the trace signature."""
+    service: InferenceService,
+    runtime: ModelRuntime,
+    request: InferenceRequest,
+    binary: bytes = b"",
+) -> tuple[InferenceResponse, bytes | None]:
+    """The answer, and its binary section (None when every output is in the JSON). The
+    prediction comes from serving_default (the batched path); layer outputs asked for by trace
+    key from the trace signature."""
     card = runtime.loaded_card
     names = [output.name for output in request.outputs or []] or [card.output.name]
     shapes = output_shapes(card)
@@ -205,24 +321,26 @@ async def v2_infer(
             f"Model '{card.name}' has no output '{unknown[0]}'. Outputs: '{card.output.name}', "
             f"and each layer's by trace key: {', '.join(list(shapes)[1:])}."
         )
-    batch = _v2_batch(service, card, request.inputs)
+    batch = _v2_batch(service, card, request.inputs, binary_parts(request, binary))
     refuse_large_answer(service, card, names, len(batch))
     results: dict[str, np.ndarray] = {}
     if card.output.name in names:
         results[card.output.name] = await service.predict(runtime, batch)
     if any(name != card.output.name for name in names):
         results.update(await service.call_signature(runtime, TRACE_SIGNATURE, batch))
-    return InferenceResponse(
-        model_name=card.name,
-        model_version=str(runtime.version),
-        id=request.id,
-        outputs=[
-            ResponseOutput(
-                name=name,
-                shape=list(results[name].shape),
-                datatype="FP32",
-                data=results[name].reshape(-1).tolist(),
-            )
-            for name in names
-        ],
+    in_binary = _binary_outputs(request, names)
+    section: list[bytes] = []
+    outputs = []
+    for name in names:
+        values = np.ascontiguousarray(results[name], dtype="<f4")
+        output = ResponseOutput(name=name, shape=list(values.shape), datatype="FP32")
+        if name in in_binary:
+            section.append(values.tobytes())
+            output.parameters = {"binary_data_size": len(section[-1])}
+        else:
+            output.data = values.reshape(-1).tolist()
+        outputs.append(output)
+    answer = InferenceResponse(
+        model_name=card.name, model_version=str(runtime.version), id=request.id, outputs=outputs
     )
+    return answer, (b"".join(section) if in_binary else None)

@@ -6,8 +6,10 @@ bodies, nested data, 400 for a model that failed to load) go through the app dir
 """
 
 import base64
+import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -134,7 +136,7 @@ def test_server_is_live_ready_and_describes_itself(client):
     metadata = client.get_server_metadata()
     assert metadata["name"] == "glassbox"
     assert metadata["version"]
-    assert metadata["extensions"] == []
+    assert metadata["extensions"] == ["binary_tensor_data"]
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -235,7 +237,7 @@ def test_fp32_inference_matches_typed(client, case):
 
 
 def test_default_output_is_the_prediction(client, case):
-    """Without requested outputs tritonclient asks for binary outputs; the answer is JSON."""
+    """Without requested outputs tritonclient asks for binary outputs (binary_data_output)."""
     card = case.card
     version = newest_version_dir(card.name).name
     result = client.infer(
@@ -386,11 +388,146 @@ def test_bytes_are_refused_by_a_tabular_model_and_bad_base64_by_any(client, case
         assert_refused(lambda: client.infer(card.name, [tensor]), "400", "BYTES", "FP32")
 
 
-def test_binary_tensor_extension_is_400_with_what_to_do(client, case):
+def binary_fp32(name: str, batch: np.ndarray) -> triton.InferInput:
+    tensor = triton.InferInput(name, list(batch.shape), "FP32")
+    tensor.set_data_from_numpy(batch.astype(np.float32))  # tritonclient's default: binary
+    return tensor
+
+
+def test_tritonclient_at_its_defaults_gets_the_typed_numbers(client, case):
+    """Binary inputs and, with no outputs named, binary outputs: tritonclient as shipped."""
     card = case.card
-    tensor = triton.InferInput(card.input.name, list(case.batch.shape), "FP32")
-    tensor.set_data_from_numpy(case.batch, binary_data=True)
-    assert_refused(lambda: client.infer(card.name, [tensor]), "400", "binary", "binary_data=False")
+    result = client.infer(card.name, [binary_fp32(card.input.name, case.batch)])
+    (output,) = result.get_response()["outputs"]
+    assert output["parameters"]["binary_data_size"] == 4 * case.expected.size
+    assert "data" not in output
+    assert_same_numbers(result.as_numpy(card.output.name), case.expected)
+
+
+def test_binary_and_json_outputs_mix_as_asked(client, case):
+    card = case.card
+    layer = card.layers[0].trace_key
+    result = client.infer(
+        card.name,
+        [binary_fp32(card.input.name, case.batch)],
+        outputs=[
+            triton.InferRequestedOutput(card.output.name),  # binary by default
+            triton.InferRequestedOutput(layer, binary_data=False),
+        ],
+    )
+    answer = {output["name"]: output for output in result.get_response()["outputs"]}
+    assert "binary_data_size" in answer[card.output.name]["parameters"]
+    assert "data" in answer[layer]
+    assert_same_numbers(result.as_numpy(card.output.name), case.expected)
+    assert result.as_numpy(layer).shape[0] == len(case.batch)
+
+
+def test_binary_image_files_match_typed_upload(client, image_case):
+    card = image_case.card
+    tensor = triton.InferInput(card.input.name, [2], "BYTES")
+    tensor.set_data_from_numpy(np.array([image_case.image, image_case.image], dtype=np.object_))
+    result = client.infer(card.name, [tensor])
+    expected = np.concatenate([image_case.expected, image_case.expected])
+    assert_same_numbers(result.as_numpy(card.output.name), expected)
+
+
+def binary_body(header: dict, section: bytes) -> tuple[bytes, dict[str, str]]:
+    encoded = json.dumps(header).encode()
+    return encoded + section, {"Inference-Header-Content-Length": str(len(encoded))}
+
+
+def test_malformed_binary_bodies_are_400_naming_the_problem(app_client, case):
+    card = case.card
+    name, shape = card.input.name, list(case.batch.shape)
+    raw = case.batch.astype("<f4").tobytes()
+    tensor = {"name": name, "shape": shape, "datatype": "FP32"}
+    cases = [
+        (
+            {"inputs": [tensor | {"parameters": {"binary_data_size": len(raw)}}]},
+            raw[:-4],
+            "holds only",
+        ),
+        (
+            {"inputs": [tensor | {"parameters": {"binary_data_size": len(raw) - 4}}]},
+            raw[:-4],
+            "takes",
+        ),
+        ({"inputs": [tensor | {"parameters": {"binary_data_size": 4}}]}, raw, "add up"),
+        ({"inputs": [tensor]}, raw, "neither data nor"),
+        (
+            {"inputs": [tensor | {"data": [0.0], "parameters": {"binary_data_size": len(raw)}}]},
+            raw,
+            "both data and",
+        ),
+    ]
+    for header, section, words in cases:
+        body, headers = binary_body(header, section)
+        response = app_client.post(f"/v2/models/{card.name}/infer", content=body, headers=headers)
+        assert response.status_code == 400, response.text
+        assert words in response.json()["error"]
+    body, _ = binary_body({"inputs": [tensor]}, raw)
+    too_long = {"Inference-Header-Content-Length": str(len(body) + 1)}
+    response = app_client.post(f"/v2/models/{card.name}/infer", content=body, headers=too_long)
+    assert response.status_code == 400
+    assert "Inference-Header-Content-Length" in response.json()["error"]
+    nan = np.full(case.batch.shape, np.nan, "<f4").tobytes()
+    body, headers = binary_body(
+        {"inputs": [tensor | {"parameters": {"binary_data_size": len(nan)}}]}, nan
+    )
+    response = app_client.post(f"/v2/models/{card.name}/infer", content=body, headers=headers)
+    assert response.status_code == 400
+    assert "finite" in response.json()["error"]
+
+
+def test_a_binary_answer_is_a_json_header_and_float32_bytes(app_client, case):
+    card = case.card
+    raw = case.batch.astype("<f4").tobytes()
+    header = {
+        "inputs": [
+            {
+                "name": card.input.name,
+                "shape": list(case.batch.shape),
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": len(raw)},
+            }
+        ],
+        "parameters": {"binary_data_output": True},
+    }
+    body, headers = binary_body(header, raw)
+    response = app_client.post(f"/v2/models/{card.name}/infer", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/octet-stream"
+    length = int(response.headers["inference-header-content-length"])
+    answer = json.loads(response.content[:length])
+    values = np.frombuffer(response.content[length:], "<f4").reshape(answer["outputs"][0]["shape"])
+    assert answer["outputs"][0]["parameters"]["binary_data_size"] == len(response.content) - length
+    assert_same_numbers(values, case.expected)
+
+
+def test_binary_bytes_that_are_not_images_are_400(app_client, case):
+    card = case.card
+    element = struct.pack("<I", 10) + b"plain text"
+    header = {
+        "inputs": [
+            {
+                "name": card.input.name,
+                "shape": [1],
+                "datatype": "BYTES",
+                "parameters": {"binary_data_size": len(element)},
+            }
+        ]
+    }
+    body, headers = binary_body(header, element)
+    response = app_client.post(f"/v2/models/{card.name}/infer", content=body, headers=headers)
+    assert response.status_code == 400
+    expected = "not an image" if card.input.kind == "image" else "BYTES"
+    assert expected in response.json()["error"]
+    if card.input.kind == "image":
+        header["inputs"][0]["parameters"]["binary_data_size"] = 6
+        body, headers = binary_body(header, element[:6])
+        response = app_client.post(f"/v2/models/{card.name}/infer", content=body, headers=headers)
+        assert response.status_code == 400
+        assert "runs past the end" in response.json()["error"]
 
 
 def test_malformed_request_is_400(app_client, case):

@@ -4,15 +4,19 @@ Health, server and model metadata, and inference with JSON tensors. Our extensio
 model also takes a BYTES input, one base64-encoded image file per element, decoded and
 preprocessed as the typed endpoints do; and each layer's output can be asked for by its trace key
 (the trace signature). Health answers carry no body: 200 means true, 400 false, as the protocol
-says. The binary tensor data extension is not supported.
+says. The binary tensor data extension works both ways: a body of a JSON header
+(`Inference-Header-Content-Length` bytes) and then the binary tensors, and an answer in the same
+shape when any output asks for binary data (tritonclient's defaults).
 """
 
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
+from starlette.types import Message
 
 from app.core.errors import ProtocolError
+from app.http.middleware.limits import json_depth
 from app.http.routes.deps import ServiceDep
 from app.http.routes.protocol_route import PROTOCOL_RESPONSES, ProtocolRoute
 from app.http.routes.responses import ModelJSON
@@ -25,25 +29,57 @@ from app.protocols.v2 import (
     MetadataServerResponse,
 )
 
-# Set by clients that send tensors in the binary extension (tritonclient's binary_data=True).
+# The length of the JSON header of a body in the binary tensor data extension (and of an answer).
 BINARY_HEADER = "inference-header-content-length"
+# Where the route leaves the binary section of such a body for the infer handler.
+BINARY_SECTION = "glassbox.binary_section"
+
+
+def _split_binary_body(request: Request, body: bytes) -> Request:
+    """The request with the JSON header as its body, the binary section in its scope."""
+    text = request.headers[BINARY_HEADER]
+    if not (text.isascii() and text.isdigit()) or int(text) > len(body):
+        raise ProtocolError(
+            f"Inference-Header-Content-Length is {text!r}; it must be the byte length of the "
+            f"JSON header, at most the body's {len(body)} bytes."
+        )
+    header, section = body[: int(text)], body[int(text) :]
+    limit = request.app.state.service.settings.max_json_depth
+    if json_depth(header, limit) > limit:
+        raise ProtocolError(f"The JSON header is nested deeper than {limit} levels.")
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": header, "more_body": False}
+
+    return Request({**request.scope, BINARY_SECTION: section}, receive)
 
 
 class V2Route(ProtocolRoute):
-    """Refuses a binary-extension body up front, with what to do instead."""
+    """Splits a body in the binary tensor data extension into its JSON header, which FastAPI
+    validates as usual, and its binary section."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def v2_handler(request: Request) -> Response:
             if BINARY_HEADER in request.headers:
-                raise ProtocolError(
-                    "The binary tensor data extension is not supported; send the tensors as "
-                    "JSON (tritonclient: set_data_from_numpy(..., binary_data=False))."
-                )
+                request = _split_binary_body(request, await request.body())
             return await handler(request)
 
         return v2_handler
+
+
+def _answer(answer: tuple[InferenceResponse, bytes | None]) -> Response:
+    """The answer as JSON, or as a JSON header and the binary section."""
+    response, section = answer
+    if section is None:
+        return ModelJSON(response)
+    header = response.__pydantic_serializer__.to_json(response, exclude_none=True)
+    return Response(
+        header + section,
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
 
 
 router = APIRouter(
@@ -111,7 +147,11 @@ INFER_DESCRIPTION = (
     "Inference with JSON tensors: FP32 data flat or nested as the shape says, or for an image "
     "model BYTES, one base64-encoded image file per element (our extension). Returns the "
     "prediction, or the outputs asked for: the prediction and any layer's output by its trace "
-    "key (e.g. 01_dense), which runs the trace signature."
+    "key (e.g. 01_dense), which runs the trace signature. The binary tensor data extension "
+    "works too: with Inference-Header-Content-Length, the body is that many bytes of JSON and "
+    "then each input with parameters.binary_data_size in order (FP32 little-endian; BYTES as a "
+    "4-byte little-endian length before each image file). Outputs with parameters.binary_data "
+    "(or all, with the request's binary_data_output) come back the same way."
 )
 
 
@@ -166,8 +206,9 @@ async def version_ready(name: str, version: str, service: ServiceDep) -> Respons
     summary="Inference",
     description=INFER_DESCRIPTION,
 )
-async def infer(name: str, body: InferBody, service: ServiceDep) -> Response:
-    return ModelJSON(await protocol.v2_infer(service, service.registry.get(name), body))
+async def infer(name: str, body: InferBody, service: ServiceDep, request: Request) -> Response:
+    section = request.scope.get(BINARY_SECTION, b"")
+    return _answer(await protocol.v2_infer(service, service.registry.get(name), body, section))
 
 
 @router.post(
@@ -177,6 +218,9 @@ async def infer(name: str, body: InferBody, service: ServiceDep) -> Response:
     summary="Inference with a model version",
     description=INFER_DESCRIPTION,
 )
-async def infer_version(name: str, version: str, body: InferBody, service: ServiceDep) -> Response:
+async def infer_version(
+    name: str, version: str, body: InferBody, service: ServiceDep, request: Request
+) -> Response:
     runtime = service.registry.get(name, tensors.parse_version(name, version))
-    return ModelJSON(await protocol.v2_infer(service, runtime, body))
+    section = request.scope.get(BINARY_SECTION, b"")
+    return _answer(await protocol.v2_infer(service, runtime, body, section))
