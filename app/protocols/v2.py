@@ -60,7 +60,8 @@ class RequestInput(BaseModel):
     name: str
     shape: list[Annotated[int, Field(ge=0)]]
     datatype: str = Field(
-        description="FP32, or BYTES (base64-encoded image files) for an image model."
+        description="FP32, or BYTES for an image model: image files, base64-encoded in "
+        "data or as they are in the binary section."
     )
     parameters: Parameters | None = None
     data: list[Any] | None = Field(
