@@ -137,8 +137,8 @@ class InferenceService:
     def summary(self, name: str) -> ModelSummary:
         versions = self.registry.versions(name)
         ready = [runtime for runtime in versions if runtime.ready]
-        described = ready or [runtime for runtime in versions if runtime.card]
-        card = described[-1].card if described else None
+        described = self.registry.described(name)
+        card = described.card if described else None
         return ModelSummary(
             name=name,
             task=card.task if card else None,

@@ -20,7 +20,6 @@ import re
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, TypeVar
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -34,7 +33,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.logging import request_id_var
-from app.http.paths import MODEL_PATH
+from app.http.paths import MODEL_PATH, asked_version
 
 if TYPE_CHECKING:
     from app.dataplane.service import InferenceService
@@ -191,13 +190,8 @@ def _model_and_version(scope: Scope) -> tuple[str | None, int | None]:
     match = MODEL_PATH.match(scope.get("path", ""))
     if not match:
         return None, None
-    version = match.group("version")
-    if version is None:
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        version = (query.get("version") or [None])[0]
-    return match.group("model"), int(
-        version
-    ) if version and version.isascii() and version.isdigit() else None
+    in_path = match.group("version")
+    return match.group("model"), int(in_path) if in_path else asked_version(scope)
 
 
 def _route_template(scope: Scope) -> str:

@@ -33,6 +33,14 @@ class ModelRegistry:
     def all(self) -> list[ModelRuntime]:
         return [runtime for name in self.names() for runtime in self.versions(name)]
 
+    def described(self, name: str) -> ModelRuntime | None:
+        """The version whose card describes `name`: the newest ready, else the newest with a
+        card; None for an unknown name or one with no card yet."""
+        versions = self._models.get(name, {})
+        ordered = [versions[v] for v in sorted(versions)]
+        candidates = [r for r in ordered if r.ready] or [r for r in ordered if r.card]
+        return candidates[-1] if candidates else None
+
     def find(self, name: str, version: int | None = None) -> ModelRuntime:
         """The runtime for a name and version (default: newest ready), whatever its state."""
         versions = self.versions(name)

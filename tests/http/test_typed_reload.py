@@ -194,7 +194,7 @@ def test_a_version_that_cannot_answer_is_a_clear_error_whatever_the_body(client,
         missing = predict(client, body, version=9)
         assert missing.status_code == 404, missing.text
         assert "no version 9" in missing.json()["error"]
-    for malformed in ("0", "abc", ""):
+    for malformed in ("0", "abc", "", "1.5", "²"):
         refused = predict(client, OLD, path=f"predict?version={malformed}")
         assert refused.status_code == 422, refused.text
         assert refused.json()["field"] == "version"
@@ -208,3 +208,15 @@ def test_the_new_versions_answers_match_its_network(client, iris_root):
     expected = runtime.predict(row)[0]
     answer = predict(client, OLD | {"stem_length": 4.0}).json()
     np.testing.assert_allclose(list(answer["probabilities"].values()), expected, rtol=1e-6)
+
+
+def test_the_version_is_read_as_the_route_reads_it(client, iris_root):
+    """`?version=1.0`, ` 1` or a repeated `version` (the last counts) name version 1 to the
+    route's validation: they get version 1's schema and answer, not the default's."""
+    new_version(iris_root, 2, rename_sepal_length)
+    reload(client)
+    for query in ("version=1.0", "version=%201", "version=2&version=1", "version=+1"):
+        answer = predict(client, OLD, path=f"predict?{query}")
+        assert answer.status_code == 200, (query, answer.text)
+        assert answer.json()["version"] == 1
+        assert predict(client, RENAMED, path=f"predict?{query}").status_code == 422

@@ -1,14 +1,13 @@
 """The typed routes of every model as one route of the app, matched per request against the
 routes built from the card of the version that will answer it (see `typed` for the routes)."""
 
-from urllib.parse import parse_qs
-
 from starlette.routing import BaseRoute, Match
 from starlette.types import Receive, Scope, Send
 
 from app.artifact.card import ModelCard
 from app.core.errors import GlassboxError
 from app.dataplane.service import InferenceService
+from app.http.paths import asked_version
 from app.http.routes.deps import SERVING
 from app.http.routes.typed import PREFIX, model_router
 from app.runtime.model import ModelRuntime
@@ -19,9 +18,10 @@ class ModelRoutes(BaseRoute):
 
     A request under `/api/models/<name>/` is matched against the routes built from the card of
     the version that will answer it, found once here: the one `?version=` names, else the newest
-    ready. When that version cannot answer (unknown, loading, failed), the newest card validates
-    the body and the route answers the registry's 404 or 503. Routes are built on first use and
-    kept per version while its card is the same object.
+    ready. When that version cannot answer (unknown, loading, failed), the route answers the
+    registry's 404 or 503 before the body is validated (the routes of the model's default card
+    still match, so the request is counted and logged under its route). Routes are built on
+    first use and kept per version while its card is the same object.
     """
 
     def __init__(self) -> None:
@@ -35,7 +35,7 @@ class ModelRoutes(BaseRoute):
         if service is None:
             return Match.NONE, {}
         name = path[len(PREFIX) :].partition("/")[0]
-        serving, described = _resolve(service, name, _version(scope))
+        serving, described = _resolve(service, name, asked_version(scope))
         if described is None:
             return Match.NONE, {}
         partial: tuple[Match, Scope] | None = None
@@ -57,7 +57,7 @@ class ModelRoutes(BaseRoute):
         """The routes of each model's default version (the newest card where none is ready)."""
         routes: list[BaseRoute] = []
         for name in service.registry.names():
-            described = _resolve(service, name, None)[1]
+            described = service.registry.described(name)
             if described is not None:
                 routes.extend(self._routes(service, described))
         return routes
@@ -74,19 +74,6 @@ class ModelRoutes(BaseRoute):
         return built[1]
 
 
-def _version(scope: Scope) -> int | None:
-    """`?version=` as a version number; None when absent or malformed (the route's own
-    validation then answers 422 for a malformed one)."""
-    query = scope.get("query_string", b"")
-    if b"version=" not in query:
-        return None
-    try:
-        version = int(parse_qs(query.decode("latin-1"))["version"][-1])
-    except (KeyError, ValueError):
-        return None
-    return version if version >= 1 else None
-
-
 def _resolve(
     service: InferenceService, name: str, version: int | None
 ) -> tuple[ModelRuntime | GlassboxError, ModelRuntime | None]:
@@ -96,9 +83,4 @@ def _resolve(
         runtime = service.registry.get(name, version)
         return runtime, runtime
     except GlassboxError as error:
-        try:
-            versions = service.registry.versions(name)
-        except GlassboxError:
-            return error, None
-        described = [r for r in versions if r.ready] or [r for r in versions if r.card]
-        return error, (described[-1] if described else None)
+        return error, service.registry.described(name)
