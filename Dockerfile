@@ -16,7 +16,7 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /build
 # pyproject.toml and the lock alone: this layer (TensorFlow, ~600 MB) is rebuilt only when the
 # dependencies change, not on every code change. The service's own dependencies, at the versions
-# the lock pins (its markers pick tensorflow-cpu on x86-64).
+# the lock pins.
 COPY pyproject.toml requirements.lock ./
 RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('requirements.txt', 'w').write('\n'.join(deps))" \
     && pip install --no-cache-dir -c requirements.lock -r requirements.txt
@@ -34,6 +34,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     GLASSBOX_MODEL_DIR=/models \
     GLASSBOX_HOST=0.0.0.0 \
     GLASSBOX_PORT=8000 \
+    GLASSBOX_GRPC_PORT=8001 \
     GLASSBOX_WORKERS=1 \
     GLASSBOX_GRACEFUL_SHUTDOWN_S=20
 COPY --from=build /opt/venv /opt/venv
@@ -44,7 +45,8 @@ COPY --chmod=0755 deploy/serve.sh ./deploy/serve.sh
 # The committed models; mount a folder over /models (or set GLASSBOX_MODEL_DIR) to serve others.
 COPY models /models
 USER 10001:10001
-EXPOSE 8000
+# HTTP, and gRPC (KServe v2, TF Serving, health, reflection).
+EXPOSE 8000 8001
 # Ready, not just live: the container is healthy once every model has loaded.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/ready' % os.environ.get('GLASSBOX_PORT', '8000'), timeout=2)"]

@@ -11,7 +11,8 @@ addresses. uvicorn's workers share one listening socket instead, and the worker 
 accepts every connection waiting: 16 keep-alive connections opened together were split 1/15,
 12/4 and 5/11 between two workers, and the busier worker capped throughput (see
 docs/operations.md, "Scaling"). Elsewhere, or with --reload, --uds, --fd or --port 0, uvicorn
-runs as it is.
+runs as it is. With several workers, every worker also serves gRPC on GLASSBOX_GRPC_PORT, each
+binding it with SO_REUSEPORT, once this process has checked that nothing else listens there.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from uvicorn import Config, Server
 from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 from uvicorn.main import main
 
+from app.core.settings import Settings
+
 PROG = "python -m app.serve"
 logger = logging.getLogger("uvicorn.error")
 
@@ -46,9 +49,28 @@ def run() -> None:
     signal.signal(signal.SIGTERM, _exit_cleanly)
     args = sys.argv[1:]
     options = _parse(args)
+    if options is not None and (options["workers"] or 1) > 1 and not share_grpc_port():
+        sys.exit(STARTUP_FAILURE)
     if options is not None and _balanced(options):
         sys.exit(Workers(options).run())
     main(args=args, prog_name=PROG)
+
+
+def share_grpc_port() -> bool:
+    """Let several workers listen on the gRPC port (each binds it with SO_REUSEPORT), once it
+    is known to be free; False (and logged) when something already listens there."""
+    settings = Settings()
+    if not settings.grpc_port:
+        return True
+    try:
+        bound_socket(settings.host, settings.grpc_port, reuse_port=False).close()
+    except OSError as error:
+        logger.error(
+            "Cannot listen for gRPC on %s:%d: %s", settings.host, settings.grpc_port, error
+        )
+        return False
+    os.environ["GLASSBOX_GRPC_REUSE_PORT"] = "1"  # the workers inherit it
+    return True
 
 
 def _parse(args: list[str]) -> dict[str, Any] | None:

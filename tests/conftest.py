@@ -5,6 +5,9 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# No gRPC server on the default port from any app or process the tests start: tests that serve
+# gRPC give it a free port of its own (tests/ops/server.py).
+os.environ["GLASSBOX_GRPC_PORT"] = "0"
 
 import numpy as np
 import pytest

@@ -74,6 +74,13 @@ class Unauthorized(GlassboxError):
         super().__init__(message, headers={"WWW-Authenticate": 'ApiKey realm="glassbox"'})
 
 
+class Unimplemented(GlassboxError):
+    """A method of a standard protocol that this server does not provide."""
+
+    status_code = 501
+    code = "not_implemented"
+
+
 class ModelLoadError(GlassboxError):
     """A model version that cannot be served; the reason is shown in the model list."""
 

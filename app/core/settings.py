@@ -150,6 +150,30 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(
         32, gt=0, description="Deepest nesting of [ and { accepted in a JSON body (422)."
     )
+    host: str = Field(
+        "127.0.0.1",
+        description="Address to listen on, for HTTP (deploy/serve.sh passes it to uvicorn) and "
+        "gRPC alike.",
+    )
+    grpc_port: int = Field(
+        8001,
+        ge=0,
+        le=65535,
+        description="Port of the gRPC server (KServe v2 and TF Serving gRPC, health, "
+        "reflection), beside HTTP as Triton places it (8000 HTTP, 8001 gRPC); 0 turns gRPC off.",
+    )
+    grpc_reuse_port: bool = Field(
+        False,
+        description="Bind the gRPC port with SO_REUSEPORT, so several workers share it; "
+        "`python -m app.serve --workers N` sets it for its workers after checking the port is "
+        "free. Off, a port already in use stops the service at start.",
+    )
+    graceful_shutdown_s: float = Field(
+        20.0,
+        ge=0,
+        description="Seconds in-flight requests get after SIGTERM (uvicorn's, through "
+        "deploy/serve.sh, and the gRPC server's).",
+    )
     verify_hashes: bool = Field(
         True, description="Check every SavedModel file against its model card's sha256."
     )

@@ -9,7 +9,7 @@ import asyncio
 import base64
 import binascii
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
 
@@ -21,6 +21,7 @@ from app.artifact.layout import scan_versions
 from app.core.errors import BadInput, PayloadTooLarge
 from app.core.settings import Settings
 from app.dataplane import traces
+from app.dataplane.admission import InFlightLimit
 from app.dataplane.schemas import (
     LayerTrace,
     ModelSummary,
@@ -47,10 +48,14 @@ class InferenceService:
         settings: Settings,
         registry: ModelRegistry | None = None,
         observer: BatchObserver | None = None,
+        admission: InFlightLimit | None = None,
     ):
         self.settings = settings
         self.registry = registry or ModelRegistry()
         self.observer = observer
+        # One limit per model for every transport, so HTTP and gRPC share its places.
+        self.admission = admission or InFlightLimit(settings.queue_size)
+        self._reload_listeners: list[Callable[[], Awaitable[None]]] = []
         self.executor = ThreadPoolExecutor(
             settings.inference_threads, thread_name_prefix="inference"
         )
@@ -104,7 +109,14 @@ class InferenceService:
                 if fresh or not draining:  # draining versions settle once they finish
                     settle_heap()
                 logger.info("models reloaded", extra=report.model_dump())
+                for listener in self._reload_listeners:
+                    await listener()
             return report
+
+    def on_reload(self, listener: Callable[[], Awaitable[None]]) -> None:
+        """Call `listener` after each reload that loaded or removed a version (e.g. to update
+        the gRPC health statuses)."""
+        self._reload_listeners.append(listener)
 
     @staticmethod
     async def _drain_then_settle(batchers: list[Batcher]) -> None:

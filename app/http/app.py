@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute
 
 from app.core.logging import configure_logging
 from app.core.settings import Settings, get_settings
+from app.dataplane.admission import InFlightLimit
 from app.dataplane.service import InferenceService
 from app.http import observability
 from app.http.middleware.limits import Admission, RequestLimits
@@ -24,19 +25,29 @@ from app.http.observability import RequestObservability
 from app.http.observability import router as metrics_router
 from app.http.routes import admin, docs, errors, health, models, page, tfserving, v2
 from app.http.routes.model_routes import ModelRoutes
+from app.protocols.tensors import SERVER_VERSION
 from app.runtime.model import configure_threads
 
 logger = logging.getLogger("app")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+# Something that runs beside the HTTP app for its lifetime, on the same service and event loop
+# (the gRPC server): entered once the models have loaded, left before the service closes.
+Companion = Callable[[InferenceService], AbstractAsyncContextManager[None]]
+
+
+def create_app(settings: Settings | None = None, companions: Sequence[Companion] = ()) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
+    admission = InFlightLimit(
+        settings.queue_size,
+        on_reject=lambda model: observability.count_rejected(model, 0, "in_progress_limit"),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_threads(settings.tf_intra_op_threads, settings.tf_inter_op_threads)
-        service = InferenceService(settings, observer=observability)
+        service = InferenceService(settings, observer=observability, admission=admission)
         app.state.service = service
         await service.reload()
         model_routes.documented(service)  # built before the first request, not during it
@@ -45,14 +56,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.poll_interval_s
             else None
         )
-        yield
+        async with AsyncExitStack() as running:
+            for companion in companions:
+                await running.enter_async_context(companion(service))
+            yield
         if watcher is not None:
             watcher.cancel()
         await service.aclose()
 
     app = FastAPI(
         title="Glassbox",
-        version="0.1.0",
+        version=SERVER_VERSION,
         summary="Model serving that shows its work: typed predictions and layer traces.",
         lifespan=lifespan,
         docs_url=None,  # routes/docs.py serves both, with their assets
@@ -61,11 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestLimits, max_bytes=settings.max_body_bytes, max_json_depth=settings.max_json_depth
     )
-    app.add_middleware(
-        Admission,
-        limit=settings.queue_size,
-        on_reject=lambda model: observability.count_rejected(model, 0, "in_progress_limit"),
-    )
+    app.add_middleware(Admission, limit=admission)
     app.add_middleware(ApiKeys, api_keys=settings.api_keys, admin_keys=settings.admin_api_keys)
     if settings.cors_origins:
         app.add_middleware(

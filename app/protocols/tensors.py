@@ -26,6 +26,7 @@ from app.core.errors import (
 from app.dataplane.service import InferenceService
 
 SERVER_NAME = "glassbox"
+SERVER_VERSION = "0.1.0"
 # Open Inference's name for the framework; Triton uses the same for a TensorFlow SavedModel.
 PLATFORM = "tensorflow_savedmodel"
 

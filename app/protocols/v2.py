@@ -304,15 +304,16 @@ def _binary_outputs(request: InferenceRequest, names: list[str]) -> set[str]:
     return {name for name in names if (default if asked.get(name) is None else bool(asked[name]))}
 
 
-async def v2_infer(
+async def v2_outputs(
     service: InferenceService,
     runtime: ModelRuntime,
     request: InferenceRequest,
     binary: bytes = b"",
-) -> tuple[InferenceResponse, bytes | None]:
-    """The answer, and its binary section (None when every output is in the JSON). The
+) -> dict[str, np.ndarray]:
+    """The outputs asked for (the prediction when none are), by name in the order asked. The
     prediction comes from serving_default (the batched path); layer outputs asked for by trace
-    key from the trace signature."""
+    key from the trace signature. `binary` is the section holding the inputs that have
+    parameters.binary_data_size."""
     card = runtime.loaded_card
     names = [output.name for output in request.outputs or []] or [card.output.name]
     shapes = output_shapes(card)
@@ -329,11 +330,21 @@ async def v2_infer(
         results[card.output.name] = await service.predict(runtime, batch)
     if any(name != card.output.name for name in names):
         results.update(await service.call_signature(runtime, TRACE_SIGNATURE, batch))
-    in_binary = _binary_outputs(request, names)
+    return {name: np.ascontiguousarray(results[name], dtype="<f4") for name in names}
+
+
+async def v2_infer(
+    service: InferenceService,
+    runtime: ModelRuntime,
+    request: InferenceRequest,
+    binary: bytes = b"",
+) -> tuple[InferenceResponse, bytes | None]:
+    """The answer as JSON, and its binary section (None when every output is in the JSON)."""
+    results = await v2_outputs(service, runtime, request, binary)
+    in_binary = _binary_outputs(request, list(results))
     section: list[bytes] = []
     outputs = []
-    for name in names:
-        values = np.ascontiguousarray(results[name], dtype="<f4")
+    for name, values in results.items():
         output = ResponseOutput(name=name, shape=list(values.shape), datatype="FP32")
         if name in in_binary:
             section.append(values.tobytes())
@@ -342,6 +353,6 @@ async def v2_infer(
             output.data = values.reshape(-1).tolist()
         outputs.append(output)
     answer = InferenceResponse(
-        model_name=card.name, model_version=str(runtime.version), id=request.id, outputs=outputs
+        model_name=runtime.name, model_version=str(runtime.version), id=request.id, outputs=outputs
     )
     return answer, (b"".join(section) if in_binary else None)

@@ -35,6 +35,7 @@ class Server:
     process: subprocess.Popen
     base: str
     log: Path
+    grpc_target: str  # host:port of its gRPC server
 
     def stop(self, timeout_s: float = 40) -> int:
         """SIGTERM, as a container runtime sends it; the exit status once the server is gone."""
@@ -53,14 +54,17 @@ class Server:
 
 @contextmanager
 def serve(log: Path, env: dict[str, str], ready_timeout_s: float = 240) -> Iterator[Server]:
-    """deploy/serve.sh on a free loopback port with `env` over the test's environment (less any
-    GLASSBOX_ setting from the calling shell), until /health/ready answers 200."""
+    """deploy/serve.sh on free loopback ports (HTTP and gRPC) with `env` over the test's
+    environment (less any GLASSBOX_ setting from the calling shell), until /health/ready
+    answers 200."""
     port = free_port()
+    grpc_port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("GLASSBOX_")}
     environment |= {
         "PYTHON": sys.executable,
         "GLASSBOX_HOST": "127.0.0.1",
         "GLASSBOX_PORT": str(port),
+        "GLASSBOX_GRPC_PORT": str(grpc_port),
         "TF_CPP_MIN_LOG_LEVEL": "2",
         **env,
     }
@@ -68,7 +72,9 @@ def serve(log: Path, env: dict[str, str], ready_timeout_s: float = 240) -> Itera
         process = subprocess.Popen(
             SERVE_COMMAND, cwd=ROOT, env=environment, stdout=sink, stderr=subprocess.STDOUT
         )
-    server = Server(process, f"http://127.0.0.1:{port}", log)
+    server = Server(
+        process, f"http://127.0.0.1:{port}", log, f"127.0.0.1:{environment['GLASSBOX_GRPC_PORT']}"
+    )
     try:
         _wait_ready(server, ready_timeout_s)
         yield server

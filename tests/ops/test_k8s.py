@@ -50,7 +50,9 @@ def test_probes_use_the_health_routes():
     container = api_container()
     assert container["startupProbe"]["httpGet"]["path"] == "/health/live"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    # The gRPC health service's overall status follows /health/ready (tests/grpc checks it).
+    grpc_port = {port["name"]: port["containerPort"] for port in container["ports"]}["grpc"]
+    assert container["readinessProbe"]["grpc"] == {"port": grpc_port}
     startup = container["startupProbe"]
     # Loading the models must not be cut short: at least two minutes before a restart.
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 120

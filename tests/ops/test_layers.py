@@ -10,8 +10,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app"
-# Lowest first. A module may import its own layer and those before it.
-LAYERS = ["core", "artifact", "runtime", "dataplane", "protocols", "http"]
+# Lowest first. A module may import its own layer and those before it. The two transports share
+# the top rank: neither imports the other (the entry points compose them).
+LAYERS = ["core", "artifact", "runtime", "dataplane", "protocols", "http", "grpc"]
+RANK = {**{name: rank for rank, name in enumerate(LAYERS[:-1])}, "grpc": LAYERS.index("http")}
 ENTRY_POINTS = {"app.main", "app.serve"}  # above every layer: they may import any of them
 
 
@@ -34,11 +36,16 @@ def app_imports(path: Path) -> set[str]:
     return found
 
 
-def layer_of(module: str) -> int | None:
+def layer_of(module: str) -> str | None:
     parts = module.split(".")
     if len(parts) < 2 or parts[0] != "app":
         return None
-    return LAYERS.index(parts[1]) if parts[1] in LAYERS else None
+    return parts[1] if parts[1] in LAYERS else None
+
+
+def may_import(importer: str, imported: str | None) -> bool:
+    """Its own layer, or one of lower rank; a module outside app/ (None) is no layer's."""
+    return imported is None or imported == importer or RANK[imported] < RANK[importer]
 
 
 def app_modules() -> list[Path]:
@@ -60,8 +67,8 @@ def test_a_layer_imports_only_the_layers_below_it(path):
     own = layer_of(module)
     if own is None:
         return  # an entry point, or the package itself
-    upward = sorted(name for name in app_imports(path) if (layer_of(name) or -1) > own)
-    assert upward == [], f"{module} (layer {LAYERS[own]}) imports {upward}"
+    upward = sorted(name for name in app_imports(path) if not may_import(own, layer_of(name)))
+    assert upward == [], f"{module} (layer {own}) imports {upward}"
 
 
 def test_training_imports_only_the_artifact_contract():
@@ -78,4 +85,10 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("def f():\n    from app.http.app import create_app\n")
     assert app_imports(sample) == {"app.http.app"}
-    assert layer_of("app.http.app") > layer_of("app.runtime.model")
+    assert not may_import(layer_of("app.runtime.model"), layer_of("app.http.app"))
+    assert may_import(layer_of("app.http.app"), layer_of("app.runtime.model"))
+
+
+def test_the_transports_do_not_import_each_other():
+    assert not may_import("grpc", "http")
+    assert not may_import("http", "grpc")

@@ -3,6 +3,7 @@
 import asyncio
 import json
 
+from app.dataplane.admission import InFlightLimit
 from app.http.middleware.limits import Admission
 
 
@@ -15,7 +16,7 @@ def test_one_request_over_the_limit_gets_503_with_retry_after_and_others_pass():
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    admission = Admission(slow_app, limit=2, on_reject=refused_models.append)
+    admission = Admission(slow_app, InFlightLimit(2, on_reject=refused_models.append))
 
     async def call(path: str, method: str = "POST") -> tuple[int, dict, bytes]:
         sent = []

@@ -8,12 +8,11 @@ any parser sees it, since a deeply nested document can exhaust the parser's recu
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import Overloaded
+from app.dataplane.admission import InFlightLimit
 from app.http.paths import MODEL_PATH
 from app.http.routes.errors import error_response
 
@@ -109,18 +108,12 @@ class _BodyTooLarge(Exception):
 
 
 class Admission:
-    """At most `limit` requests per model inside the service at once (being read, waiting for
-    the batcher or computing); one more is refused at once with 503 and Retry-After.
+    """The service's InFlightLimit applied to every POST to a model's route; a refusal is the
+    usual error body, 503 with Retry-After."""
 
-    The batcher's queue alone does not bound this: under overload requests pile up before they
-    reach it (in the event loop, reading bodies), and latency would grow without a refusal.
-    """
-
-    def __init__(self, app: ASGIApp, limit: int, on_reject: Callable[[str], None] | None = None):
+    def __init__(self, app: ASGIApp, limit: InFlightLimit):
         self.app = app
         self.limit = limit
-        self.on_reject = on_reject or (lambda model: None)
-        self.in_flight: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = MODEL_PATH.match(scope["path"]) if scope["type"] == "http" else None
@@ -128,19 +121,16 @@ class Admission:
             await self.app(scope, receive, send)
             return
         model = match["model"]
-        if self.in_flight.get(model, 0) >= self.limit:
-            self.on_reject(model)
-            refusal = Overloaded(
-                f"The model is busy: {self.limit} requests are already in progress. Retry shortly."
-            )
+        try:
+            self.limit.acquire(model)
+        except Overloaded as refusal:
             response = error_response(503, refusal.message, refusal.code, headers=refusal.headers)
             await response(scope, receive, send)
             return
-        self.in_flight[model] = self.in_flight.get(model, 0) + 1
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight[model] -= 1
+            self.limit.release(model)
 
 
 def json_depth(body: bytes, limit: int | None = None) -> int:

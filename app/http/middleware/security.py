@@ -1,17 +1,11 @@
-"""API keys and security headers, as ASGI middleware.
-
-Keys are compared as sha256 digests with `hmac.compare_digest`, so neither the comparison time
-nor the error says anything about which keys exist.
-"""
+"""API keys (app.core.keys) and security headers, as ASGI middleware."""
 
 from __future__ import annotations
-
-import hashlib
-import hmac
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import Unauthorized
+from app.core.keys import KeyRing, presented_key
 from app.http.routes.errors import error_response
 from app.http.routes.responses import CONTENT_SECURITY_POLICY, SECURITY_HEADERS
 
@@ -20,33 +14,6 @@ from app.http.routes.responses import CONTENT_SECURITY_POLICY, SECURITY_HEADERS
 OPEN_PATHS = ("/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready")
 OPEN_PREFIXES = ("/static/", "/docs-assets/")
 ADMIN_PREFIX = "/admin"
-
-
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
-
-
-class KeyRing:
-    def __init__(self, keys: list[str]):
-        self._digests = [_digest(key) for key in keys]
-
-    def __bool__(self) -> bool:
-        return bool(self._digests)
-
-    def accepts(self, presented: str | None) -> bool:
-        if not presented:
-            return False
-        digest = _digest(presented)
-        # Compare against every key, so timing does not tell how many matched or which.
-        matches = [hmac.compare_digest(digest, known) for known in self._digests]
-        return any(matches)
-
-
-def presented_key(headers: dict[bytes, bytes]) -> str | None:
-    if b"x-api-key" in headers:
-        return headers[b"x-api-key"].decode("latin-1").strip()
-    scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else None
 
 
 class ApiKeys:
@@ -65,7 +32,12 @@ class ApiKeys:
         if not self.clients and not path.startswith(ADMIN_PREFIX):
             await self.app(scope, receive, send)  # no keys set: open, nothing to look up
             return
-        key = presented_key(dict(scope["headers"]))
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-api-key")
+        key = presented_key(
+            given.decode("latin-1") if given is not None else None,
+            headers.get(b"authorization", b"").decode("latin-1"),
+        )
         if path.startswith(ADMIN_PREFIX):
             allowed = self.admins.accepts(key)
         elif path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or path == "/":

@@ -1,0 +1,42 @@
+"""Admission control shared by every transport: at most `limit` requests per model inside the
+service at once (being read, waiting for the batcher or computing), whether they came over
+HTTP or gRPC; one more is refused at once (503 and Retry-After, RESOURCE_EXHAUSTED on gRPC).
+
+The batcher's queue alone does not bound this: under overload requests pile up before they
+reach it (in the event loop, reading bodies), and latency would grow without a refusal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from app.core.errors import Overloaded
+
+
+class InFlightLimit:
+    def __init__(self, limit: int, on_reject: Callable[[str], None] | None = None):
+        self.limit = limit
+        self.on_reject = on_reject or (lambda model: None)
+        self.in_flight: dict[str, int] = {}
+
+    def acquire(self, model: str) -> None:
+        """Takes one of the model's places; Overloaded when none is free."""
+        if self.in_flight.get(model, 0) >= self.limit:
+            self.on_reject(model)
+            raise Overloaded(
+                f"The model is busy: {self.limit} requests are already in progress. Retry shortly."
+            )
+        self.in_flight[model] = self.in_flight.get(model, 0) + 1
+
+    def release(self, model: str) -> None:
+        self.in_flight[model] -= 1
+
+    @contextmanager
+    def admit(self, model: str) -> Iterator[None]:
+        """One of the model's places, held for the block."""
+        self.acquire(model)
+        try:
+            yield
+        finally:
+            self.release(model)

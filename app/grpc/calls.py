@@ -1,0 +1,194 @@
+"""What every gRPC call gets, as HTTP requests get it from the middleware: the API key checked
+from call metadata, the model's admission place, the client's deadline, one error hierarchy
+mapped to status codes (never INTERNAL for bad input), metrics by protocol and method, and one
+JSON log line with a request id.
+
+It is one wrapper around each servicer method (`CallGuard.rpc`), not a chain of interceptors:
+one pass per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from prometheus_client import Counter, Histogram
+
+from app.core.errors import (
+    BadInput,
+    DeadlineExceeded,
+    GlassboxError,
+    ModelLoadError,
+    ModelNotFound,
+    ModelNotReady,
+    Overloaded,
+    PayloadTooLarge,
+    ProtocolError,
+    Unauthorized,
+    Unimplemented,
+    UnsupportedMediaType,
+)
+from app.core.keys import KeyRing, presented_key
+from app.core.logging import request_id_var
+from app.dataplane.admission import InFlightLimit
+from app.dataplane.service import InferenceService
+
+logger = logging.getLogger("app.grpc")
+
+# The codes Triton and TF Serving answer for the same conditions. A request over a size limit
+# is INVALID_ARGUMENT, as Triton answers a batch over its maximum; RESOURCE_EXHAUSTED is kept
+# for a full queue (retry later) and gRPC's own message size limit.
+STATUS_CODES: dict[type[GlassboxError], grpc.StatusCode] = {
+    ProtocolError: grpc.StatusCode.INVALID_ARGUMENT,
+    BadInput: grpc.StatusCode.INVALID_ARGUMENT,
+    UnsupportedMediaType: grpc.StatusCode.INVALID_ARGUMENT,
+    PayloadTooLarge: grpc.StatusCode.INVALID_ARGUMENT,
+    ModelNotFound: grpc.StatusCode.NOT_FOUND,
+    ModelNotReady: grpc.StatusCode.UNAVAILABLE,
+    ModelLoadError: grpc.StatusCode.UNAVAILABLE,
+    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Unauthorized: grpc.StatusCode.UNAUTHENTICATED,
+    Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
+}
+
+
+def status_code(error: GlassboxError) -> grpc.StatusCode:
+    for kind in type(error).__mro__:
+        if kind in STATUS_CODES:
+            return STATUS_CODES[kind]
+    return grpc.StatusCode.INTERNAL
+
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+REQUESTS = Counter(
+    "glassbox_grpc_requests",
+    "gRPC calls answered, by protocol (v2, tfserving), method and status code.",
+    ["protocol", "method", "code"],
+)
+LATENCY = Histogram(
+    "glassbox_grpc_request_duration_seconds",
+    "Time from a gRPC call's arrival to its answer, by protocol and method.",
+    ["protocol", "method"],
+    buckets=_BUCKETS,
+)
+
+# As over HTTP: a client's request id is used only if it is a plain token.
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+Handler = Callable[[Any, _Request, grpc.aio.ServicerContext], Awaitable[_Response]]
+
+
+@functools.lru_cache(maxsize=1024)
+def _requests(protocol: str, method: str, code: str) -> Any:
+    return REQUESTS.labels(protocol, method, code)
+
+
+@functools.lru_cache(maxsize=256)
+def _latency(protocol: str, method: str) -> Any:
+    return LATENCY.labels(protocol, method)
+
+
+class CallGuard:
+    def __init__(self, api_keys: list[str], admission: InFlightLimit):
+        self.keys = KeyRing(api_keys)
+        self.admission = admission
+
+    async def run(
+        self,
+        protocol: str,
+        method: str,
+        context: grpc.aio.ServicerContext,
+        work: Callable[[], Awaitable[_Response]],
+        model: str | None = None,
+        infer: bool = False,
+    ) -> _Response:
+        """`work()`'s answer, or the call aborted with the status its error maps to. `model`
+        is the model asked for (logs); an `infer` call also takes one of its admission places,
+        as a POST to a model does over HTTP."""
+        started = time.perf_counter()
+        metadata = dict(context.invocation_metadata() or ())
+        given = metadata.get("x-request-id", "")
+        request_id = given if _SAFE_REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
+        token = request_id_var.set(request_id)
+        trailer = (("x-request-id", request_id),)
+        code, message = grpc.StatusCode.OK, ""
+        try:
+            if self.keys and not self.keys.accepts(
+                presented_key(metadata.get("x-api-key"), metadata.get("authorization"))
+            ):
+                raise Unauthorized(
+                    "A valid API key is required: call metadata 'authorization: Bearer KEY' "
+                    "or 'x-api-key: KEY'."
+                )
+            remaining = context.time_remaining()
+            if not infer or model is None:
+                answer = await _within(remaining, work())
+            else:
+                with self.admission.admit(model):
+                    answer = await _within(remaining, work())
+            context.set_trailing_metadata(trailer)
+            return answer
+        except GlassboxError as error:
+            code, message = status_code(error), error.message
+        except TimeoutError:
+            code = grpc.StatusCode.DEADLINE_EXCEEDED
+            message = "The call's deadline passed before it was answered."
+        except Exception:
+            logger.exception("gRPC call failed", extra={"method": method, "model": model})
+            code = grpc.StatusCode.INTERNAL
+            message = f"Internal error (request id {request_id}); the server log has the detail."
+        finally:
+            seconds = time.perf_counter() - started
+            _requests(protocol, method, code.name).inc()
+            _latency(protocol, method).observe(seconds)
+            logger.info(
+                "request",
+                extra={
+                    "transport": "grpc",
+                    "protocol": protocol,
+                    "method": method,
+                    "model": model,
+                    "status": code.name,
+                    "latency_ms": round(seconds * 1000, 2),
+                },
+            )
+            request_id_var.reset(token)
+        await context.abort(code, message, trailing_metadata=trailer)
+        raise AssertionError("context.abort returns only by raising")  # pragma: no cover
+
+
+class GuardedServicer:
+    """A protocol's servicer: its calls run through the guard, on the shared service."""
+
+    protocol = ""
+
+    def __init__(self, service: InferenceService, guard: CallGuard):
+        self.service = service
+        self.guard = guard
+
+    async def refuse(self, method: str, message: str, context: grpc.aio.ServicerContext) -> Any:
+        """UNIMPLEMENTED, saying what to use instead (the generated stubs' default says only
+        'Method not implemented!')."""
+
+        async def answer() -> Any:
+            raise Unimplemented(message)
+
+        return await self.guard.run(self.protocol, method, context, answer)
+
+
+async def _within(seconds: float | None, work: Awaitable[_Response]) -> _Response:
+    """The client's deadline, when it set one, bounds the work."""
+    if seconds is None:
+        return await work
+    async with asyncio.timeout(max(seconds, 0.0)):
+        return await work

@@ -1,0 +1,124 @@
+"""The gRPC server: KServe v2 and TF Serving gRPC, the standard health service and server
+reflection, on GLASSBOX_GRPC_PORT, in the HTTP app's process and event loop.
+
+`grpc_companion` is what `app.main` gives `create_app`: it starts the server once the models
+have loaded and stops it (after `graceful_shutdown_s` for calls in flight) before the service
+closes. Both transports share the registry, batchers, admission places, keys and metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from tensorflow_serving.apis import (
+    model_service_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2,
+    prediction_service_pb2_grpc,
+)
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from app.core.errors import GlassboxError
+from app.core.settings import Settings
+from app.dataplane.service import InferenceService
+from app.grpc.calls import CallGuard
+from app.grpc.tfserving import ModelServicer, PredictionServicer
+from app.grpc.v2 import InferenceServicer
+
+logger = logging.getLogger("app.grpc")
+
+SERVICES = [
+    service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+    prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+    model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+]
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def address(settings: Settings) -> str:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"{host}:{settings.grpc_port}"
+
+
+class HealthStatuses:
+    """The health service's statuses, following readiness: '' and each protocol's service are
+    SERVING when /health/ready is 200; a model's name when it has a ready version."""
+
+    def __init__(self, service: InferenceService):
+        self.service = service
+        self.servicer = HealthServicer()
+        self._models: set[str] = set()
+
+    async def update(self) -> None:
+        ready = not self.service.missing()
+        for name in ["", *SERVICES]:
+            await self.servicer.set(name, SERVING if ready else NOT_SERVING)
+        names = set(self.service.registry.names())
+        for name in sorted(names | self._models):
+            serving = name in names and any(
+                runtime.ready for runtime in self.service.registry.versions(name)
+            )
+            await self.servicer.set(name, SERVING if serving else NOT_SERVING)
+        self._models = names
+
+
+def build_server(service: InferenceService) -> tuple[grpc.aio.Server, HealthStatuses]:
+    settings = service.settings
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.max_body_bytes),
+            # Answers are bounded by GLASSBOX_TRACE_MAX_VALUES before they are computed.
+            ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", 1 if settings.grpc_reuse_port else 0),
+        ]
+    )
+    guard = CallGuard(settings.api_keys, service.admission)
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+        InferenceServicer(service, guard), server
+    )
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(service, guard), server
+    )
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service, guard), server)
+    # Health and reflection answer without a key, as /health/* do: probes (Kubernetes' gRPC
+    # probe, grpc_health_probe) send no metadata, and reflection describes only the public
+    # protocols, never a model.
+    health = HealthStatuses(service)
+    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+    reflection.enable_server_reflection(
+        [*SERVICES, HEALTH_SERVICE, reflection.SERVICE_NAME], server
+    )
+    return server, health
+
+
+@asynccontextmanager
+async def grpc_serving(service: InferenceService) -> AsyncIterator[None]:
+    """A companion for `create_app` (see app.http.app.Companion): gRPC for the app's life."""
+    settings = service.settings
+    if not settings.grpc_port:
+        yield
+        return
+    server, health = build_server(service)
+    where = address(settings)
+    try:
+        server.add_insecure_port(where)
+    except RuntimeError as error:  # grpcio's way of saying the port is taken
+        raise GlassboxError(f"Cannot listen for gRPC on {where}: {error}") from None
+    await health.update()
+    service.on_reload(health.update)
+    await server.start()
+    logger.info("gRPC listening", extra={"address": where})
+    try:
+        yield
+    finally:
+        await health.servicer.enter_graceful_shutdown()
+        await server.stop(settings.graceful_shutdown_s)
+        logger.info("gRPC stopped", extra={"address": where})
