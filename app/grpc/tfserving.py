@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format, wrappers_pb2
 from tensorflow.core.example import example_pb2
-from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -117,6 +117,19 @@ def _predict_batch(
     if not np.isfinite(batch).all():
         raise ProtocolError(f"{where} holds a value that is not a finite float32 number.")
     return batch
+
+
+def _float_tensor(values: np.ndarray) -> tensor_pb2.TensorProto:
+    """An output as TF Serving answers one: DT_FLOAT with its values in float_val (which
+    tf.make_ndarray reads as it reads tensor_content, and grpcurl prints as numbers)."""
+    proto = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_FLOAT,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in values.shape]
+        ),
+    )
+    proto.float_val.extend(values.reshape(-1).tolist())
+    return proto
 
 
 def _feature_values(feature: example_pb2.Feature, where: str) -> list[float]:
@@ -219,7 +232,7 @@ class PredictionServicer(GuardedServicer, prediction_service_pb2_grpc.Prediction
             outputs = await self.service.call_signature(runtime, signature, batch)
             response = predict_pb2.PredictResponse(model_spec=_answered_spec(runtime, signature))
             for name in names:
-                response.outputs[name].CopyFrom(tf.make_tensor_proto(outputs[name]))
+                response.outputs[name].CopyFrom(_float_tensor(outputs[name]))
             return response
 
         return await self.guard.run(
