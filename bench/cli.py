@@ -141,6 +141,7 @@ def child_env(models: list[str]) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("GLASSBOX_GRPC_PORT", "0")  # HTTP only here; bench/protocols.py runs gRPC
     if "GLASSBOX_MODELS" not in env and models:
         env["GLASSBOX_MODELS"] = ",".join(models)  # load only what the scenarios need
     return env
@@ -294,7 +295,7 @@ def describe(
         **header.as_dict(),
         "loadavg_end": loadavg(),
         "packages": {
-            "tensorflow": _version("tensorflow-cpu", "tensorflow"),
+            "tensorflow": _version("tensorflow"),
             "keras": _version("keras"),
             "fastapi": _version("fastapi"),
             "uvicorn": _version("uvicorn"),

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
@@ -74,10 +75,15 @@ def supervisor_command(app: str, port: int, app_dir: Path | None = None) -> list
     return [*command, "--workers", str(WORKERS), *(["--app-dir", str(app_dir)] if app_dir else [])]
 
 
-def run_supervisor(app: str, port: int, app_dir: Path | None = None):
+def run_supervisor(
+    app: str, port: int, app_dir: Path | None = None, env: dict[str, str] | None = None
+):
     """The supervisor run to its end (these tests expect it to stop on its own)."""
     command = supervisor_command(app, port, app_dir)
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    environment = {**os.environ, "GLASSBOX_HOST": "127.0.0.1", **(env or {})}
+    return subprocess.run(
+        command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_a_port_another_server_listens_on_stops_the_workers_before_they_start():
@@ -180,6 +186,34 @@ def test_each_worker_listens_on_a_socket_of_its_own(server):
     assert len(owners) == WORKERS, owners
     assert len(set(owners)) == WORKERS
     assert server.process.pid not in owners  # the supervisor itself takes no connections
+
+
+def test_each_worker_serves_grpc_on_the_shared_port(server):
+    """The supervisor checked the gRPC port was free, then every worker bound it (SO_REUSEPORT),
+    and a gRPC call is answered."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    grpc_port = int(server.grpc_target.rsplit(":", 1)[1])
+    wait_for(lambda: len(socket_owners(grpc_port, _LISTEN)) == WORKERS, "every worker's gRPC")
+    owners = socket_owners(grpc_port, _LISTEN)
+    assert len(set(owners)) == WORKERS, owners
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        answer = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=10
+        )
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_grpc_port_in_use_stops_the_workers_before_they_start():
+    port, grpc_port = free_port(), free_port()
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", grpc_port))
+        other.listen()
+        done = run_supervisor("app.main:app", port, env={"GLASSBOX_GRPC_PORT": str(grpc_port)})
+    assert done.returncode == 3
+    assert f"Cannot listen for gRPC on 127.0.0.1:{grpc_port}" in done.stderr
+    assert "Started 2 workers" not in done.stderr
 
 
 def test_connections_opened_together_reach_both_workers(server):
