@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import threading
 
 import httpx
@@ -124,3 +125,21 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(server):
     assert "Shutting down" in messages
     assert "Application shutdown complete." in messages
     assert any(message.startswith("Finished server process") for message in messages)
+
+
+def test_a_grpc_port_in_use_stops_the_server_at_start(tmp_path):
+    """One worker binds the gRPC port without SO_REUSEPORT: a port something else listens on
+    is a failed start (status 3), not a server that quietly shares it."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        taken = other.getsockname()[1]
+        env = {
+            "GLASSBOX_MODEL_DIR": str(ROOT / "models"),
+            "GLASSBOX_MODELS": SMALL_MODEL,
+            "GLASSBOX_GRPC_PORT": str(taken),
+        }
+        log = tmp_path / "server.log"
+        with pytest.raises(RuntimeError, match="exited with 3"), serve(log, env):
+            pass
+    assert f"Cannot listen for gRPC on 127.0.0.1:{taken}" in log.read_text()
