@@ -30,7 +30,11 @@ class InFlightLimit:
         self.in_flight[model] = self.in_flight.get(model, 0) + 1
 
     def release(self, model: str) -> None:
+        """Gives the place back; a model with none taken is forgotten, so made-up names sent
+        by clients do not pile up here."""
         self.in_flight[model] -= 1
+        if not self.in_flight[model]:
+            del self.in_flight[model]
 
     @contextmanager
     def admit(self, model: str) -> Iterator[None]:

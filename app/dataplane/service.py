@@ -86,6 +86,8 @@ class InferenceService:
             for runtime in fresh:
                 if (runtime.name, runtime.version) not in known:
                     self.registry.add(runtime)
+            if fresh:  # registered as loading: readiness may have changed already
+                await self._notify_reload()
             for runtime in fresh:
                 await self._in_executor(runtime.load, self.settings.verify_hashes)
                 self.registry.add(runtime)  # replaces a failed attempt only once loaded
@@ -109,13 +111,17 @@ class InferenceService:
                 if fresh or not draining:  # draining versions settle once they finish
                     settle_heap()
                 logger.info("models reloaded", extra=report.model_dump())
-                for listener in self._reload_listeners:
-                    await listener()
+                await self._notify_reload()
             return report
 
+    async def _notify_reload(self) -> None:
+        for listener in self._reload_listeners:
+            await listener()
+
     def on_reload(self, listener: Callable[[], Awaitable[None]]) -> None:
-        """Call `listener` after each reload that loaded or removed a version (e.g. to update
-        the gRPC health statuses)."""
+        """Call `listener` when a reload changes the registry: once new versions are registered
+        (loading), and again when it has loaded or removed versions (e.g. to update the gRPC
+        health statuses)."""
         self._reload_listeners.append(listener)
 
     @staticmethod

@@ -111,10 +111,12 @@ class CallGuard:
         work: Callable[[], Awaitable[_Response]],
         model: str | None = None,
         infer: bool = False,
+        open_call: bool = False,
     ) -> _Response:
         """`work()`'s answer, or the call aborted with the status its error maps to. `model`
         is the model asked for (logs); an `infer` call also takes one of its admission places,
-        as a POST to a model does over HTTP."""
+        as a POST to a model does over HTTP; an `open_call` needs no key (liveness and
+        readiness, open over HTTP too)."""
         started = time.perf_counter()
         metadata = dict(context.invocation_metadata() or ())
         given = metadata.get("x-request-id", "")
@@ -123,8 +125,12 @@ class CallGuard:
         trailer = (("x-request-id", request_id),)
         code, message = grpc.StatusCode.OK, ""
         try:
-            if self.keys and not self.keys.accepts(
-                presented_key(metadata.get("x-api-key"), metadata.get("authorization"))
+            if (
+                not open_call
+                and self.keys
+                and not self.keys.accepts(
+                    presented_key(metadata.get("x-api-key"), metadata.get("authorization"))
+                )
             ):
                 raise Unauthorized(
                     "A valid API key is required: call metadata 'authorization: Bearer KEY' "
@@ -143,6 +149,11 @@ class CallGuard:
         except TimeoutError:
             code = grpc.StatusCode.DEADLINE_EXCEEDED
             message = "The call's deadline passed before it was answered."
+        except asyncio.CancelledError:  # the client went away, or gRPC ended it at its deadline
+            remaining = context.time_remaining()
+            passed = remaining is not None and remaining <= 0
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if passed else grpc.StatusCode.CANCELLED
+            raise
         except Exception:
             logger.exception("gRPC call failed", extra={"method": method, "model": model})
             code = grpc.StatusCode.INTERNAL
@@ -157,7 +168,7 @@ class CallGuard:
                     "transport": "grpc",
                     "protocol": protocol,
                     "method": method,
-                    "model": model,
+                    "model": _shown(model),
                     "status": code.name,
                     "latency_ms": round(seconds * 1000, 2),
                 },
@@ -165,6 +176,64 @@ class CallGuard:
             request_id_var.reset(token)
         await context.abort(code, message, trailing_metadata=trailer)
         raise AssertionError("context.abort returns only by raising")  # pragma: no cover
+
+
+class _Undecodable:
+    """What a request that did not parse as its method's message is handed on as."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+class DecodeGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """A unary request that is not a valid message of its method's type is INVALID_ARGUMENT,
+    counted and logged through the guard like any other refusal, where grpcio would answer a
+    bare UNKNOWN outside it. Each method's handler is wrapped once, on its first call."""
+
+    def __init__(self, guard: CallGuard):
+        self.guard = guard
+        self._handlers: dict[str, Any] = {}
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        method: str = details.method
+        if method in self._handlers:
+            return self._handlers[method]
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler  # unknown methods (not kept: their names are the client's), streams
+        self._handlers[method] = wrapped = self._lenient(method, handler)
+        return wrapped
+
+    def _lenient(self, method: str, handler: Any) -> Any:
+        service, _, name = method.strip("/").rpartition("/")
+        protocol = {"inference": "v2", "tensorflow": "tfserving"}.get(
+            service.partition(".")[0], "health"
+        )
+        parse, behaviour = handler.request_deserializer, handler.unary_unary
+
+        def deserialize(data: bytes) -> Any:
+            try:
+                return parse(data)
+            except Exception as error:  # protobuf's DecodeError, or bad UTF-8 in a string
+                return _Undecodable(error)
+
+        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if not isinstance(request, _Undecodable):
+                return await behaviour(request, context)
+
+            async def refuse() -> Any:
+                raise ProtocolError(
+                    f"The request is not a valid {service}/{name} request message "
+                    f"({request.error})."
+                )
+
+            return await self.guard.run(protocol, name, context, refuse, open_call=True)
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=deserialize,
+            response_serializer=handler.response_serializer,
+        )
 
 
 class GuardedServicer:
@@ -184,6 +253,11 @@ class GuardedServicer:
             raise Unimplemented(message)
 
         return await self.guard.run(self.protocol, method, context, answer)
+
+
+def _shown(name: str | None, limit: int = 128) -> str | None:
+    """A client's model name as logged: cut short, since it can be as long as a message."""
+    return name if name is None or len(name) <= limit else name[:limit] + "..."
 
 
 async def _within(seconds: float | None, work: Awaitable[_Response]) -> _Response:

@@ -27,7 +27,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from app.core.errors import GlassboxError
 from app.core.settings import Settings
 from app.dataplane.service import InferenceService
-from app.grpc.calls import CallGuard
+from app.grpc.calls import CallGuard, DecodeGuard
 from app.grpc.tfserving import ModelServicer, PredictionServicer
 from app.grpc.v2 import InferenceServicer
 
@@ -72,15 +72,16 @@ class HealthStatuses:
 
 def build_server(service: InferenceService) -> tuple[grpc.aio.Server, HealthStatuses]:
     settings = service.settings
+    guard = CallGuard(settings.api_keys, service.admission)
     server = grpc.aio.server(
+        interceptors=[DecodeGuard(guard)],
         options=[
             ("grpc.max_receive_message_length", settings.max_body_bytes),
             # Answers are bounded by GLASSBOX_TRACE_MAX_VALUES before they are computed.
             ("grpc.max_send_message_length", -1),
             ("grpc.so_reuseport", 1 if settings.grpc_reuse_port else 0),
-        ]
+        ],
     )
-    guard = CallGuard(settings.api_keys, service.admission)
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         InferenceServicer(service, guard), server
     )

@@ -88,24 +88,39 @@ def _images(
     )
 
 
+def _dtype_name(proto: tensor_pb2.TensorProto) -> str:
+    if proto.dtype in types_pb2.DataType.values():
+        return str(types_pb2.DataType.Name(proto.dtype))
+    return f"{proto.dtype} (not a DataType)"
+
+
 def _predict_batch(
     service: InferenceService, card: ModelCard, proto: tensor_pb2.TensorProto
 ) -> np.ndarray:
+    """The model's batch from the input tensor. Its shape and count are checked from the proto
+    before any values are read: tf.make_ndarray fills a tensor out to its declared shape, so a
+    few bytes could otherwise ask for gigabytes."""
     where = f"input '{card.input.name}'"
-    dtype = types_pb2.DataType.Name(proto.dtype)
+    dtype = _dtype_name(proto)
+    shape = [dim.size for dim in proto.tensor_shape.dim]
     if dtype == "DT_STRING":
-        files = _as_array(proto, where)
-        if files.ndim not in (1, 2) or files.shape[1:] not in ((), (1,)):
+        if len(shape) not in (1, 2) or shape[1:] not in ([], [1]):
             raise ProtocolError(
-                f"{where} is DT_STRING with shape {list(files.shape)}; model '{card.name}' "
-                f"takes {_expects(card)}."
+                f"{where} is DT_STRING with shape {shape}; model '{card.name}' takes "
+                f"{_expects(card)}."
             )
-        return _images(service, card, [bytes(item) for item in files.reshape(-1)], where)
+        tensors.check_count(service, shape[0])
+        files = list(proto.string_val)
+        if len(files) != shape[0]:
+            raise ProtocolError(
+                f"{where} has shape {shape} but {len(files)} values in string_val; send one "
+                "image file per row."
+            )
+        return _images(service, card, files, where)
     if dtype != "DT_FLOAT":
         raise ProtocolError(
             f"{where} has dtype {dtype}; model '{card.name}' takes {_expects(card)}."
         )
-    shape = [dim.size for dim in proto.tensor_shape.dim]
     expected = tensors.dims(card.input.shape)
     if len(shape) != len(expected) or shape[1:] != expected[1:]:
         raise ProtocolError(

@@ -105,6 +105,10 @@ def inference_request(message: pb.ModelInferRequest) -> tuple[InferenceRequest, 
         where = f"Input '{tensor.name}'"
         if raw and tensor.HasField("contents"):
             raise ProtocolError(f"{where} has contents and raw_input_contents; send one of them.")
+        if any(size < 0 for size in tensor.shape):
+            raise ProtocolError(
+                f"{where} has shape {list(tensor.shape)}; sizes cannot be negative."
+            )
         data = raw[index] if raw else _packed(tensor, where)
         parts.append(data)
         inputs.append(
@@ -137,7 +141,7 @@ class InferenceServicer(GuardedServicer, service_pb2_grpc.GRPCInferenceServiceSe
         async def answer() -> pb.ServerLiveResponse:
             return pb.ServerLiveResponse(live=True)
 
-        return await self.guard.run(PROTOCOL, "ServerLive", context, answer)
+        return await self.guard.run(PROTOCOL, "ServerLive", context, answer, open_call=True)
 
     async def ServerReady(
         self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext
@@ -145,7 +149,7 @@ class InferenceServicer(GuardedServicer, service_pb2_grpc.GRPCInferenceServiceSe
         async def answer() -> pb.ServerReadyResponse:
             return pb.ServerReadyResponse(ready=not self.service.missing())
 
-        return await self.guard.run(PROTOCOL, "ServerReady", context, answer)
+        return await self.guard.run(PROTOCOL, "ServerReady", context, answer, open_call=True)
 
     async def ModelReady(
         self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext

@@ -27,7 +27,8 @@ class ModelRegistry:
 
     def versions(self, name: str) -> list[ModelRuntime]:
         if name not in self._models:
-            raise ModelNotFound(f"No model named '{name}'. Models: {', '.join(self.names())}.")
+            shown = name if len(name) <= 128 else name[:128] + "..."  # a client's, echoed
+            raise ModelNotFound(f"No model named '{shown}'. Models: {', '.join(self.names())}.")
         return [self._models[name][v] for v in sorted(self._models[name])]
 
     def all(self) -> list[ModelRuntime]:

@@ -57,18 +57,27 @@ def test_metrics_count_grpc_calls_by_protocol_method_and_code(http, channel, cas
         request_serializer=lambda message: message.SerializeToString(),
         response_deserializer=service_pb2.ModelReadyResponse.FromString,
     )
+
+    def counts() -> dict[str, float]:
+        text = http.get("/metrics").text
+        found = {}
+        for code in ("OK", "NOT_FOUND"):
+            line = re.search(
+                rf'glassbox_grpc_requests_total\{{code="{code}",method="ModelReady",'
+                rf'protocol="v2"\}} ([0-9.e+]+)',
+                text,
+            )
+            found[code] = float(line.group(1)) if line else 0.0
+        return found
+
+    before = counts()
     stub(service_pb2.ModelReadyRequest(name=case.card.name), metadata=METADATA)
-    with pytest.raises(grpc.RpcError):
-        stub(service_pb2.ModelReadyRequest(name="nope"), metadata=METADATA)
-    text = http.get("/metrics").text
-    for code in ("OK", "NOT_FOUND"):
-        line = re.search(
-            rf'glassbox_grpc_requests_total\{{code="{code}",method="ModelReady",'
-            rf'protocol="v2"\}} (\d+)',
-            text,
-        )
-        assert line, code
-        assert int(line.group(1)) >= 1, code
+    for _ in range(2):
+        with pytest.raises(grpc.RpcError):
+            stub(service_pb2.ModelReadyRequest(name="nope"), metadata=METADATA)
+    after = counts()
+    assert after["OK"] - before["OK"] == 1
+    assert after["NOT_FOUND"] - before["NOT_FOUND"] == 2
 
 
 def test_each_call_is_logged_as_json_with_its_request_id(server, channel, case):

@@ -279,3 +279,36 @@ def test_the_request_id_is_echoed_in_trailing_metadata(stub, case):
     request = service_pb2.ModelReadyRequest(name=case.card.name)
     _, call = stub.ModelReady.with_call(request, metadata=(*METADATA, ("x-request-id", "abc-123")))
     assert ("x-request-id", "abc-123") in call.trailing_metadata()
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "/inference.GRPCInferenceService/ModelInfer",
+        "/tensorflow.serving.PredictionService/Predict",
+    ],
+)
+def test_bytes_that_are_not_a_request_message_are_invalid_argument(channel, method):
+    call = channel.unary_unary(method)  # bytes as they are
+    for junk in (b"\xff\xff\xff", b"\x0a\x02\xc3\x28"):  # truncated; a bad UTF-8 name
+        assert_status(
+            lambda junk=junk: call(junk, metadata=METADATA),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "not a valid",
+        )
+
+
+def test_negative_sizes_are_invalid_argument(stub, case):
+    request = service_pb2.ModelInferRequest(model_name=case.card.name)
+    tensor = request.inputs.add(name=case.card.input.name, datatype="FP32", shape=[-1, 4])
+    tensor.contents.fp32_contents.extend([1.0] * 4)
+    assert_status(
+        lambda: stub.ModelInfer(request, metadata=METADATA),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "cannot be negative",
+    )
+
+
+def test_liveness_and_readiness_need_no_key_as_over_rest(stub):
+    assert stub.ServerLive(service_pb2.ServerLiveRequest()).live
+    assert stub.ServerReady(service_pb2.ServerReadyRequest()).ready

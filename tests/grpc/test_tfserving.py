@@ -8,6 +8,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.example import example_pb2, feature_pb2
+from tensorflow.core.framework import tensor_shape_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -18,6 +19,11 @@ from tensorflow_serving.apis import (
 
 from tests.grpc.conftest import METADATA, assert_status
 from tests.http.protocol_cases import assert_same_numbers
+
+
+def refused(predictions, request, *words, code=grpc.StatusCode.INVALID_ARGUMENT) -> None:
+    """Predict fails with `code` (INVALID_ARGUMENT unless said) and a message holding `words`."""
+    assert_status(lambda: predictions.Predict(request, metadata=METADATA), code, *words)
 
 
 def predict_request(case, batch=None, **spec) -> predict_pb2.PredictRequest:
@@ -77,11 +83,7 @@ def test_trace_signature_answers_every_layer_or_the_filtered_ones(predictions, c
         tf.make_ndarray(filtered.outputs[keys[0]]), tf.make_ndarray(answer.outputs[keys[0]])
     )
     request.output_filter.append("nope")
-    assert_status(
-        lambda: predictions.Predict(request, metadata=METADATA),
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "output tensor alias not found in signature: nope",
-    )
+    refused(predictions, request, "output tensor alias not found in signature: nope")
 
 
 def test_encoded_image_strings_match_typed_upload(predictions, image_case):
@@ -205,12 +207,7 @@ def test_examples_with_the_wrong_features_are_invalid_argument(predictions, case
 
 def test_wrong_dtype_is_invalid_argument(predictions, case):
     request = predict_request(case, batch=case.batch.astype(np.float64))
-    assert_status(
-        lambda: predictions.Predict(request, metadata=METADATA),
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "dtype DT_DOUBLE",
-        "DT_FLOAT with shape",
-    )
+    refused(predictions, request, "dtype DT_DOUBLE", "DT_FLOAT with shape")
 
 
 def test_wrong_shape_and_wrong_input_name_are_invalid_argument(predictions, case):
@@ -222,37 +219,21 @@ def test_wrong_shape_and_wrong_input_name_are_invalid_argument(predictions, case
     )
     request = predict_request(case)
     request.inputs["other"].CopyFrom(request.inputs[case.card.input.name])
-    assert_status(
-        lambda: predictions.Predict(request, metadata=METADATA),
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "'other'",
-    )
+    refused(predictions, request, "'other'")
 
 
 def test_strings_to_a_tabular_model_are_invalid_argument(predictions, tabular_case):
     case = tabular_case
     request = predict_request(case, batch=np.array([b"text"], dtype=object))
-    assert_status(
-        lambda: predictions.Predict(request, metadata=METADATA),
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "takes numbers",
-    )
+    refused(predictions, request, "takes numbers")
 
 
 def test_unknown_model_and_signature(predictions, case):
     request = predict_request(case)
     request.model_spec.name = "nope"
-    assert_status(
-        lambda: predictions.Predict(request, metadata=METADATA),
-        grpc.StatusCode.NOT_FOUND,
-        "No model named 'nope'",
-    )
+    refused(predictions, request, "No model named 'nope'", code=grpc.StatusCode.NOT_FOUND)
     request = predict_request(case, signature_name="other")
-    assert_status(
-        lambda: predictions.Predict(request, metadata=METADATA),
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "'other' not found in signature def",
-    )
+    refused(predictions, request, "'other' not found in signature def")
 
 
 def test_missing_key_is_unauthenticated(predictions, case):
@@ -276,3 +257,51 @@ def test_multi_inference_is_unimplemented(channel):
         grpc.StatusCode.UNIMPLEMENTED,
         "Predict",
     )
+
+
+def _string_request(case, dims: list[int], values: list[bytes]) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = case.card.name
+    tensor = request.inputs[case.card.input.name]
+    tensor.dtype = tf.string.as_datatype_enum
+    tensor.tensor_shape.dim.extend([tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims])
+    tensor.string_val.extend(values)
+    return request
+
+
+def test_a_string_tensor_is_checked_before_it_is_read(predictions, image_case):
+    """A few bytes that declare a billion strings are refused by count, not filled out."""
+    huge = _string_request(image_case, [10**9], [b"x"])
+    refused(predictions, huge, "instances")
+    empty = _string_request(image_case, [1], [])
+    refused(predictions, empty, "string_val")
+
+
+def test_a_dtype_outside_tensorflows_is_invalid_argument(predictions, case):
+    request = predict_request(case)
+    request.inputs[case.card.input.name].dtype = 9999
+    refused(predictions, request, "not a DataType")
+
+
+def test_context_features_are_shared_by_every_example(predictions, tabular_case):
+    case = tabular_case
+    names = [feature.name for feature in case.card.input.features]
+    request = (
+        classification_pb2.ClassificationRequest()
+        if case.card.task == "classification"
+        else regression_pb2.RegressionRequest()
+    )
+    request.model_spec.name = case.card.name
+    listed = request.input.example_list_with_context
+    first = case.rows[0]
+    listed.context.CopyFrom(
+        _example({name: [value] for name, value in zip(names[1:], first[1:], strict=True)})
+    )
+    listed.examples.append(_example({names[0]: [first[0]]}))
+    if case.card.task == "classification":
+        answer = predictions.Classify(request, metadata=METADATA)
+        scores = [[c.score for c in row.classes] for row in answer.result.classifications]
+    else:
+        answer = predictions.Regress(request, metadata=METADATA)
+        scores = [[row.value] for row in answer.result.regressions]
+    assert_same_numbers(scores, case.expected[:1])
