@@ -20,12 +20,28 @@ from unittest import mock
 
 from app.artifact.card import ModelCard
 from app.core.settings import Settings
-from bench import report, wrk
+from bench import protocols, report, wrk
 from bench.cards import newest_versions
 from bench.load import measure
 from bench.run_info import RunHeader, loadavg, run_header
-from bench.scenarios import ALL_NAMES, OVERLOAD, SCENARIOS, Payload, Scenario, build_payload
-from bench.servers import ROOT, TARGETS, UVICORN_OPTIONS, ServerFailed, Servers, served_models
+from bench.scenarios import (
+    ALL_NAMES,
+    OVERLOAD,
+    PROTOCOLS,
+    SCENARIOS,
+    Payload,
+    Scenario,
+    build_payload,
+)
+from bench.servers import (
+    ROOT,
+    TARGETS,
+    UVICORN_OPTIONS,
+    ServerFailed,
+    Servers,
+    child_env,
+    served_models,
+)
 from bench.stats import summarize, summarize_overload
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -135,16 +151,6 @@ def effective_settings(env: dict[str, str]) -> dict:
     """The service's Settings as the child environment makes them."""
     with mock.patch.dict(os.environ, env, clear=True):
         return Settings().model_dump(mode="json")
-
-
-def child_env(models: list[str]) -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONUNBUFFERED"] = "1"
-    env.setdefault("GLASSBOX_GRPC_PORT", "0")  # HTTP only here; bench/protocols.py runs gRPC
-    if "GLASSBOX_MODELS" not in env and models:
-        env["GLASSBOX_MODELS"] = ",".join(models)  # load only what the scenarios need
-    return env
 
 
 def _say(text: str) -> None:
@@ -334,6 +340,11 @@ async def run(args: argparse.Namespace) -> int:
 
     results: list[dict] = []
     overload_result: dict | None = None
+    protocol_rows: list[dict] = []
+    run_protocols = PROTOCOLS in args.scenarios
+    if run_protocols and not ({"iris", "mnist"} <= set(present) and wrk.available()):
+        notes.append(f"{PROTOCOLS}: skipped, it needs the iris and mnist models and wrk")
+        run_protocols = False
     log_dir = Path(tempfile.mkdtemp(prefix="glassbox-bench-"))
     with Servers(log_dir, args.workers) as servers:
         if scenarios:
@@ -344,8 +355,17 @@ async def run(args: argparse.Namespace) -> int:
                 overload_result = await run_overload(args, servers, env, payload)
             except ServerFailed as error:
                 notes.append(f"overload: not run, the service did not start: {error}")
+        if run_protocols:
+            _say(f"{PROTOCOLS}: REST and gRPC side by side on one service")
+            protocol_rows, _ = await protocols.measure_all(
+                servers,
+                child_env(["iris", "mnist"]),
+                concurrency=16,
+                seconds=args.seconds,
+                rounds=1 if args.quick else 2,
+            )
 
-    if not results and not overload_result:
+    if not results and not overload_result and not protocol_rows:
         _say("nothing was run:\n" + "\n".join(f"- {note}" for note in notes))
         return 1
 
@@ -355,12 +375,26 @@ async def run(args: argparse.Namespace) -> int:
     )
     rows = report.with_ratios(results)
     markdown = report.render_markdown(meta, rows, overload_result, notes)
-    data = {"meta": meta, "results": rows, "overload": overload_result, "notes": notes}
+    if protocol_rows:
+        rounds = 1 if args.quick else 2
+        markdown += "\n" + protocols.section(protocol_rows, 16, rounds, args.seconds, args.workers)
+    data = {
+        "meta": meta,
+        "results": rows,
+        "overload": overload_result,
+        "protocols": protocol_rows,
+        "notes": notes,
+    }
     stem = header.started.strftime("%Y-%m-%d_%H%M%S") + ("_quick" if args.quick else "")
     written = report.write(args.out, stem, markdown, data)
     sys.stdout.write(
         report.render_markdown(meta, rows, overload_result, notes, with_settings=False)
     )
+    if protocol_rows:
+        rounds = 1 if args.quick else 2
+        sys.stdout.write(
+            "\n" + protocols.section(protocol_rows, 16, rounds, args.seconds, args.workers)
+        )
     sys.stdout.flush()
     _say("written: " + ", ".join(str(path) for path in written))
     return 0

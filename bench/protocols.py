@@ -27,10 +27,9 @@ from app.artifact import imaging
 from app.artifact.card import ModelCard
 from bench import grpc_load, report, wrk
 from bench.cards import newest_versions
-from bench.cli import child_env
 from bench.run_info import loadavg, run_header
 from bench.scenarios import EXAMPLES_DIR, Payload
-from bench.servers import ROOT, Servers, free_port
+from bench.servers import ROOT, Servers, child_env, free_port
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 V2_INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -159,27 +158,38 @@ def table(cases: list[Case], runs: dict[tuple[str, str], list[dict]]) -> list[di
 
 
 def markdown(meta: dict, rows: list[dict]) -> str:
-    columns = [
-        "scenario", "way", "driver", "rps_median", "rps_min", "rps_max",
-        "p50_ms", "p99_ms", "errors", "vs_rest_v2_json",
-    ]  # fmt: skip
-    lines = [
+    header = [
         f"# Glassbox protocols benchmark {meta['date']}",
         "",
         f"commit `{meta['commit']}`, {meta['cpu_count']} cores ({meta['cpus_usable']} usable), "
         f"load average {meta['loadavg_start']} at the start, {meta['loadavg_end']} at the end, "
         f"Python {meta['python']}",
         "",
-        f"One service (`python -m app.serve app.main:app`, 1 worker), concurrency "
-        f"{meta['concurrency']}, {meta['rounds']} interleaved rounds of {meta['seconds']} s per "
-        "row (after a 2 s warm-up each). req/s: median of the rounds, and their min and max; "
-        "p50/p99: medians of the rounds'. vs_rest_v2_json: the row's median req/s over the "
-        "same scenario's REST v2 JSON row. REST rows are driven by wrk (C), gRPC rows by a "
-        "Python grpc.aio client on one channel (bench/grpc_load.py), both on the same cores "
-        "as the service.",
-        "",
         "GLASSBOX_* settings of the run: "
         + (", ".join(f"`{k}={v}`" for k, v in meta["glassbox_env"].items()) or "the defaults"),
+        "",
+    ]
+    return "\n".join(header) + section(
+        rows, meta["concurrency"], meta["rounds"], meta["seconds"], meta.get("workers", 1)
+    )
+
+
+def section(
+    rows: list[dict], concurrency: int, rounds: int, seconds: float, workers: int = 1
+) -> str:
+    """The table with what it measured, as the protocols run and `python -m bench` print it."""
+    columns = [
+        "scenario", "way", "driver", "rps_median", "rps_min", "rps_max",
+        "p50_ms", "p99_ms", "errors", "vs_rest_v2_json",
+    ]  # fmt: skip
+    lines = [
+        f"REST and gRPC, side by side: one service (`python -m app.serve app.main:app`, "
+        f"{workers} worker(s)), concurrency {concurrency}, {rounds} interleaved rounds of "
+        f"{seconds} s per row (after a 2 s warm-up each). req/s: median of the rounds, and "
+        "their min and max; p50/p99: medians of the rounds'. vs_rest_v2_json: the row's "
+        "median req/s over the same scenario's REST v2 JSON row. REST rows are driven by wrk "
+        "(C), gRPC rows by a Python grpc.aio client on one channel (bench/grpc_load.py), "
+        "both on the same cores as the service.",
         "",
         "| " + " | ".join(columns) + " |",
         "| " + " | ".join("---" for _ in columns) + " |",
@@ -192,29 +202,46 @@ def markdown(meta: dict, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-async def run(args: argparse.Namespace) -> int:
-    header = run_header()
+async def measure_all(
+    servers: Servers, env: dict[str, str], *, concurrency: int, seconds: float, rounds: int
+) -> tuple[list[dict], dict[str, list[dict]]]:
+    """One service with gRPC, every way in, `rounds` interleaved rounds: the table's rows and
+    every run."""
     present = newest_versions(ROOT / "models", ["iris", "mnist"])
     cards = {name: ModelCard.read(path) for name, path in present.items()}
     cases = cases_for(cards["iris"], iris_row(cards["iris"]), "iris x1") + cases_for(
         cards["mnist"], mnist_batch(cards["mnist"], 32), "mnist x32"
     )
     grpc_port = free_port()
-    env = {**child_env(["iris", "mnist"]), "GLASSBOX_GRPC_PORT": str(grpc_port)}
+    env = {**env, "GLASSBOX_MODELS": "iris,mnist", "GLASSBOX_GRPC_PORT": str(grpc_port)}
     runs: dict[tuple[str, str], list[dict]] = {(c.scenario, c.way): [] for c in cases}
+    server = servers.start("service", env, label="service-protocols")
+    await servers.wait_ready(server, 300)
+    target = f"127.0.0.1:{grpc_port}"
+    for round_number in range(rounds):
+        for case in cases:
+            row = await measure_case(case, server.url, target, concurrency, seconds)
+            runs[(case.scenario, case.way)].append(row)
+            sys.stderr.write(
+                f"round {round_number + 1} {case.scenario:<10} {case.way:<22} "
+                f"{row['rps'] or 0:>8.1f} req/s  p50 {row['p50_ms']} ms  "
+                f"errors {row['errors']}\n"
+            )
+    servers.stop(server)
+    every_run = {f"{scenario} / {way}": measured for (scenario, way), measured in runs.items()}
+    return table(cases, runs), every_run
+
+
+async def run(args: argparse.Namespace) -> int:
+    header = run_header()
     with Servers(Path(tempfile.mkdtemp(prefix="glassbox-protocols-"))) as servers:
-        server = servers.start("service", env)
-        await servers.wait_ready(server, 300)
-        target = f"127.0.0.1:{grpc_port}"
-        for round_number in range(args.rounds):
-            for case in cases:
-                row = await measure_case(case, server.url, target, args.concurrency, args.seconds)
-                runs[(case.scenario, case.way)].append(row)
-                sys.stderr.write(
-                    f"round {round_number + 1} {case.scenario:<10} {case.way:<22} "
-                    f"{row['rps'] or 0:>8.1f} req/s  p50 {row['p50_ms']} ms  "
-                    f"errors {row['errors']}\n"
-                )
+        rows, every_run = await measure_all(
+            servers,
+            child_env(["iris", "mnist"]),
+            concurrency=args.concurrency,
+            seconds=args.seconds,
+            rounds=args.rounds,
+        )
     meta = {
         **header.as_dict(),
         "loadavg_end": loadavg(),
@@ -223,12 +250,10 @@ async def run(args: argparse.Namespace) -> int:
         "seconds": args.seconds,
         "glassbox_env": {k: v for k, v in os.environ.items() if k.startswith("GLASSBOX_")},
     }
-    rows = table(cases, runs)
     text = markdown(meta, rows)
     stem = header.started.strftime("%Y-%m-%d_%H%M%S") + "_protocols"
-    written = report.write(args.out, stem, text, {"meta": meta, "results": rows, "runs": {
-        f"{scenario} / {way}": measured for (scenario, way), measured in runs.items()
-    }})  # fmt: skip
+    data = {"meta": meta, "results": rows, "runs": every_run}
+    written = report.write(args.out, stem, text, data)
     sys.stdout.write(text)
     sys.stderr.write("written: " + ", ".join(str(path) for path in written) + "\n")
     return 0

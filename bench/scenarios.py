@@ -45,7 +45,9 @@ SCENARIOS = {
 }
 # The overload run: iris predictions far above the service's queue limit.
 OVERLOAD = Scenario("overload", "iris", "/api/models/iris/predict")
-ALL_NAMES = (*SCENARIOS, OVERLOAD.name)
+# REST and gRPC side by side on one service (bench/protocols.py): iris and mnist.
+PROTOCOLS = "protocols"
+ALL_NAMES = (*SCENARIOS, OVERLOAD.name, PROTOCOLS)
 
 
 def features_body(card: ModelCard) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -59,6 +60,16 @@ class Server:
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+def child_env(models: list[str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("GLASSBOX_GRPC_PORT", "0")  # HTTP only here; bench/protocols.py runs gRPC
+    if "GLASSBOX_MODELS" not in env and models:
+        env["GLASSBOX_MODELS"] = ",".join(models)  # load only what the scenarios need
+    return env
 
 
 def free_port() -> int:
