@@ -225,6 +225,14 @@ class InferenceService:
     def _model_input(card: ModelCard, image: Image.Image) -> np.ndarray:
         return imaging.preprocess(imaging.load(image), card.input.image_spec)[np.newaxis]
 
+    async def image_batch(self, function: Callable[[*_Args], _T], *args: *_Args) -> _T:
+        """`function(*args)`, which builds an image model's batch from a wire protocol's request
+        (decoding files, or turning nested lists into an array), on a worker thread in one of
+        the decode slots: a request may hold up to GLASSBOX_MAX_INSTANCES images, and decoding
+        them on the event loop would hold up every other request and probe meanwhile."""
+        async with self._decode_slots:
+            return await asyncio.to_thread(function, *args)
+
     async def base64_image_input(self, card: ModelCard, encoded: str) -> np.ndarray:
         async with self._decode_slots:
             return await asyncio.to_thread(self.base64_image_array, card, encoded)

@@ -231,7 +231,11 @@ class PredictionServicer(GuardedServicer, prediction_service_pb2_grpc.Prediction
                     f"The inputs are {sorted(request.inputs)}; model '{card.name}' has one "
                     f"input, '{card.input.name}' ({_expects(card)})."
                 )
-            batch = _predict_batch(self.service, card, request.inputs[card.input.name])
+            given = request.inputs[card.input.name]
+            if card.input.kind == "image":
+                batch = await self.service.image_batch(_predict_batch, self.service, card, given)
+            else:
+                batch = _predict_batch(self.service, card, given)
             if signature == SERVING_SIGNATURE:
                 names = [card.output.name]
             else:

@@ -3,6 +3,7 @@ columnar formats, both signatures)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -253,12 +254,17 @@ async def tf_predict(
             "Send exactly one of 'instances' (row format) and 'inputs' (columnar format)."
         )
     decode_image = image_decoder(service, card)
+    build: Callable[[ModelCard, Any, ImageDecoder], np.ndarray]
     if instances is not None:  # row_format
         check_count(service, len(instances))
-        batch = _tf_row_batch(card, instances, decode_image)
+        build, given = _tf_row_batch, instances
     else:
-        batch = _tf_column_batch(card, request.inputs, decode_image)
-        check_count(service, len(batch))
+        build, given = _tf_column_batch, request.inputs
+    if card.input.kind == "image":
+        batch = await service.image_batch(build, card, given, decode_image)
+    else:
+        batch = build(card, given, decode_image)
+    check_count(service, len(batch))
     if signature == SERVING_SIGNATURE:
         names = [card.output.name]
     else:

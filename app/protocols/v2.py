@@ -323,7 +323,11 @@ async def v2_outputs(
             f"Model '{card.name}' has no output '{unknown[0]}'. Outputs: '{card.output.name}', "
             f"and each layer's by trace key: {', '.join(list(shapes)[1:])}."
         )
-    batch = _v2_batch(service, card, request.inputs, binary_parts(request, binary))
+    parts = binary_parts(request, binary)
+    if card.input.kind == "image":
+        batch = await service.image_batch(_v2_batch, service, card, request.inputs, parts)
+    else:
+        batch = _v2_batch(service, card, request.inputs, parts)
     refuse_large_answer(service, card, names, len(batch))
     results: dict[str, np.ndarray] = {}
     if card.output.name in names:
