@@ -150,6 +150,29 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(
         32, gt=0, description="Deepest nesting of [ and { accepted in a JSON body (422)."
     )
+    explain_max_steps: int = Field(
+        8192, gt=0, description="Most integration steps an explanation may ask for (422)."
+    )
+    explain_max_values: int = Field(
+        32_000_000,
+        gt=0,
+        description="Most input values one explanation may feed the model: its steps (or "
+        "samples) times the input's size (422 beyond; catdog: about 1,150 steps).",
+    )
+    explain_max_samples: int = Field(
+        128, gt=0, description="Most noisy samples a SmoothGrad explanation may ask for (422)."
+    )
+    explain_concurrency: int = Field(
+        1,
+        gt=0,
+        description="Explanations computed at once, on the inference threads; the rest wait, "
+        "so a burst of them cannot take every thread from predictions.",
+    )
+    explain_queue_size: int = Field(
+        16,
+        gt=0,
+        description="Explanations waiting or computing; beyond it, 503 at once with Retry-After.",
+    )
     host: str = Field(
         "127.0.0.1",
         description="Address to listen on, for HTTP (deploy/serve.sh passes it to uvicorn) and "

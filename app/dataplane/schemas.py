@@ -18,6 +18,11 @@ class ModelSummary(BaseModel):
     description: str | None
     default_version: int | None = Field(description="The version served when none is asked.")
     versions: list[VersionStatus]
+    explanation_methods: list[str] = Field(
+        default_factory=list,
+        description="The methods /explain supports for this model (from its card's input and "
+        "layers); others are refused with 422.",
+    )
 
 
 class ReloadReport(BaseModel):
@@ -92,3 +97,51 @@ class LayerTrace(BaseModel):
     version: int
     layers: list[LayerOutput]
     prediction: Prediction
+
+
+class Completeness(BaseModel):
+    """Integrated gradients' own check: the attributions add up to the change of the output."""
+
+    attribution_sum: float
+    output_change: float = Field(description="f(input) - f(baseline).")
+    relative_error: float = Field(description="|sum - change| / |change|.")
+
+
+class FeatureAttribution(BaseModel):
+    name: str
+    value: float
+    unit: str
+    attribution: float = Field(description="In the output's units (probability, or its unit).")
+
+
+class Counterfactual(BaseModel):
+    found: bool
+    sentence: str = Field(description="The counterfactual in plain words.")
+    feature: str | None = None
+    value: float | None = Field(None, description="The feature's value now.")
+    changed_to: float | None = Field(None, description="The value that changes the answer.")
+    outcome: float | str | None = Field(None, description="The new class, or the new value.")
+    probability: float | None = Field(None, description="The new class's probability.")
+
+
+class Explanation(BaseModel):
+    model: str
+    version: int
+    method: str
+    target: str = Field(description="The output explained: a class, or 'value'.")
+    output: float = Field(description="That output for the input.")
+    baseline: str | None = Field(
+        None, description="What the attributions are measured against (integrated gradients)."
+    )
+    steps: int | None = Field(None, description="Integration steps (integrated gradients).")
+    samples: int | None = Field(None, description="Noisy samples (SmoothGrad).")
+    completeness: Completeness | None = None
+    features: list[FeatureAttribution] | None = Field(
+        None, description="Tabular models: one per feature, largest magnitude first."
+    )
+    attribution_map: list[list[float]] | None = Field(
+        None,
+        description="Image models: one value per input pixel (height x width), summed over "
+        "the colour channels.",
+    )
+    counterfactual: Counterfactual | None = None

@@ -18,11 +18,12 @@ import numpy as np
 from app.artifact import imaging
 from app.artifact.card import SERVING_SIGNATURE, ModelCard
 from app.artifact.layout import scan_versions
-from app.core.errors import BadInput, PayloadTooLarge
+from app.core.errors import BadInput, Overloaded, PayloadTooLarge
 from app.core.settings import Settings
-from app.dataplane import traces
+from app.dataplane import explain, traces
 from app.dataplane.admission import InFlightLimit
 from app.dataplane.schemas import (
+    Explanation,
     LayerTrace,
     ModelSummary,
     Prediction,
@@ -61,6 +62,8 @@ class InferenceService:
         )
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        self._explain_slots = asyncio.Semaphore(settings.explain_concurrency)
+        self._explaining = 0
         # A large image takes ~100 MB while it decodes: bound how many decode at once.
         self._decode_slots = asyncio.Semaphore(settings.max_concurrent_decodes)
 
@@ -166,6 +169,7 @@ class InferenceService:
                 VersionStatus(version=r.version, state=r.state.value, reason=r.reason)
                 for r in versions
             ],
+            explanation_methods=list(explain.methods(card)) if card else [],
         )
 
     def summaries(self) -> list[ModelSummary]:
@@ -300,6 +304,25 @@ class InferenceService:
     async def predictions(self, runtime: ModelRuntime, batch: np.ndarray) -> list[Prediction]:
         outputs = await self.predict(runtime, batch)
         return [traces.describe(runtime, row) for row in outputs]
+
+    async def explain(
+        self, runtime: ModelRuntime, row: np.ndarray, options: explain.ExplainOptions
+    ) -> Explanation:
+        """An explanation of one input row, on the inference threads, at most
+        GLASSBOX_EXPLAIN_CONCURRENCY at once and GLASSBOX_EXPLAIN_QUEUE_SIZE waiting or running:
+        a burst of explanations waits for its own places, not the predictions'."""
+        explain.check_options(runtime.loaded_card, options, self.settings)
+        if self._explaining >= self.settings.explain_queue_size:
+            raise Overloaded(
+                f"{self.settings.explain_queue_size} explanations are already waiting or "
+                "running. Retry shortly."
+            )
+        self._explaining += 1
+        try:
+            async with self._explain_slots:
+                return await self._in_executor(explain.explanation, runtime, row, options)
+        finally:
+            self._explaining -= 1
 
     async def trace(
         self,

@@ -11,6 +11,8 @@ from pydantic import BaseModel, Field
 
 from app.artifact.card import SERVING_SIGNATURE, SIGNATURES, TRACE_SIGNATURE, ModelCard
 from app.core.errors import ProtocolError
+from app.dataplane import explain
+from app.dataplane.schemas import Explanation
 from app.dataplane.service import InferenceService
 from app.protocols.tensors import (
     ImageDecoder,
@@ -112,6 +114,21 @@ class TFPredictResponse(BaseModel):
     predictions: list[Any] | None = None
     outputs: Any = None
 
+
+class KServeExplainRequest(BaseModel):
+    """KServe's v1 explain request: the row format's instances."""
+
+    instances: list[Any] = Field(min_length=1, description="One value per instance, as :predict.")
+
+
+class KServeExplainResponse(BaseModel):
+    explanations: list[Explanation] = Field(
+        description="Integrated gradients for each instance, in order."
+    )
+
+
+# KServe v1 explanations cost a few hundred model rows each: a request takes few.
+EXPLAIN_MAX_INSTANCES = 16
 
 # -- handling ----------------------------------------------------------------------------------
 _TF_STATES = {
@@ -284,3 +301,25 @@ async def tf_predict(
             ]
         )
     return TFPredictResponse(outputs={name: values.tolist() for name, values in outputs.items()})
+
+
+async def kserve_explain(
+    service: InferenceService, runtime: ModelRuntime, request: KServeExplainRequest
+) -> KServeExplainResponse:
+    """KServe v1's `:explain`: integrated gradients of each instance's predicted class (or
+    value), as the typed /explain route answers them."""
+    card = runtime.loaded_card
+    if len(request.instances) > EXPLAIN_MAX_INSTANCES:
+        raise ProtocolError(
+            f"The request holds {len(request.instances)} instances; :explain takes at most "
+            f"{EXPLAIN_MAX_INSTANCES}."
+        )
+    decode_image = image_decoder(service, card)
+    if card.input.kind == "image":
+        batch = await service.image_batch(_tf_row_batch, card, request.instances, decode_image)
+    else:
+        batch = _tf_row_batch(card, request.instances, decode_image)
+    options = explain.ExplainOptions()
+    return KServeExplainResponse(
+        explanations=[await service.explain(runtime, row, options) for row in batch]
+    )

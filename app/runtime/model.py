@@ -130,6 +130,21 @@ class ModelRuntime:
         """Every layer's output, keyed as the card's layers say, in order."""
         return self.call(TRACE_SIGNATURE, batch)
 
+    def output_gradients(self, batch: np.ndarray, output: int) -> tuple[np.ndarray, np.ndarray]:
+        """The serving_default output for each row and the gradient of its `output`-th value
+        with respect to that row's input (tf.GradientTape through the SavedModel's function)."""
+        import tensorflow as tf
+
+        inputs = tf.constant(batch, dtype=tf.float32)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            values = self._serve(**{self.loaded_card.input.name: inputs})[
+                self.loaded_card.output.name
+            ]
+            chosen = values[:, output]
+        gradient = tape.gradient(chosen, inputs)
+        return values.numpy(), gradient.numpy()
+
     def weights(self, layer: str) -> dict[str, np.ndarray]:
         """A layer's variables by name (kernel, bias, ...), read from the SavedModel."""
         return self._weights.get(layer, {})

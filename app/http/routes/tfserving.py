@@ -18,6 +18,7 @@ from app.http.routes.responses import ModelJSON
 from app.protocols import tensors
 from app.protocols import tfserving as protocol
 from app.protocols.tfserving import (
+    KServeExplainRequest,
     TFModelMetadata,
     TFModelStatus,
     TFPredictRequest,
@@ -116,11 +117,31 @@ async def predict_version(
     return ModelJSON(await protocol.tf_predict(service, runtime, body))
 
 
+@router.post(
+    "/{name}:explain",
+    response_model=protocol.KServeExplainResponse,
+    response_model_exclude_none=True,
+    summary="Explain (KServe v1)",
+    description="KServe's v1 protocol `:explain` (the path TF Serving leaves free): integrated "
+    "gradients of each instance's predicted class or value, as /api/models/{name}/explain "
+    f"answers them; at most {protocol.EXPLAIN_MAX_INSTANCES} instances.",
+)
+async def explain(
+    name: str,
+    body: Annotated[
+        KServeExplainRequest,
+        Body(openapi_examples={"iris": {"value": {"instances": [[6.3, 3.3, 6.0, 2.5]]}}}),
+    ],
+    service: ServiceDep,
+) -> Response:
+    return ModelJSON(await protocol.kserve_explain(service, service.registry.get(name), body))
+
+
 # Registered after :predict, so they catch only the other methods (e.g. :classify, :regress).
 @router.post("/{name}:{method}", include_in_schema=False)
 @router.post("/{name}/versions/{version}:{method}", include_in_schema=False)
 async def unsupported_method(name: str, method: str) -> None:
     raise ProtocolError(
-        f"':{method}' is not supported; this server answers ':predict' only "
-        "(no :classify or :regress)."
+        f"':{method}' is not supported; this server answers ':predict' and ':explain' "
+        "(no :classify or :regress over REST)."
     )

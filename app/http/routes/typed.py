@@ -11,16 +11,23 @@ bodies are classes made at run time, and FastAPI reads the annotations as object
 import base64
 import math
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Literal, cast
 
 import numpy as np
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import Discriminator, Tag
 
 from app.artifact import imaging
 from app.artifact.card import ModelCard
 from app.core.errors import BadInput
-from app.dataplane.schemas import BatchPrediction, ClassPrediction, LayerTrace, ValuePrediction
+from app.dataplane import explain
+from app.dataplane.schemas import (
+    BatchPrediction,
+    ClassPrediction,
+    Explanation,
+    LayerTrace,
+    ValuePrediction,
+)
 from app.dataplane.service import InferenceService
 from app.http.routes import uploads
 from app.http.routes.deps import VersionQuery, serving_runtime
@@ -39,6 +46,66 @@ FullQuery = Annotated[
 WeightsQuery = Annotated[
     bool, Query(description="Also return each Dense/Conv layer's kernel and bias.")
 ]
+MethodQuery = Annotated[
+    explain.Method,
+    Query(
+        description="integrated_gradients (every model); gradient_x_input, smoothgrad and "
+        "grad_cam (image models). The model card's methods are listed at /api/models/{name}."
+    ),
+]
+TargetQuery = Annotated[
+    str | None,
+    Query(description="The class to explain (label or index); default: the predicted class."),
+]
+StepsQuery = Annotated[
+    int | None,
+    Query(ge=1, description="Integration steps of integrated gradients (default per model)."),
+]
+SamplesQuery = Annotated[int, Query(ge=1, description="Noisy samples of SmoothGrad.")]
+ChangeQuery = Annotated[
+    float | None,
+    Query(
+        description="Regressor only: the counterfactual moves the value by this much, in "
+        "its unit (default +0.5)."
+    ),
+]
+FormatQuery = Annotated[
+    Literal["json", "png"],
+    Query(
+        description="png: the attribution map over the image (red raises the output, "
+        "blue lowers it)."
+    ),
+]
+OntoQuery = Annotated[
+    Literal["input", "photo"],
+    Query(
+        description="With format=png: over the image the model saw (input), or over the "
+        "uploaded photo itself (photo)."
+    ),
+]
+def _image_explain_options(
+    method: MethodQuery = "integrated_gradients",
+    target: TargetQuery = None,
+    steps: StepsQuery = None,
+    samples: SamplesQuery = 32,
+) -> explain.ExplainOptions:
+    return explain.ExplainOptions(method=method, target=target, steps=steps, samples=samples)
+
+
+ImageExplainOptions = Annotated[explain.ExplainOptions, Depends(_image_explain_options)]
+
+PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"image/png": {}},
+        "description": "The explanation (JSON), or with format=png the overlay image.",
+    }
+}
+EXPLAIN_DESCRIPTION = (
+    "Which inputs made the answer: attributions for one output (default: the predicted class, "
+    "or the value), by integrated gradients against a stated baseline with its completeness "
+    "check, or for image models gradient x input, SmoothGrad or Grad-CAM."
+)
+
 ReturnInputQuery = Annotated[
     bool, Query(description="Also return the array the model saw after preprocessing.")
 ]
@@ -128,6 +195,29 @@ def _add_tabular_routes(
         runtime = serving_runtime(request)
         rows = service.feature_rows(runtime.loaded_card, [body.model_dump()])
         return ModelJSON(await service.trace(runtime, rows, full=full, weights=weights))
+
+    @router.post(
+        "/explain",
+        response_model_exclude_none=True,
+        response_model=Explanation,
+        summary=f"Explain {name}'s answer",
+        description=f"{EXPLAIN_DESCRIPTION} One attribution per feature, in the output's "
+        "units, largest first, and a counterfactual: the smallest change of one feature "
+        "within its accepted range that changes the class (or moves the value by `change`).",
+    )
+    async def explain_features(
+        request: Request,
+        body: Annotated[Features, Body(openapi_examples={"one": examples["one"]})],
+        version: VersionQuery = None,
+        method: Annotated[Literal["integrated_gradients"], MethodQuery] = "integrated_gradients",
+        target: TargetQuery = None,
+        steps: StepsQuery = None,
+        change: ChangeQuery = None,
+    ) -> Response:
+        runtime = serving_runtime(request)
+        rows = service.feature_rows(runtime.loaded_card, [body.model_dump()])
+        options = explain.ExplainOptions(method=method, target=target, steps=steps, change=change)
+        return ModelJSON(await service.explain(runtime, rows[0], options))
 
 
 def _json_examples(card: ModelCard) -> dict[str, Any]:
@@ -259,3 +349,70 @@ def _add_image_routes(
         runtime = serving_runtime(request)
         batch = await from_json(body, runtime.loaded_card)
         return ModelJSON(await service.trace(runtime, batch, full=full, weights=weights))
+
+    async def explained(
+        runtime: ModelRuntime,
+        batch: np.ndarray,
+        options: explain.ExplainOptions,
+        format: str,
+        photo: Any = None,
+    ) -> Response:
+        answer = await service.explain(runtime, batch[0], options)
+        if format == "json":
+            return ModelJSON(answer)
+        png = explain.overlay_png(
+            runtime.loaded_card, batch[0], np.asarray(answer.attribution_map), photo
+        )
+        return Response(png, media_type="image/png")
+
+    @router.post(
+        "/explain",
+        response_model_exclude_none=True,
+        response_model=Explanation,
+        summary=f"Explain {name}'s answer for an uploaded image",
+        responses=PNG_RESPONSE,
+        description=f"{EXPLAIN_DESCRIPTION} The attribution map has the model's input size; "
+        "format=png draws it over the image the model saw, or with onto=photo over the upload.",
+        openapi_extra=upload_body,
+    )
+    async def explain_upload(
+        request: Request,
+        options: ImageExplainOptions,
+        version: VersionQuery = None,
+        format: FormatQuery = "json",
+        onto: OntoQuery = "input",
+    ) -> Response:
+        runtime = serving_runtime(request)
+        data = await uploads.read_upload(request, service.settings.max_image_bytes)
+        batch = await service.image_input(runtime.loaded_card, data)
+        photo = (
+            imaging.load(
+                imaging.open_image(
+                    data,
+                    max_bytes=service.settings.max_image_bytes,
+                    max_pixels=service.settings.max_image_pixels,
+                )
+            )
+            if onto == "photo"
+            else None
+        )
+        return await explained(runtime, batch, options, format, photo)
+
+    @router.post(
+        "/explain/json",
+        response_model_exclude_none=True,
+        response_model=Explanation,
+        summary=f"Explain {name}'s answer from JSON (base64 image or input array)",
+        responses=PNG_RESPONSE,
+        description=f"{EXPLAIN_DESCRIPTION} format=png draws the map over the image the model saw.",
+    )
+    async def explain_json(
+        request: Request,
+        body: Annotated[ImageInput, Body(openapi_examples=json_examples)],
+        options: ImageExplainOptions,
+        version: VersionQuery = None,
+        format: FormatQuery = "json",
+    ) -> Response:
+        runtime = serving_runtime(request)
+        batch = await from_json(body, runtime.loaded_card)
+        return await explained(runtime, batch, options, format)

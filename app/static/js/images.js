@@ -6,7 +6,15 @@ import { API, ApiError, postFile, explain, requestSlot, exampleFile } from "./ap
 import { renderTrace } from "./trace.js";
 import { grayCanvas } from "./plots.js";
 import { drawingPad } from "./drawing.js";
-import { resultArea, panelOf, traceSection, answerView, uploadControl } from "./panels.js";
+import {
+  resultArea,
+  resultColumn,
+  panelOf,
+  traceSection,
+  answerView,
+  uploadControl,
+} from "./panels.js";
+import { explanationArea, explanationSection, imageExplainer } from "./explanations.js";
 
 // An image model whose layer outputs add up to at most this many values is traced with
 // full=true, so every feature map can be drawn (mnist: ~41 000; catdog: ~860 000).
@@ -71,6 +79,9 @@ function imageRunner(card, result, extra) {
   const predictSlot = requestSlot();
   const base = `${API}/${card.name}`;
   const tracer = imageTracer(card, result);
+  const why = explanationArea(card);
+  const explainer = imageExplainer(card, why);
+  const section = explanationSection(card, why, explainer.controls);
   async function send(file) {
     result.showError(null);
     result.answer.setAttribute("aria-busy", "true");
@@ -85,16 +96,21 @@ function imageRunner(card, result, extra) {
       result.answer.replaceChildren();
       extra?.(null);
       tracer.clear();
+      explainer.explainFile(null);
       return;
     }
     result.answer.replaceChildren(answerView(prediction));
     extra?.(prediction);
     result.answer.removeAttribute("aria-busy");
-    // The trace follows the answer: none for a file the model refused, and the answer is not
-    // held up by a large trace on a busy machine.
-    await tracer.trace(file);
+    // The explanation and the trace follow the answer: none for a file the model refused, and
+    // the answer is not held up by them on a busy machine.
+    await Promise.all([explainer.explainFile(file), tracer.trace(file)]);
   }
-  return { send, clear: tracer.clear };
+  const clear = () => {
+    tracer.clear();
+    explainer.explainFile(null);
+  };
+  return { send, clear, section };
 }
 
 export function digitPanel(card) {
@@ -162,7 +178,7 @@ export function digitPanel(card) {
       controls,
       el("div", { class: "upload" }, upload.input, upload.label),
     ),
-    el("div", { class: "result" }, el("h3", { text: "Answer" }), result.error, result.answer, seen),
+    resultColumn(result, seen, runner.section),
     traceSection(card, result, "Behind the scenes: every layer's output"),
   );
 }
@@ -222,7 +238,7 @@ export function photoPanel(card) {
       }),
       preview,
     ),
-    el("div", { class: "result" }, el("h3", { text: "Answer" }), result.error, result.answer),
+    resultColumn(result, runner.section),
     traceSection(card, result, "Behind the scenes: every layer's output"),
   );
 }

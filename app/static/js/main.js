@@ -51,6 +51,7 @@ async function fillSection(section, summary) {
   }
   try {
     const card = await api(`${API}/${summary.name}/card`);
+    card.explanation_methods = summary.explanation_methods;
     section.append(cardView(card), tryPanel(card));
   } catch (error) {
     section.append(

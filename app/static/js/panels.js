@@ -27,6 +27,12 @@ export function panelOf(kind, inputs, answer, trace) {
   return el("div", { class: `panel ${kind}` }, el("div", { class: "panel-top" }, inputs, answer), trace);
 }
 
+// The answer column: its heading, the error, the answer, then what follows it (the image the
+// model saw, the explanation).
+export function resultColumn(result, ...after) {
+  return el("div", { class: "result" }, el("h3", { text: "Answer" }), result.error, result.answer, ...after);
+}
+
 export function traceSection(card, result, title) {
   return el(
     "section",

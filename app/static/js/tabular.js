@@ -5,7 +5,8 @@ import { fmt } from "./format.js";
 import { API, postJson, explain, requestSlot } from "./api.js";
 import { renderTrace } from "./trace.js";
 import { renderWalkthrough } from "./walkthrough.js";
-import { resultArea, panelOf, traceSection, answerView } from "./panels.js";
+import { resultArea, resultColumn, panelOf, traceSection, answerView } from "./panels.js";
+import { explanationArea, explanationSection, tabularExplainer } from "./explanations.js";
 
 const DEBOUNCE_MS = 250;
 // A tabular model whose Dense layers hold at most this many weights gets them in its trace,
@@ -118,6 +119,8 @@ export function tabularPanel(card) {
 
   const predictSlot = requestSlot();
   const traceSlot = requestSlot();
+  const why = explanationArea(card);
+  const explainFor = tabularExplainer(card, why);
   const base = `${API}/${card.name}`;
 
   async function answerFor(body) {
@@ -162,14 +165,14 @@ export function tabularPanel(card) {
   async function run() {
     const body = { ...values };
     result.showError(null);
-    await Promise.all([answerFor(body), traceFor(body)]);
+    await Promise.all([answerFor(body), traceFor(body), explainFor(body)]);
   }
   const update = debounce(run, DEBOUNCE_MS);
 
   const panel = panelOf(
     "tabular",
     el("div", { class: "try" }, el("h3", { text: "Try it" }), form),
-    el("div", { class: "result" }, el("h3", { text: "Answer" }), result.error, result.answer),
+    resultColumn(result, explanationSection(card, why)),
     traceSection(
       card,
       result,

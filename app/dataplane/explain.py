@@ -1,0 +1,446 @@
+"""Explanations: which inputs made an answer, computed with tf.GradientTape on the SavedModel's
+own serving function (and, for Grad-CAM, on the layers after the last convolutional block,
+re-applied from the SavedModel's variables), so any model in the folder gets them.
+
+- Integrated gradients (every model): the attributions along the straight path from a baseline
+  to the input (trapezoid rule over `steps` intervals), with the completeness check: their sum
+  against f(input) - f(baseline).
+- Gradient x input and SmoothGrad (image models): the gradient at the input times the input,
+  and the gradient averaged over noisy copies of the input, times the input.
+- Grad-CAM (image models whose layers after the last 4-D activation the service can re-apply):
+  the last block's activation maps weighted by the mean gradient of the class score (the value
+  before the softmax) over each map, rectified and resized to the model's input size.
+- Counterfactual (tabular models): the smallest change of one feature, within the card's
+  accepted range, that changes the class, or moves the value by a requested amount.
+
+Baselines (stated in every answer): a tabular model's training means (the card's `mean`); an
+image model's blank input: zeros, which is white paper for mnist (its preprocessing inverts a
+light background, so 0 is no ink) and a black photo for catdog.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from app.artifact.card import ModelCard
+from app.core.errors import BadInput
+from app.core.settings import Settings
+from app.dataplane import schemas
+from app.runtime.model import ModelRuntime
+
+Method = Literal["integrated_gradients", "gradient_x_input", "smoothgrad", "grad_cam"]
+TABULAR_METHODS: tuple[Method, ...] = ("integrated_gradients",)
+IMAGE_METHODS: tuple[Method, ...] = (
+    "integrated_gradients",
+    "gradient_x_input",
+    "smoothgrad",
+    "grad_cam",
+)
+# Layers the Grad-CAM head can re-apply from the SavedModel's variables.
+_HEAD_LAYERS = {"Flatten", "Dropout", "GlobalAveragePooling2D", "Dense", "Activation"}
+
+
+@dataclass
+class Attribution:
+    values: np.ndarray  # shaped as one input row (Grad-CAM: the input's height x width)
+    output: float  # the explained output at the input
+    baseline_output: float | None  # at the baseline (integrated gradients)
+
+
+def methods(card: ModelCard) -> tuple[Method, ...]:
+    """The methods the model supports, from its card."""
+    if card.input.kind == "features":
+        return TABULAR_METHODS
+    return IMAGE_METHODS if grad_cam_layer(card) is not None else IMAGE_METHODS[:3]
+
+
+def baseline(card: ModelCard) -> np.ndarray:
+    if card.input.kind == "features":
+        return np.array([spec.mean for spec in card.input.features or []], dtype=np.float32)
+    return np.zeros(card.input.shape[1:], dtype=np.float32)  # type: ignore[arg-type]
+
+
+def baseline_description(card: ModelCard) -> str:
+    if card.input.kind == "features":
+        return "the training mean of each feature (the model card's mean)"
+    if card.input.image_spec.preprocessing == "mnist":
+        return "a blank input: all zeros, white paper with no ink"
+    return "a blank input: all zeros, a black image"
+
+
+def target_index(card: ModelCard, prediction: np.ndarray, target: str | None) -> int:
+    """The output explained: a class label or index (default: the predicted class), or the
+    value of a regressor."""
+    if card.output.kind == "value":
+        if target not in (None, "value", "0"):
+            raise BadInput(
+                f"Model '{card.name}' answers one value; there is no output '{target}'.",
+                field="target",
+            )
+        return 0
+    labels = card.output.labels or []
+    if target is None:
+        return int(np.argmax(prediction))
+    if target in labels:
+        return labels.index(target)
+    if target.isdigit() and int(target) < len(labels):
+        return int(target)
+    raise BadInput(
+        f"Model '{card.name}' has no class '{target}'. Classes: {', '.join(labels)}.",
+        field="target",
+    )
+
+
+# Rows per gradient call: a long path (or many noisy samples) of a large image is computed a
+# chunk at a time, so its activations never all sit in memory at once.
+CHUNK_ROWS = 64
+
+
+def _gradients(
+    runtime: ModelRuntime, rows: np.ndarray, output: int
+) -> tuple[np.ndarray, np.ndarray]:
+    parts = [
+        runtime.output_gradients(rows[start : start + CHUNK_ROWS], output)
+        for start in range(0, len(rows), CHUNK_ROWS)
+    ]
+    return np.concatenate([v for v, _ in parts]), np.concatenate([g for _, g in parts])
+
+
+def integrated_gradients(
+    runtime: ModelRuntime, row: np.ndarray, output: int, steps: int
+) -> Attribution:
+    start = baseline(runtime.loaded_card)
+    alphas = np.linspace(0.0, 1.0, steps + 1, dtype=np.float32)
+    shape = (-1, *[1] * row.ndim)
+    path = start[np.newaxis] + alphas.reshape(shape) * (row - start)[np.newaxis]
+    values, gradients = _gradients(runtime, path.astype(np.float32), output)
+    average = (gradients[:-1] + gradients[1:]).mean(axis=0) / 2  # trapezoid rule
+    return Attribution(
+        values=(row - start) * average,
+        output=float(values[-1, output]),
+        baseline_output=float(values[0, output]),
+    )
+
+
+def gradient_x_input(runtime: ModelRuntime, row: np.ndarray, output: int) -> Attribution:
+    values, gradients = runtime.output_gradients(row[np.newaxis], output)
+    return Attribution(gradients[0] * row, float(values[0, output]), None)
+
+
+def smoothgrad(
+    runtime: ModelRuntime, row: np.ndarray, output: int, samples: int, seed: int = 0
+) -> Attribution:
+    """Noise of 15% of the input's value range (Smilkov et al. 2017), times the input."""
+    low, high = runtime.loaded_card.input.image_spec.value_range
+    noise = np.random.default_rng(seed).normal(0, 0.15 * (high - low), (samples, *row.shape))
+    noisy = np.clip(row[np.newaxis] + noise, low, high).astype(np.float32)
+    _, gradients = _gradients(runtime, noisy, output)
+    values, _ = runtime.output_gradients(row[np.newaxis], output)
+    return Attribution(gradients.mean(axis=0) * row, float(values[0, output]), None)
+
+
+def grad_cam_layer(card: ModelCard) -> int | None:
+    """The index of the last 4-D layer output (the last convolutional block's) when every
+    layer after it can be re-applied from the SavedModel's variables; None otherwise."""
+    last = max(
+        (i for i, layer in enumerate(card.layers) if len(layer.output_shape) == 4), default=None
+    )
+    if last is None or not all(layer.type in _HEAD_LAYERS for layer in card.layers[last + 1 :]):
+        return None
+    return last
+
+
+def _activation(name: str | None, tensor: Any) -> Any:
+    import tensorflow as tf
+
+    functions = {
+        None: tf.identity,
+        "linear": tf.identity,
+        "relu": tf.nn.relu,
+        "softmax": tf.nn.softmax,
+        "sigmoid": tf.sigmoid,
+    }
+    if name not in functions:
+        raise BadInput(f"Grad-CAM cannot re-apply the activation '{name}'.", field="method")
+    return functions[name](tensor)
+
+
+def grad_cam(runtime: ModelRuntime, row: np.ndarray, output: int) -> Attribution:
+    import tensorflow as tf
+
+    card = runtime.loaded_card
+    index = grad_cam_layer(card)
+    if index is None:
+        raise BadInput(f"Model '{card.name}' does not support grad_cam.", field="method")
+    block = card.layers[index]
+    head = card.layers[index + 1 :]
+    if head and head[-1].type == "Activation" and head[-1].activation == "softmax":
+        head = head[:-1]  # the class score is the value before the softmax
+    activations = tf.constant(runtime.trace(row[np.newaxis])[block.trace_key])
+    with tf.GradientTape() as tape:
+        tape.watch(activations)
+        tensor = activations
+        for layer in head:
+            if layer.type == "Flatten":
+                tensor = tf.reshape(tensor, [tf.shape(tensor)[0], -1])
+            elif layer.type == "GlobalAveragePooling2D":
+                tensor = tf.reduce_mean(tensor, axis=[1, 2])
+            elif layer.type == "Dense":
+                weights = runtime.weights(layer.name)
+                tensor = tf.matmul(tensor, weights["kernel"]) + weights["bias"]
+                tensor = _activation(layer.activation, tensor)
+            elif layer.type == "Activation":
+                tensor = _activation(layer.activation, tensor)
+            # Dropout: the identity at inference.
+        score = tensor[:, output]
+    gradients = tape.gradient(score, activations)[0].numpy()
+    weights = gradients.mean(axis=(0, 1))  # one weight per activation map
+    cam = np.maximum((activations[0].numpy() * weights).sum(axis=-1), 0)
+    height, width = card.input.shape[1], card.input.shape[2]
+    resized = tf.image.resize(cam[..., np.newaxis], [height, width], method="bilinear")
+    probabilities = runtime.predict(row[np.newaxis])[0]
+    return Attribution(resized.numpy()[..., 0], float(probabilities[output]), None)
+
+
+@dataclass
+class Counterfactual:
+    feature: str
+    value: float
+    changed_to: float
+    outcome: float | str  # the new class, or the new value
+    probability: float | None
+
+
+def counterfactual(
+    runtime: ModelRuntime, row: np.ndarray, change: float | None, grid: int = 401
+) -> Counterfactual | None:
+    """The smallest change of one feature (relative to its training span), within its accepted
+    range, that changes the predicted class, or moves the value by at least `change` (its sign
+    says which way). One model call over a grid of every feature's accepted range."""
+    card = runtime.loaded_card
+    specs = card.input.features or []
+    candidates = []
+    for index, spec in enumerate(specs):
+        values = np.linspace(spec.allowed_min, spec.allowed_max, grid, dtype=np.float32)
+        rows = np.repeat(row[np.newaxis], grid, axis=0)
+        rows[:, index] = values
+        candidates.append(rows)
+    batch = np.concatenate([row[np.newaxis], *candidates])
+    outputs = runtime.predict(batch)
+    now, answers = outputs[0], outputs[1:]
+    spans = np.repeat([max(s.observed_max - s.observed_min, 1e-9) for s in specs], grid)
+    distances = np.abs(batch[1:] - row).max(axis=1) / spans
+    if card.output.kind == "probabilities":
+        hits = np.argmax(answers, axis=1) != np.argmax(now)
+    else:
+        wanted = 0.5 if change is None else change
+        moved = answers[:, 0] - now[0]
+        hits = moved >= wanted if wanted >= 0 else moved <= wanted
+    if not hits.any():
+        return None
+    best = int(np.flatnonzero(hits)[np.argmin(distances[hits])])
+    feature = best // grid
+    answer = answers[best]
+    if card.output.kind == "probabilities":
+        labels = card.output.labels or []
+        top = int(np.argmax(answer))
+        return Counterfactual(
+            specs[feature].name,
+            float(row[feature]),
+            float(batch[1 + best, feature]),
+            labels[top],
+            float(answer[top]),
+        )
+    return Counterfactual(
+        specs[feature].name,
+        float(row[feature]),
+        float(batch[1 + best, feature]),
+        float(answer[0]),
+        None,
+    )
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExplainOptions:
+    method: Method = "integrated_gradients"
+    target: str | None = None  # a class label or index; default the predicted class
+    steps: int | None = None  # default: default_steps(card)
+    samples: int = 32
+    change: float | None = None  # the regressor's counterfactual: move the value by this
+
+
+def default_steps(card: ModelCard) -> int:
+    """Where completeness holds on the committed models (tests/service/test_explain.py): the
+    small tabular networks need many steps, which cost little; images need fewer."""
+    if card.input.kind == "features":
+        return 4096
+    pixels = int(np.prod(card.input.shape[1:]))  # type: ignore[arg-type]
+    return 256 if pixels <= 4096 else 128
+
+
+def check_options(card: ModelCard, options: ExplainOptions, settings: Settings) -> None:
+    supported = methods(card)
+    if options.method not in supported:
+        raise BadInput(
+            f"Model '{card.name}' does not support {options.method}; it supports "
+            f"{', '.join(supported)}.",
+            field="method",
+        )
+    steps = options.steps or default_steps(card)
+    if not 1 <= steps <= settings.explain_max_steps:
+        raise BadInput(
+            f"steps must be from 1 to {settings.explain_max_steps} (GLASSBOX_EXPLAIN_MAX_STEPS).",
+            field="steps",
+        )
+    if not 1 <= options.samples <= settings.explain_max_samples:
+        raise BadInput(
+            f"samples must be from 1 to {settings.explain_max_samples} "
+            "(GLASSBOX_EXPLAIN_MAX_SAMPLES).",
+            field="samples",
+        )
+    per_row = int(np.prod(card.input.shape[1:]))  # type: ignore[arg-type]
+    rows = (steps + 1) if options.method == "integrated_gradients" else options.samples
+    if rows * per_row > settings.explain_max_values:
+        most = settings.explain_max_values // per_row - 1
+        raise BadInput(
+            f"That many steps or samples would feed the model {rows * per_row} input values; "
+            f"the limit is {settings.explain_max_values} (GLASSBOX_EXPLAIN_MAX_VALUES): at most "
+            f"{most} for model '{card.name}'.",
+            field="steps" if options.method == "integrated_gradients" else "samples",
+        )
+    if options.change is not None and card.output.kind != "value":
+        raise BadInput(
+            "change is for a regressor; a classifier's counterfactual changes its class.",
+            field="change",
+        )
+
+
+def _sentence(card: ModelCard, found: Counterfactual | None, change: float) -> str:
+    if found is None:
+        if card.output.kind == "probabilities":
+            return "No change of one feature within its accepted range changes the class."
+        return (
+            f"No change of one feature within its accepted range moves the value by "
+            f"{change:+g} {card.output.unit or ''}".rstrip()
+            + "."
+        )
+    spec = next(s for s in card.input.features or [] if s.name == found.feature)
+    what = (
+        f"would make it {found.outcome} (probability {found.probability:.2f})"
+        if card.output.kind == "probabilities"
+        else f"would move the value to {found.outcome:.3g} {card.output.unit or ''}".rstrip()
+    )
+    return (
+        f"{found.feature} {found.changed_to:.3g} {spec.unit} instead of {found.value:.3g} {what}."
+    )
+
+
+def explanation(
+    runtime: ModelRuntime, row: np.ndarray, options: ExplainOptions
+) -> schemas.Explanation:
+    """The explanation of one input row (its preprocessing done), as the API answers it."""
+    card = runtime.loaded_card
+    prediction = runtime.predict(row[np.newaxis])[0]
+    output = target_index(card, prediction, options.target)
+    steps = options.steps or default_steps(card)
+    if options.method == "integrated_gradients":
+        attribution = integrated_gradients(runtime, row, output, steps)
+    elif options.method == "gradient_x_input":
+        attribution = gradient_x_input(runtime, row, output)
+    elif options.method == "smoothgrad":
+        attribution = smoothgrad(runtime, row, output, options.samples)
+    else:
+        attribution = grad_cam(runtime, row, output)
+    labels = card.output.labels or []
+    answer = schemas.Explanation(
+        model=runtime.name,
+        version=runtime.version,
+        method=options.method,
+        target=labels[output] if card.output.kind == "probabilities" else "value",
+        output=attribution.output,
+        baseline=baseline_description(card) if options.method == "integrated_gradients" else None,
+        steps=steps if options.method == "integrated_gradients" else None,
+        samples=options.samples if options.method == "smoothgrad" else None,
+    )
+    if attribution.baseline_output is not None:
+        total = float(attribution.values.sum())
+        change = attribution.output - attribution.baseline_output
+        answer.completeness = schemas.Completeness(
+            attribution_sum=total,
+            output_change=change,
+            relative_error=abs(total - change) / max(abs(change), 1e-12),
+        )
+    if card.input.kind == "features":
+        answer.features = sorted(
+            (
+                schemas.FeatureAttribution(
+                    name=spec.name, value=float(value), unit=spec.unit, attribution=float(a)
+                )
+                for spec, value, a in zip(
+                    card.input.features or [], row, attribution.values, strict=True
+                )
+            ),
+            key=lambda item: -abs(item.attribution),
+        )
+        wanted = 0.5 if options.change is None else options.change
+        found = counterfactual(runtime, row, wanted if card.output.kind == "value" else None)
+        answer.counterfactual = schemas.Counterfactual(
+            found=found is not None,
+            sentence=_sentence(card, found, wanted),
+            **(
+                {
+                    "feature": found.feature,
+                    "value": found.value,
+                    "changed_to": found.changed_to,
+                    "outcome": found.outcome,
+                    "probability": found.probability,
+                }
+                if found
+                else {}
+            ),
+        )
+    else:
+        values = attribution.values
+        answer.attribution_map = (values.sum(axis=-1) if values.ndim == 3 else values).tolist()
+    return answer
+
+
+def overlay_png(
+    card: ModelCard, model_input: np.ndarray, attribution_map: np.ndarray, photo: Any = None
+) -> bytes:
+    """The attribution map over the image the model saw (or over `photo`, a PIL image, the
+    upload itself): red where it raised the output, blue where it lowered it."""
+    from PIL import Image
+
+    if photo is None:
+        low, high = card.input.image_spec.value_range
+        pixels = np.clip((model_input - low) / (high - low) * 255, 0, 255).astype(np.uint8)
+        base = Image.fromarray(pixels, "L" if pixels.ndim == 2 else "RGB").convert("RGB")
+        scale = max(1, 280 // max(base.size))
+        base = base.resize((base.width * scale, base.height * scale), Image.Resampling.NEAREST)
+    else:
+        base = photo.convert("RGB")
+    # Scaled to the 99th percentile, not the peak: integrated gradients put a few pixels far
+    # above the rest, and the map would fade to nothing around them.
+    magnitude = np.abs(attribution_map)
+    peak = float(np.percentile(magnitude, 99)) or float(magnitude.max()) or 1.0
+    signed = np.clip(attribution_map / peak, -1, 1).astype(np.float32)
+    resized = np.asarray(
+        Image.fromarray(signed, "F").resize(base.size, Image.Resampling.BILINEAR), np.float32
+    )
+    heat = np.zeros((*resized.shape, 3), np.float32)
+    heat[..., 0] = np.clip(resized, 0, 1) * 255
+    heat[..., 2] = np.clip(-resized, 0, 1) * 255
+    alpha = (np.abs(resized) * 0.7)[..., np.newaxis]
+    blended = np.asarray(base, np.float32) * (1 - alpha) + heat * alpha
+    out = Image.fromarray(blended.astype(np.uint8), "RGB")
+    buffer = io.BytesIO()
+    out.save(buffer, format="PNG")
+    return buffer.getvalue()

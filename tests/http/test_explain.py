@@ -1,0 +1,155 @@
+"""POST /api/models/{name}/explain and KServe v1's :explain on the committed models: the
+attributions, their completeness, the counterfactual, the maps and overlays, and every way to
+ask wrongly answered 4xx with the usual error body."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.core.errors import Overloaded
+from app.dataplane import explain
+from tests.http.protocol_cases import EXAMPLES, newest_card
+
+FLOWER = {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5}
+
+
+def mean_row(name: str) -> dict[str, float]:
+    return {spec.name: spec.mean for spec in newest_card(name).input.features}
+
+
+def test_iris_attributions_add_up_come_sorted_and_the_counterfactual_holds(app_client):
+    answer = app_client.post("/api/models/iris/explain", json=FLOWER)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["method"] == "integrated_gradients"
+    assert body["target"] == "virginica"
+    assert "mean" in body["baseline"]
+    assert body["completeness"]["relative_error"] <= 0.02
+    magnitudes = [abs(item["attribution"]) for item in body["features"]]
+    assert magnitudes == sorted(magnitudes, reverse=True)
+    assert {item["name"] for item in body["features"]} == set(FLOWER)
+    counterfactual = body["counterfactual"]
+    assert counterfactual["found"]
+    assert counterfactual["feature"] in counterfactual["sentence"]
+    changed = {**FLOWER, counterfactual["feature"]: counterfactual["changed_to"]}
+    again = app_client.post("/api/models/iris/predict", json=changed).json()
+    assert again["label"] == counterfactual["outcome"] != "virginica"
+
+
+def test_a_class_other_than_the_predicted_one_can_be_explained(app_client):
+    body = app_client.post("/api/models/iris/explain?target=setosa", json=FLOWER).json()
+    assert body["target"] == "setosa"
+    assert body["completeness"]["output_change"] < 0  # far less setosa than the mean flower
+
+
+def test_housing_attributions_are_in_its_unit_and_the_counterfactual_moves_the_value(app_client):
+    row = mean_row("housing")
+    body = app_client.post("/api/models/housing/explain?change=-0.3", json=row).json()
+    assert body["target"] == "value"
+    assert (
+        body["completeness"]["relative_error"] <= 0.02
+        or abs(body["completeness"]["output_change"]) < 1e-3
+    )  # at the baseline itself there is nothing to attribute
+    counterfactual = body["counterfactual"]
+    if counterfactual["found"]:
+        changed = {**row, counterfactual["feature"]: counterfactual["changed_to"]}
+        value = app_client.post("/api/models/housing/predict", json=changed).json()["value"]
+        assert value <= body["output"] - 0.3 + 1e-5
+    else:
+        assert "No change" in counterfactual["sentence"]
+
+
+@pytest.mark.parametrize("method", explain.IMAGE_METHODS)
+def test_every_image_method_answers_a_map_at_the_input_size(app_client, method):
+    with (EXAMPLES / "mnist.png").open("rb") as file:
+        answer = app_client.post(f"/api/models/mnist/explain?method={method}", files={"file": file})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["target"] == "7"
+    assert np.asarray(body["attribution_map"]).shape == (28, 28)
+    assert ("completeness" in body) == (method == "integrated_gradients")
+
+
+def test_png_overlays_on_the_input_and_on_the_uploaded_photo(app_client):
+    data = (EXAMPLES / "catdog.jpg").read_bytes()
+    photo = Image.open(io.BytesIO(data))
+    for onto, size in (("input", None), ("photo", photo.size)):
+        answer = app_client.post(
+            f"/api/models/catdog/explain?method=grad_cam&format=png&onto={onto}",
+            files={"file": ("catdog.jpg", data)},
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"] == "image/png"
+        image = Image.open(io.BytesIO(answer.content))
+        assert image.format == "PNG"
+        if size is not None:
+            assert image.size == size
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "words"),
+    [
+        ("iris", "method=grad_cam", "integrated_gradients"),
+        ("iris", "method=lime", "integrated_gradients"),
+        ("iris", "steps=1000000", "GLASSBOX_EXPLAIN_MAX_STEPS"),
+        ("iris", "steps=0", "greater than or equal to 1"),
+        ("iris", "target=daisy", "no class 'daisy'"),
+        ("iris", "change=0.5", "regressor"),
+        ("housing", "target=price", "one value"),
+    ],
+)
+def test_asking_wrongly_is_422_naming_the_problem(app_client, path, query, words):
+    body = FLOWER if path == "iris" else mean_row("housing")
+    answer = app_client.post(f"/api/models/{path}/explain?{query}", json=body)
+    assert answer.status_code == 422, answer.text
+    assert words in answer.json()["error"]
+
+
+def test_smoothgrad_samples_over_the_cap_is_422(app_client):
+    with (EXAMPLES / "mnist.png").open("rb") as file:
+        answer = app_client.post(
+            "/api/models/mnist/explain?method=smoothgrad&samples=100000", files={"file": file}
+        )
+    assert answer.status_code == 422
+    assert "GLASSBOX_EXPLAIN_MAX_SAMPLES" in answer.json()["error"]
+
+
+def test_explanations_beyond_their_queue_are_refused_at_once(app_client):
+    service = app_client.app.state.service
+    runtime = service.registry.get("iris")
+    row = np.array([list(FLOWER.values())], np.float32)[0]
+    service._explaining = service.settings.explain_queue_size  # as if that many were running
+    try:
+        with pytest.raises(Overloaded):
+            asyncio.run(service.explain(runtime, row, explain.ExplainOptions()))
+    finally:
+        service._explaining = 0
+
+
+def test_kserve_v1_explain_answers_integrated_gradients_per_instance(app_client):
+    answer = app_client.post(
+        "/v1/models/iris:explain", json={"instances": [list(FLOWER.values()), [5.1, 3.5, 1.4, 0.2]]}
+    )
+    assert answer.status_code == 200, answer.text
+    explanations = answer.json()["explanations"]
+    assert [item["target"] for item in explanations] == ["virginica", "setosa"]
+    assert all(item["completeness"]["relative_error"] <= 0.02 for item in explanations)
+    too_many = app_client.post(
+        "/v1/models/iris:explain", json={"instances": [[5.1, 3.5, 1.4, 0.2]] * 17}
+    )
+    assert too_many.status_code == 400
+    assert "at most 16" in too_many.json()["error"]
+
+
+def test_an_explanation_too_costly_for_the_model_is_422_saying_how_far_it_may_go(app_client):
+    with (EXAMPLES / "catdog.jpg").open("rb") as file:
+        answer = app_client.post("/api/models/catdog/explain?steps=5000", files={"file": file})
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert "GLASSBOX_EXPLAIN_MAX_VALUES" in error
+    assert "at most 1156 for model 'catdog'" in error
