@@ -87,7 +87,7 @@ def target_index(card: ModelCard, prediction: np.ndarray, target: str | None) ->
         return int(np.argmax(prediction))
     if target in labels:
         return labels.index(target)
-    if target.isdigit() and int(target) < len(labels):
+    if target.isascii() and target.isdecimal() and int(target) < len(labels):
         return int(target)
     raise BadInput(
         f"Model '{card.name}' has no class '{target}'. Classes: {', '.join(labels)}.",
@@ -163,6 +163,7 @@ def _activation(name: str | None, tensor: Any) -> Any:
         "relu": tf.nn.relu,
         "softmax": tf.nn.softmax,
         "sigmoid": tf.sigmoid,
+        "tanh": tf.tanh,
     }
     if name not in functions:
         raise BadInput(f"Grad-CAM cannot re-apply the activation '{name}'.", field="method")
@@ -180,6 +181,7 @@ def grad_cam(runtime: ModelRuntime, row: np.ndarray, output: int) -> Attribution
     head = card.layers[index + 1 :]
     if head and head[-1].type == "Activation" and head[-1].activation == "softmax":
         head = head[:-1]  # the class score is the value before the softmax
+    before_softmax = bool(head) and head[-1].type == "Dense" and head[-1].activation == "softmax"
     activations = tf.constant(runtime.trace(row[np.newaxis])[block.trace_key])
     with tf.GradientTape() as tape:
         tape.watch(activations)
@@ -191,8 +193,11 @@ def grad_cam(runtime: ModelRuntime, row: np.ndarray, output: int) -> Attribution
                 tensor = tf.reduce_mean(tensor, axis=[1, 2])
             elif layer.type == "Dense":
                 weights = runtime.weights(layer.name)
-                tensor = tf.matmul(tensor, weights["kernel"]) + weights["bias"]
-                tensor = _activation(layer.activation, tensor)
+                tensor = tf.matmul(tensor, weights["kernel"]) + weights.get("bias", 0.0)
+                last = layer is head[-1]
+                tensor = (
+                    tensor if last and before_softmax else _activation(layer.activation, tensor)
+                )
             elif layer.type == "Activation":
                 tensor = _activation(layer.activation, tensor)
             # Dropout: the identity at inference.
@@ -299,7 +304,7 @@ def check_options(card: ModelCard, options: ExplainOptions, settings: Settings) 
             f"steps must be from 1 to {settings.explain_max_steps} (GLASSBOX_EXPLAIN_MAX_STEPS).",
             field="steps",
         )
-    if not 1 <= options.samples <= settings.explain_max_samples:
+    if options.method == "smoothgrad" and not 1 <= options.samples <= settings.explain_max_samples:
         raise BadInput(
             f"samples must be from 1 to {settings.explain_max_samples} "
             "(GLASSBOX_EXPLAIN_MAX_SAMPLES).",
@@ -410,6 +415,25 @@ def explanation(
         values = attribution.values
         answer.attribution_map = (values.sum(axis=-1) if values.ndim == 3 else values).tolist()
     return answer
+
+
+PHOTO_OVERLAY_MAX_SIDE = 1024  # an overlay on the uploaded photo is drawn at most this large
+
+
+def photo_overlay_png(
+    card: ModelCard, data: bytes, attribution_map: np.ndarray, settings: Settings
+) -> bytes:
+    """The map over the uploaded photo itself (resized down to at most 1024 px a side), for a
+    model whose preprocessing only resizes, so the map's pixels are the photo's."""
+    from app.artifact import imaging
+
+    photo = imaging.load(
+        imaging.open_image(
+            data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+        )
+    )
+    photo.thumbnail((PHOTO_OVERLAY_MAX_SIDE, PHOTO_OVERLAY_MAX_SIDE))
+    return overlay_png(card, np.zeros(0), attribution_map, photo)
 
 
 def overlay_png(

@@ -47,21 +47,29 @@ def test_a_class_other_than_the_predicted_one_can_be_explained(app_client):
     assert body["completeness"]["output_change"] < 0  # far less setosa than the mean flower
 
 
-def test_housing_attributions_are_in_its_unit_and_the_counterfactual_moves_the_value(app_client):
-    row = mean_row("housing")
+def test_housing_attributions_are_in_its_unit_and_the_counterfactual_moves_the_value(
+    app_client, housing_sample
+):
+    names = [spec.name for spec in newest_card("housing").input.features]
+    row = dict(zip(names, map(float, housing_sample["x_test"][0]), strict=True))
     body = app_client.post("/api/models/housing/explain?change=-0.3", json=row).json()
     assert body["target"] == "value"
-    assert (
-        body["completeness"]["relative_error"] <= 0.02
-        or abs(body["completeness"]["output_change"]) < 1e-3
-    )  # at the baseline itself there is nothing to attribute
+    assert abs(body["completeness"]["output_change"]) > 0.01  # a block unlike the average
+    assert body["completeness"]["relative_error"] <= 0.02
+    assert {item["unit"] for item in body["features"]} >= {"$10,000", "years"}
     counterfactual = body["counterfactual"]
-    if counterfactual["found"]:
-        changed = {**row, counterfactual["feature"]: counterfactual["changed_to"]}
-        value = app_client.post("/api/models/housing/predict", json=changed).json()["value"]
-        assert value <= body["output"] - 0.3 + 1e-5
-    else:
-        assert "No change" in counterfactual["sentence"]
+    assert counterfactual["found"], counterfactual
+    changed = {**row, counterfactual["feature"]: counterfactual["changed_to"]}
+    value = app_client.post("/api/models/housing/predict", json=changed).json()["value"]
+    assert value <= body["output"] - 0.3 + 1e-5
+    assert counterfactual["feature"] in counterfactual["sentence"]
+
+
+def test_no_counterfactual_within_the_ranges_is_said_in_words(app_client):
+    body = app_client.post("/api/models/housing/explain?change=100", json=mean_row("housing"))
+    counterfactual = body.json()["counterfactual"]
+    assert counterfactual["found"] is False
+    assert counterfactual["sentence"].startswith("No change of one feature")
 
 
 @pytest.mark.parametrize("method", explain.IMAGE_METHODS)
@@ -119,16 +127,42 @@ def test_smoothgrad_samples_over_the_cap_is_422(app_client):
     assert "GLASSBOX_EXPLAIN_MAX_SAMPLES" in answer.json()["error"]
 
 
-def test_explanations_beyond_their_queue_are_refused_at_once(app_client):
+def test_explanations_beyond_their_queue_are_refused_at_once_and_places_come_back(app_client):
     service = app_client.app.state.service
-    runtime = service.registry.get("iris")
-    row = np.array([list(FLOWER.values())], np.float32)[0]
     service._explaining = service.settings.explain_queue_size  # as if that many were running
     try:
-        with pytest.raises(Overloaded):
-            asyncio.run(service.explain(runtime, row, explain.ExplainOptions()))
+        refused = app_client.post("/api/models/iris/explain", json=FLOWER)
     finally:
         service._explaining = 0
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "1"
+    assert "explanations are already waiting" in refused.json()["error"]
+    assert app_client.post("/api/models/iris/explain", json=FLOWER).status_code == 200
+    assert service._explaining == 0  # the place taken was given back
+    runtime = service.registry.get("iris")
+    call = service.explain(runtime, np.ones(4, np.float32), explain.ExplainOptions())
+    service._explaining = service.settings.explain_queue_size  # the data plane's own check
+    try:
+        with pytest.raises(Overloaded):
+            asyncio.run(call)
+    finally:
+        service._explaining = 0
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [("target=%C2%B2", "no class"), ("onto=photo&format=png", "crops and centres")],
+)
+def test_an_image_request_asked_wrongly_is_422(app_client, query, words):
+    with (EXAMPLES / "mnist.png").open("rb") as file:
+        answer = app_client.post(f"/api/models/mnist/explain?{query}", files={"file": file})
+    assert answer.status_code == 422, answer.text
+    assert words in answer.json()["error"]
+
+
+def test_a_change_that_is_not_a_number_is_422(app_client):
+    answer = app_client.post("/api/models/housing/explain?change=nan", json=mean_row("housing"))
+    assert answer.status_code == 422
 
 
 def test_kserve_v1_explain_answers_integrated_gradients_per_instance(app_client):

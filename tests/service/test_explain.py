@@ -131,13 +131,16 @@ def test_the_iris_counterfactual_changes_the_class_and_stays_in_range(runtimes):
 
 def test_the_housing_counterfactual_moves_the_value_by_what_was_asked(runtimes):
     runtime = runtimes["housing"]
+    found_any = 0
     for row in inputs("housing", runtime, 5):
         before = float(runtime.predict(row[None])[0][0])
         for change in (0.5, -0.3):
             found = explain.counterfactual(runtime, row, change)
             if found is None:
                 continue
+            found_any += 1
             assert (found.outcome - before) * np.sign(change) >= abs(change) - 1e-5
+    assert found_any >= 5  # most of the ten asks have an answer within the ranges
 
 
 @pytest.mark.parametrize("method", explain.IMAGE_METHODS)

@@ -65,8 +65,9 @@ SamplesQuery = Annotated[int, Query(ge=1, description="Noisy samples of SmoothGr
 ChangeQuery = Annotated[
     float | None,
     Query(
+        allow_inf_nan=False,
         description="Regressor only: the counterfactual moves the value by this much, in "
-        "its unit (default +0.5)."
+        "its unit (default +0.5).",
     ),
 ]
 FormatQuery = Annotated[
@@ -83,6 +84,8 @@ OntoQuery = Annotated[
         "uploaded photo itself (photo)."
     ),
 ]
+
+
 def _image_explain_options(
     method: MethodQuery = "integrated_gradients",
     target: TargetQuery = None,
@@ -355,14 +358,18 @@ def _add_image_routes(
         batch: np.ndarray,
         options: explain.ExplainOptions,
         format: str,
-        photo: Any = None,
+        photo: bytes | None = None,
     ) -> Response:
         answer = await service.explain(runtime, batch[0], options)
         if format == "json":
             return ModelJSON(answer)
-        png = explain.overlay_png(
-            runtime.loaded_card, batch[0], np.asarray(answer.attribution_map), photo
-        )
+        card, attribution_map = runtime.loaded_card, np.asarray(answer.attribution_map)
+        if photo is None:
+            png = await service.image_batch(explain.overlay_png, card, batch[0], attribution_map)
+        else:
+            png = await service.image_batch(
+                explain.photo_overlay_png, card, photo, attribution_map, service.settings
+            )
         return Response(png, media_type="image/png")
 
     @router.post(
@@ -383,19 +390,15 @@ def _add_image_routes(
         onto: OntoQuery = "input",
     ) -> Response:
         runtime = serving_runtime(request)
+        if onto == "photo" and runtime.loaded_card.input.image_spec.preprocessing != "resize":
+            raise BadInput(
+                f"onto=photo needs a model that only resizes the photo; '{name}' crops and "
+                "centres it, so its map would not line up with the upload. Use onto=input.",
+                field="onto",
+            )
         data = await uploads.read_upload(request, service.settings.max_image_bytes)
         batch = await service.image_input(runtime.loaded_card, data)
-        photo = (
-            imaging.load(
-                imaging.open_image(
-                    data,
-                    max_bytes=service.settings.max_image_bytes,
-                    max_pixels=service.settings.max_image_pixels,
-                )
-            )
-            if onto == "photo"
-            else None
-        )
+        photo = data if format == "png" and onto == "photo" else None
         return await explained(runtime, batch, options, format, photo)
 
     @router.post(

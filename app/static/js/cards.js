@@ -184,6 +184,14 @@ export function cardView(card) {
     metricLine(card),
     inputsView(card),
     el("p", {}, el("strong", { text: "Output: " }), `${outputText}.`),
+    card.explanation_methods?.length
+      ? el(
+          "p",
+          { class: "explanation-methods" },
+          el("strong", { text: "Explanations: " }),
+          `${card.explanation_methods.map((m) => m.replaceAll("_", " ")).join(", ")}.`,
+        )
+      : null,
     el("details", {}, el("summary", { text: "Baselines" }), baselinesTable(card)),
     layersTable(card),
   );

@@ -106,6 +106,12 @@ export function imageExplainer(card, area) {
     ...methods.map((m) => el("option", { value: m, text: METHOD_NAMES[m] || m })),
   );
   let lastFile = null;
+  let shownUrl = null; // the overlay's object URL, revoked when another replaces it
+  const show = (...children) => {
+    if (shownUrl) URL.revokeObjectURL(shownUrl);
+    shownUrl = null;
+    area.body.replaceChildren(...children);
+  };
   const controls = el(
     "div",
     { class: "explain-controls" },
@@ -114,8 +120,9 @@ export function imageExplainer(card, area) {
   );
   async function explainFile(file) {
     lastFile = file;
+    const signal = slot(); // a newer file, a cleared one or another method cancels this one
     if (!file) {
-      area.body.replaceChildren();
+      show();
       area.status.textContent = "";
       return;
     }
@@ -129,7 +136,7 @@ export function imageExplainer(card, area) {
       const response = await fetch(`${API}/${card.name}/explain?method=${method}&format=png`, {
         method: "POST",
         body: form,
-        signal: slot(),
+        signal,
         headers: key ? { "X-API-Key": key } : {},
       });
       if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
@@ -137,23 +144,25 @@ export function imageExplainer(card, area) {
     } catch (error) {
       const message = explain(error);
       if (!message) return;
-      area.body.replaceChildren();
+      show();
       area.status.textContent = `No explanation: ${message}`;
       return;
     }
+    const url = URL.createObjectURL(blob);
     const image = el("img", {
       class: "overlay",
-      src: URL.createObjectURL(blob),
+      src: url,
       alt: `${METHOD_NAMES[method]}: red where the image raised the answer, blue where it lowered it`,
     });
     area.status.textContent = "";
-    area.body.replaceChildren(
+    show(
       image,
       el("p", {
         class: "note",
         text: "Red: pixels that raised the answer's probability; blue: pixels that lowered it.",
       }),
     );
+    shownUrl = url;
   }
   select.addEventListener("change", () => explainFile(lastFile));
   return { explainFile, controls };
