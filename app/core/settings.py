@@ -173,6 +173,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Explanations waiting or computing; beyond it, 503 at once with Retry-After.",
     )
+    explain_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="An explanation that waits longer than this for its turn is answered 504, "
+        "not computed.",
+    )
     host: str = Field(
         "127.0.0.1",
         description="Address to listen on, for HTTP (deploy/serve.sh passes it to uvicorn) and "

@@ -18,7 +18,7 @@ import numpy as np
 from app.artifact import imaging
 from app.artifact.card import SERVING_SIGNATURE, ModelCard
 from app.artifact.layout import scan_versions
-from app.core.errors import BadInput, Overloaded, PayloadTooLarge
+from app.core.errors import BadInput, DeadlineExceeded, Overloaded, PayloadTooLarge
 from app.core.settings import Settings
 from app.dataplane import explain, traces
 from app.dataplane.admission import InFlightLimit
@@ -306,23 +306,42 @@ class InferenceService:
         return [traces.describe(runtime, row) for row in outputs]
 
     async def explain(
-        self, runtime: ModelRuntime, row: np.ndarray, options: explain.ExplainOptions
-    ) -> Explanation:
-        """An explanation of one input row, on the inference threads, at most
-        GLASSBOX_EXPLAIN_CONCURRENCY at once and GLASSBOX_EXPLAIN_QUEUE_SIZE waiting or running:
-        a burst of explanations waits for its own places, not the predictions'."""
+        self, runtime: ModelRuntime, rows: np.ndarray, options: explain.ExplainOptions
+    ) -> list[Explanation]:
+        """An explanation of each input row, on the inference threads, at most
+        GLASSBOX_EXPLAIN_CONCURRENCY at once and GLASSBOX_EXPLAIN_QUEUE_SIZE waiting or running
+        (a request takes a place per row, all or none): a burst of explanations waits for its
+        own places, not the predictions'. One that waits longer than GLASSBOX_EXPLAIN_TIMEOUT_S
+        for a turn is answered 504, not computed."""
         explain.check_options(runtime.loaded_card, options, self.settings)
-        if self._explaining >= self.settings.explain_queue_size:
+        limit = self.settings.explain_queue_size
+        if self._explaining + len(rows) > limit:
             raise Overloaded(
-                f"{self.settings.explain_queue_size} explanations are already waiting or "
-                "running. Retry shortly."
+                f"{limit} explanations at most wait or run at once; {self._explaining} are, and "
+                f"this request has {len(rows)}. Retry shortly."
             )
-        self._explaining += 1
+        self._explaining += len(rows)
         try:
-            async with self._explain_slots:
-                return await self._in_executor(explain.explanation, runtime, row, options)
+            answers = []
+            for row in rows:
+                try:
+                    await asyncio.wait_for(
+                        self._explain_slots.acquire(), self.settings.explain_timeout_s
+                    )
+                except TimeoutError:
+                    raise DeadlineExceeded(
+                        f"The explanation waited {self.settings.explain_timeout_s} s for its "
+                        "turn (GLASSBOX_EXPLAIN_TIMEOUT_S). Retry shortly."
+                    ) from None
+                try:
+                    answers.append(
+                        await self._in_executor(explain.explanation, runtime, row, options)
+                    )
+                finally:
+                    self._explain_slots.release()
+            return answers
         finally:
-            self._explaining -= 1
+            self._explaining -= len(rows)
 
     async def trace(
         self,

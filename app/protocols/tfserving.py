@@ -320,6 +320,4 @@ async def kserve_explain(
     else:
         batch = _tf_row_batch(card, request.instances, decode_image)
     options = explain.ExplainOptions()
-    return KServeExplainResponse(
-        explanations=[await service.explain(runtime, row, options) for row in batch]
-    )
+    return KServeExplainResponse(explanations=await service.explain(runtime, batch, options))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.core.errors import Overloaded
+from app.core.errors import DeadlineExceeded, Overloaded
 from app.dataplane import explain
 from tests.http.protocol_cases import EXAMPLES, newest_card
 
@@ -136,11 +136,11 @@ def test_explanations_beyond_their_queue_are_refused_at_once_and_places_come_bac
         service._explaining = 0
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "1"
-    assert "explanations are already waiting" in refused.json()["error"]
+    assert "explanations at most wait or run at once" in refused.json()["error"]
     assert app_client.post("/api/models/iris/explain", json=FLOWER).status_code == 200
     assert service._explaining == 0  # the place taken was given back
     runtime = service.registry.get("iris")
-    call = service.explain(runtime, np.ones(4, np.float32), explain.ExplainOptions())
+    call = service.explain(runtime, np.ones((1, 4), np.float32), explain.ExplainOptions())
     service._explaining = service.settings.explain_queue_size  # the data plane's own check
     try:
         with pytest.raises(Overloaded):
@@ -163,6 +163,41 @@ def test_an_image_request_asked_wrongly_is_422(app_client, query, words):
 def test_a_change_that_is_not_a_number_is_422(app_client):
     answer = app_client.post("/api/models/housing/explain?change=nan", json=mean_row("housing"))
     assert answer.status_code == 422
+
+
+def test_a_request_takes_a_place_per_row_all_or_none(app_client):
+    service = app_client.app.state.service
+    service._explaining = service.settings.explain_queue_size - 1  # room for one row only
+    try:
+        refused = app_client.post(
+            "/v1/models/iris:explain", json={"instances": [list(FLOWER.values())] * 2}
+        )
+        one = app_client.post(
+            "/v1/models/iris:explain", json={"instances": [list(FLOWER.values())]}
+        )
+    finally:
+        service._explaining = 0
+    assert refused.status_code == 503
+    assert "this request has 2" in refused.json()["error"]
+    assert one.status_code == 200
+
+
+def test_an_explanation_that_waits_past_the_timeout_is_504(app_client):
+    service = app_client.app.state.service
+    runtime = service.registry.get("iris")
+
+    async def main():
+        service._explain_slots = asyncio.Semaphore(0)  # every turn taken, none given back
+        return await service.explain(runtime, np.ones((1, 4), np.float32), explain.ExplainOptions())
+
+    saved, timeout = service._explain_slots, service.settings.explain_timeout_s
+    service.settings.explain_timeout_s = 0.01
+    try:
+        with pytest.raises(DeadlineExceeded):
+            asyncio.run(main())
+    finally:
+        service._explain_slots, service.settings.explain_timeout_s = saved, timeout
+    assert service._explaining == 0
 
 
 def test_kserve_v1_explain_answers_integrated_gradients_per_instance(app_client):

@@ -220,7 +220,7 @@ def _add_tabular_routes(
         runtime = serving_runtime(request)
         rows = service.feature_rows(runtime.loaded_card, [body.model_dump()])
         options = explain.ExplainOptions(method=method, target=target, steps=steps, change=change)
-        return ModelJSON(await service.explain(runtime, rows[0], options))
+        return ModelJSON((await service.explain(runtime, rows, options))[0])
 
 
 def _json_examples(card: ModelCard) -> dict[str, Any]:
@@ -360,7 +360,7 @@ def _add_image_routes(
         format: str,
         photo: bytes | None = None,
     ) -> Response:
-        answer = await service.explain(runtime, batch[0], options)
+        (answer,) = await service.explain(runtime, batch, options)
         if format == "json":
             return ModelJSON(answer)
         card, attribution_map = runtime.loaded_card, np.asarray(answer.attribution_map)
