@@ -7,6 +7,12 @@ them into the same JSON body. Nothing here imports FastAPI.
 from __future__ import annotations
 
 
+def clipped(text: str, limit: int = 128) -> str:
+    """A client's text (a model name) as echoed in messages and logs: cut short, since it can
+    be as long as a request."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 class GlassboxError(Exception):
     status_code = 500
     code = "internal_error"

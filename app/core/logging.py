@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import sys
 import time
 from contextvars import ContextVar
@@ -15,6 +17,15 @@ from pydantic_core import to_json
 
 # The id of the request this task is handling, for every line logged while it is handled.
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+# A client's request id is echoed into logs and headers, so only a plain token is taken as is.
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+def request_id_from(given: str) -> str:
+    """The client's request id (an X-Request-ID header, x-request-id call metadata) when it is
+    a plain token, else a new one."""
+    return given if _SAFE_REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
+
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
 _RECORD_ATTRIBUTES = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}

@@ -10,10 +10,7 @@ one pass per call.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import os
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -34,9 +31,11 @@ from app.core.errors import (
     Unauthorized,
     Unimplemented,
     UnsupportedMediaType,
+    clipped,
 )
 from app.core.keys import KeyRing, presented_key
-from app.core.logging import request_id_var
+from app.core.logging import request_id_from, request_id_var
+from app.core.metrics import series
 from app.dataplane.admission import InFlightLimit
 from app.dataplane.service import InferenceService
 
@@ -80,22 +79,7 @@ LATENCY = Histogram(
     buckets=_BUCKETS,
 )
 
-# As over HTTP: a client's request id is used only if it is a plain token.
-_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
-
-_Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
-Handler = Callable[[Any, _Request, grpc.aio.ServicerContext], Awaitable[_Response]]
-
-
-@functools.lru_cache(maxsize=1024)
-def _requests(protocol: str, method: str, code: str) -> Any:
-    return REQUESTS.labels(protocol, method, code)
-
-
-@functools.lru_cache(maxsize=256)
-def _latency(protocol: str, method: str) -> Any:
-    return LATENCY.labels(protocol, method)
 
 
 class CallGuard:
@@ -119,8 +103,7 @@ class CallGuard:
         readiness, open over HTTP too)."""
         started = time.perf_counter()
         metadata = dict(context.invocation_metadata() or ())
-        given = metadata.get("x-request-id", "")
-        request_id = given if _SAFE_REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
+        request_id = request_id_from(metadata.get("x-request-id", ""))
         token = request_id_var.set(request_id)
         trailer = (("x-request-id", request_id),)
         code, message = grpc.StatusCode.OK, ""
@@ -160,15 +143,15 @@ class CallGuard:
             message = f"Internal error (request id {request_id}); the server log has the detail."
         finally:
             seconds = time.perf_counter() - started
-            _requests(protocol, method, code.name).inc()
-            _latency(protocol, method).observe(seconds)
+            series(REQUESTS, protocol, method, code.name).inc()
+            series(LATENCY, protocol, method).observe(seconds)
             logger.info(
                 "request",
                 extra={
                     "transport": "grpc",
                     "protocol": protocol,
                     "method": method,
-                    "model": _shown(model),
+                    "model": None if model is None else clipped(model),
                     "status": code.name,
                     "latency_ms": round(seconds * 1000, 2),
                 },
@@ -253,11 +236,6 @@ class GuardedServicer:
             raise Unimplemented(message)
 
         return await self.guard.run(self.protocol, method, context, answer)
-
-
-def _shown(name: str | None, limit: int = 128) -> str | None:
-    """A client's model name as logged: cut short, since it can be as long as a message."""
-    return name if name is None or len(name) <= limit else name[:limit] + "..."
 
 
 async def _within(seconds: float | None, work: Awaitable[_Response]) -> _Response:

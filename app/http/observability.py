@@ -13,26 +13,24 @@ does) so that a scrape, answered by whichever worker gets it, sums every worker'
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-import re
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.logging import request_id_var
+from app.core.logging import request_id_from, request_id_var
+from app.core.metrics import series
 from app.http.paths import MODEL_PATH, asked_version
 
 if TYPE_CHECKING:
@@ -86,28 +84,18 @@ REJECTED = Counter(
 )
 
 
-_Metric = TypeVar("_Metric", bound=MetricWrapperBase)
-
-
-@functools.lru_cache(maxsize=4096)
-def _series(metric: _Metric, *labels: str) -> _Metric:
-    """The metric's child for these label values. prometheus_client's `labels()` checks the
-    values and takes a lock on every call, which adds up on the per-request path."""
-    return metric.labels(*labels)
-
-
 def observe_inference(model: str, version: int, seconds: float, batch_size: int) -> None:
     """Record one model call: its duration and how many rows it computed."""
-    _series(INFERENCE_LATENCY, model, str(version)).observe(seconds)
-    _series(BATCH_SIZE, model, str(version)).observe(batch_size)
+    series(INFERENCE_LATENCY, model, str(version)).observe(seconds)
+    series(BATCH_SIZE, model, str(version)).observe(batch_size)
 
 
 def set_queue_depth(model: str, version: int, depth: int) -> None:
-    _series(QUEUE_DEPTH, model, str(version)).set(depth)
+    series(QUEUE_DEPTH, model, str(version)).set(depth)
 
 
 def count_rejected(model: str, version: int, reason: str) -> None:
-    _series(REJECTED, model, str(version), reason).inc()
+    series(REJECTED, model, str(version), reason).inc()
 
 
 class ModelCollector:
@@ -180,8 +168,6 @@ async def metrics(request: Request) -> Response:
 
 REQUEST_ID_HEADER = "X-Request-ID"
 
-# A client's request id is echoed into logs and headers, so only a plain token is taken as is.
-_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 # Probes and scrapes come every few seconds; at INFO they would drown the requests that matter.
 _QUIET_ROUTES = ("/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/metrics")
 
@@ -216,7 +202,7 @@ class RequestObservability:
             return
         started = time.perf_counter()
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _SAFE_REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
+        request_id = request_id_from(given)
         token = request_id_var.set(request_id)
         status = 500  # what the client gets if the app raises before answering
 
@@ -243,8 +229,8 @@ class RequestObservability:
         seconds = time.perf_counter() - started
         route = _route_template(scope)
         method = scope["method"]
-        _series(REQUESTS, method, route, str(status)).inc()
-        _series(REQUEST_LATENCY, method, route).observe(seconds)
+        series(REQUESTS, method, route, str(status)).inc()
+        series(REQUEST_LATENCY, method, route).observe(seconds)
         model, version = _model_and_version(scope)
         logger.log(
             logging.DEBUG if route in _QUIET_ROUTES else logging.INFO,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from app.core.errors import ModelNotFound, ModelNotReady
+from app.core.errors import ModelNotFound, ModelNotReady, clipped
 from app.runtime.model import ModelRuntime, ModelState
 
 logger = logging.getLogger(__name__)
@@ -27,8 +27,9 @@ class ModelRegistry:
 
     def versions(self, name: str) -> list[ModelRuntime]:
         if name not in self._models:
-            shown = name if len(name) <= 128 else name[:128] + "..."  # a client's, echoed
-            raise ModelNotFound(f"No model named '{shown}'. Models: {', '.join(self.names())}.")
+            raise ModelNotFound(
+                f"No model named '{clipped(name)}'. Models: {', '.join(self.names())}."
+            )
         return [self._models[name][v] for v in sorted(self._models[name])]
 
     def all(self) -> list[ModelRuntime]:
