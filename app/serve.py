@@ -62,14 +62,20 @@ def share_grpc_port() -> bool:
     settings = Settings()
     if not settings.grpc_port:
         return True
-    try:
-        bound_socket(settings.host, settings.grpc_port, reuse_port=False).close()
-    except OSError as error:
-        logger.error(
-            "Cannot listen for gRPC on %s:%d: %s", settings.host, settings.grpc_port, error
-        )
+    if not port_is_free(settings.host, settings.grpc_port, "Cannot listen for gRPC on"):
         return False
     os.environ["GLASSBOX_GRPC_REUSE_PORT"] = "1"  # the workers inherit it
+    return True
+
+
+def port_is_free(host: str, port: int, refusal: str) -> bool:
+    """Whether nothing listens on the port, checked with a socket without SO_REUSEPORT, which
+    cannot share it (one with it would quietly join another server's); logged when taken."""
+    try:
+        bound_socket(host, port, reuse_port=False).close()
+    except OSError as error:
+        logger.error("%s %s:%d: %s", refusal, host, port, error)
+        return False
     return True
 
 
@@ -115,12 +121,7 @@ class Workers:
         self.config = Config(**options)  # configures uvicorn's logging in this process too
 
     def run(self) -> int:
-        try:
-            # A socket without SO_REUSEPORT cannot share the port: this fails if anything listens
-            # there, where the workers' sockets would quietly join another server's.
-            bound_socket(self.config.host, self.config.port, reuse_port=False).close()
-        except OSError as error:
-            logger.error("Cannot listen on %s:%d: %s", self.config.host, self.config.port, error)
+        if not port_is_free(self.config.host, self.config.port, "Cannot listen on"):
             return STARTUP_FAILURE
         # The handler only records the signal, as uvicorn's supervisor does: a handler runs in
         # the main thread between two of its bytecodes, so taking a lock there (a

@@ -46,14 +46,18 @@ PROTOCOL = "tfserving"
 SIGNATURE_DEF = "signature_def"
 
 
-def _runtime(service: InferenceService, spec: model_pb2.ModelSpec) -> ModelRuntime:
+def _asked_version(spec: model_pb2.ModelSpec) -> int | None:
+    """The version a model spec asks for, None for the newest ready one; a label is refused."""
     if spec.WhichOneof("version_choice") == "version_label":
         raise ModelNotFound(
             f"Model '{spec.name}' has no version label '{spec.version_label}': this server "
             "has no labels; ask for a version number, or none for the newest ready version."
         )
-    version = spec.version.value if spec.HasField("version") else None
-    return service.registry.get(spec.name, version)
+    return spec.version.value if spec.HasField("version") else None
+
+
+def _runtime(service: InferenceService, spec: model_pb2.ModelSpec) -> ModelRuntime:
+    return service.registry.get(spec.name, _asked_version(spec))
 
 
 def _answered_spec(runtime: ModelRuntime, signature: str = "") -> model_pb2.ModelSpec:
@@ -359,13 +363,12 @@ class ModelServicer(GuardedServicer, model_service_pb2_grpc.ModelServiceServicer
     ) -> get_model_status_pb2.GetModelStatusResponse:
         async def answer() -> get_model_status_pb2.GetModelStatusResponse:
             spec = request.model_spec
-            if spec.WhichOneof("version_choice") == "version_label":
-                _runtime(self.service, spec)  # refuses the label
+            version = _asked_version(spec)
             registry = self.service.registry
-            if spec.HasField("version"):
-                runtimes = [registry.find(spec.name, spec.version.value)]
-            else:
+            if version is None:
                 runtimes = registry.versions(spec.name)
+            else:
+                runtimes = [registry.find(spec.name, version)]
             status = protocol.tf_model_status(runtimes)
             return json_format.ParseDict(
                 status.model_dump(), get_model_status_pb2.GetModelStatusResponse()

@@ -83,14 +83,6 @@ def _packed(tensor: pb.ModelInferRequest.InferInputTensor, where: str) -> bytes:
     return b""  # another datatype: refused with the REST route's message
 
 
-def _validation_message(error: ValidationError) -> str:
-    problems = [
-        f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
-        for problem in error.errors()
-    ]
-    return "Bad request: " + "; ".join(problems) + "."
-
-
 def inference_request(message: pb.ModelInferRequest) -> tuple[InferenceRequest, bytes]:
     """The request as the REST route's body, and its binary section."""
     raw = message.raw_input_contents
@@ -128,7 +120,7 @@ def inference_request(message: pb.ModelInferRequest) -> tuple[InferenceRequest, 
             }
         )
     except ValidationError as error:
-        raise ProtocolError(_validation_message(error)) from None
+        raise ProtocolError(tensors.describe_invalid(error.errors())) from None
     return request, b"".join(parts)
 
 

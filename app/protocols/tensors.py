@@ -10,7 +10,7 @@ in app/protocols knows HTTP: the routes in app/http/routes translate HTTP to the
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,19 @@ PLATFORM = "tensorflow_savedmodel"
 
 # A decoder for one encoded image: (base64 text, where it came from) -> the model's input for it.
 ImageDecoder = Callable[[str, str], np.ndarray]
+
+
+def describe_invalid(problems: Sequence[Mapping[str, Any]]) -> str:
+    """A request body that failed its schema (pydantic's errors), in one bad-request message:
+    where each problem is and what it is."""
+    described = []
+    for problem in problems:
+        if problem["type"] == "json_invalid":
+            described.append(f"the body is not valid JSON ({problem['ctx']['error']})")
+            continue
+        where = ".".join(str(part) for part in problem["loc"] if part != "body")
+        described.append(f"{where}: {problem['msg']}" if where else problem["msg"])
+    return "Bad request: " + "; ".join(described) + "."
 
 
 def parse_version(name: str, text: str) -> int:

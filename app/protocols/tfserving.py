@@ -272,7 +272,7 @@ async def tf_predict(
         )
     decode_image = image_decoder(service, card)
     build: Callable[[ModelCard, Any, ImageDecoder], np.ndarray]
-    if instances is not None:  # row_format
+    if instances is not None:  # row_format: counted before any image is decoded
         check_count(service, len(instances))
         build, given = _tf_row_batch, instances
     else:
@@ -281,7 +281,8 @@ async def tf_predict(
         batch = await service.image_batch(build, card, given, decode_image)
     else:
         batch = build(card, given, decode_image)
-    check_count(service, len(batch))
+    if instances is None:  # columnar: the count is known once the batch is built
+        check_count(service, len(batch))
     if signature == SERVING_SIGNATURE:
         names = [card.output.name]
     else:

@@ -11,22 +11,12 @@ from fastapi.routing import APIRoute
 from app.core.errors import ProtocolError
 from app.http.routes.errors import ERROR_RESPONSES
 from app.http.schemas import ErrorResponse
+from app.protocols.tensors import describe_invalid
 
 PROTOCOL_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse},
     **ERROR_RESPONSES,
 }
-
-
-def _describe(error: RequestValidationError) -> str:
-    problems = []
-    for problem in error.errors():
-        if problem["type"] == "json_invalid":
-            problems.append(f"the body is not valid JSON ({problem['ctx']['error']})")
-            continue
-        where = ".".join(str(part) for part in problem["loc"] if part != "body")
-        problems.append(f"{where}: {problem['msg']}" if where else problem["msg"])
-    return "Bad request: " + "; ".join(problems) + "."
 
 
 def _is_json(content_type: str) -> bool:
@@ -56,6 +46,6 @@ class ProtocolRoute(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as error:
-                raise ProtocolError(_describe(error)) from None
+                raise ProtocolError(describe_invalid(error.errors())) from None
 
         return protocol_handler
