@@ -47,8 +47,10 @@ _HEAD_LAYERS = {"Flatten", "Dropout", "GlobalAveragePooling2D", "Dense", "Activa
 @dataclass
 class Attribution:
     values: np.ndarray  # shaped as one input row (Grad-CAM: the input's height x width)
-    output: float  # the explained output at the input
-    baseline_output: float | None  # at the baseline (integrated gradients)
+    # Integrated gradients' ends of the path, for the completeness check: the explained output
+    # at the input and at the baseline. The other methods have none.
+    output: float | None = None
+    baseline_output: float | None = None
 
 
 def methods(card: ModelCard) -> tuple[Method, ...]:
@@ -127,8 +129,8 @@ def integrated_gradients(
 
 
 def gradient_x_input(runtime: ModelRuntime, row: np.ndarray, output: int) -> Attribution:
-    values, gradients = runtime.output_gradients(row[np.newaxis], output)
-    return Attribution(gradients[0] * row, float(values[0, output]), None)
+    _, gradients = runtime.output_gradients(row[np.newaxis], output)
+    return Attribution(gradients[0] * row)
 
 
 def smoothgrad(
@@ -139,8 +141,7 @@ def smoothgrad(
     noise = np.random.default_rng(seed).normal(0, 0.15 * (high - low), (samples, *row.shape))
     noisy = np.clip(row[np.newaxis] + noise, low, high).astype(np.float32)
     _, gradients = _gradients(runtime, noisy, output)
-    values, _ = runtime.output_gradients(row[np.newaxis], output)
-    return Attribution(gradients.mean(axis=0) * row, float(values[0, output]), None)
+    return Attribution(gradients.mean(axis=0) * row)
 
 
 def grad_cam_layer(card: ModelCard) -> int | None:
@@ -207,8 +208,7 @@ def grad_cam(runtime: ModelRuntime, row: np.ndarray, output: int) -> Attribution
     cam = np.maximum((activations[0].numpy() * weights).sum(axis=-1), 0)
     height, width = card.input.shape[1], card.input.shape[2]
     resized = tf.image.resize(cam[..., np.newaxis], [height, width], method="bilinear")
-    probabilities = runtime.predict(row[np.newaxis])[0]
-    return Attribution(resized.numpy()[..., 0], float(probabilities[output]), None)
+    return Attribution(resized.numpy()[..., 0])
 
 
 @dataclass
@@ -369,12 +369,12 @@ def explanation(
         version=runtime.version,
         method=options.method,
         target=labels[output] if card.output.kind == "probabilities" else "value",
-        output=attribution.output,
+        output=float(prediction[output]),
         baseline=baseline_description(card) if options.method == "integrated_gradients" else None,
         steps=steps if options.method == "integrated_gradients" else None,
         samples=options.samples if options.method == "smoothgrad" else None,
     )
-    if attribution.baseline_output is not None:
+    if attribution.output is not None and attribution.baseline_output is not None:
         total = float(attribution.values.sum())
         change = attribution.output - attribution.baseline_output
         answer.completeness = schemas.Completeness(
@@ -433,24 +433,28 @@ def photo_overlay_png(
         )
     )
     photo.thumbnail((PHOTO_OVERLAY_MAX_SIDE, PHOTO_OVERLAY_MAX_SIDE))
-    return overlay_png(card, np.zeros(0), attribution_map, photo)
+    return _overlay_png(photo.convert("RGB"), attribution_map)
 
 
-def overlay_png(
-    card: ModelCard, model_input: np.ndarray, attribution_map: np.ndarray, photo: Any = None
+def input_overlay_png(
+    card: ModelCard, model_input: np.ndarray, attribution_map: np.ndarray
 ) -> bytes:
-    """The attribution map over the image the model saw (or over `photo`, a PIL image, the
-    upload itself): red where it raised the output, blue where it lowered it."""
+    """The map over the image the model saw, enlarged (nearest) to about 280 px a side."""
     from PIL import Image
 
-    if photo is None:
-        low, high = card.input.image_spec.value_range
-        pixels = np.clip((model_input - low) / (high - low) * 255, 0, 255).astype(np.uint8)
-        base = Image.fromarray(pixels, "L" if pixels.ndim == 2 else "RGB").convert("RGB")
-        scale = max(1, 280 // max(base.size))
-        base = base.resize((base.width * scale, base.height * scale), Image.Resampling.NEAREST)
-    else:
-        base = photo.convert("RGB")
+    low, high = card.input.image_spec.value_range
+    pixels = np.clip((model_input - low) / (high - low) * 255, 0, 255).astype(np.uint8)
+    base = Image.fromarray(pixels, "L" if pixels.ndim == 2 else "RGB").convert("RGB")
+    scale = max(1, 280 // max(base.size))
+    base = base.resize((base.width * scale, base.height * scale), Image.Resampling.NEAREST)
+    return _overlay_png(base, attribution_map)
+
+
+def _overlay_png(base: Any, attribution_map: np.ndarray) -> bytes:
+    """The attribution map over `base` (an RGB PIL image): red where it raised the output,
+    blue where it lowered it."""
+    from PIL import Image
+
     # Scaled to the 99th percentile, not the peak: integrated gradients put a few pixels far
     # above the rest, and the map would fade to nothing around them.
     magnitude = np.abs(attribution_map)

@@ -229,11 +229,11 @@ class InferenceService:
     def _model_input(card: ModelCard, image: Image.Image) -> np.ndarray:
         return imaging.preprocess(imaging.load(image), card.input.image_spec)[np.newaxis]
 
-    async def image_batch(self, function: Callable[[*_Args], _T], *args: *_Args) -> _T:
-        """`function(*args)`, which builds an image model's batch from a wire protocol's request
-        (decoding files, or turning nested lists into an array), on a worker thread in one of
-        the decode slots: a request may hold up to GLASSBOX_MAX_INSTANCES images, and decoding
-        them on the event loop would hold up every other request and probe meanwhile."""
+    async def image_work(self, function: Callable[[*_Args], _T], *args: *_Args) -> _T:
+        """`function(*args)`, heavy work on images (building an image model's batch from a wire
+        protocol's request, up to GLASSBOX_MAX_INSTANCES files; drawing an explanation's
+        overlay), on a worker thread in one of the decode slots: on the event loop it would
+        hold up every other request and probe meanwhile."""
         async with self._decode_slots:
             return await asyncio.to_thread(function, *args)
 

@@ -237,7 +237,7 @@ class PredictionServicer(GuardedServicer, prediction_service_pb2_grpc.Prediction
                 )
             given = request.inputs[card.input.name]
             if card.input.kind == "image":
-                batch = await self.service.image_batch(_predict_batch, self.service, card, given)
+                batch = await self.service.image_work(_predict_batch, self.service, card, given)
             else:
                 batch = _predict_batch(self.service, card, given)
             if signature == SERVING_SIGNATURE:

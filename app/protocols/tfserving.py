@@ -278,7 +278,7 @@ async def tf_predict(
     else:
         build, given = _tf_column_batch, request.inputs
     if card.input.kind == "image":
-        batch = await service.image_batch(build, card, given, decode_image)
+        batch = await service.image_work(build, card, given, decode_image)
     else:
         batch = build(card, given, decode_image)
     if instances is None:  # columnar: the count is known once the batch is built
@@ -317,7 +317,7 @@ async def kserve_explain(
         )
     decode_image = image_decoder(service, card)
     if card.input.kind == "image":
-        batch = await service.image_batch(_tf_row_batch, card, request.instances, decode_image)
+        batch = await service.image_work(_tf_row_batch, card, request.instances, decode_image)
     else:
         batch = _tf_row_batch(card, request.instances, decode_image)
     options = explain.ExplainOptions()

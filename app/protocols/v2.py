@@ -325,7 +325,7 @@ async def v2_outputs(
         )
     parts = binary_parts(request, binary)
     if card.input.kind == "image":
-        batch = await service.image_batch(_v2_batch, service, card, request.inputs, parts)
+        batch = await service.image_work(_v2_batch, service, card, request.inputs, parts)
     else:
         batch = _v2_batch(service, card, request.inputs, parts)
     refuse_large_answer(service, card, names, len(batch))

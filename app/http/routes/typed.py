@@ -365,9 +365,11 @@ def _add_image_routes(
             return ModelJSON(answer)
         card, attribution_map = runtime.loaded_card, np.asarray(answer.attribution_map)
         if photo is None:
-            png = await service.image_batch(explain.overlay_png, card, batch[0], attribution_map)
+            png = await service.image_work(
+                explain.input_overlay_png, card, batch[0], attribution_map
+            )
         else:
-            png = await service.image_batch(
+            png = await service.image_work(
                 explain.photo_overlay_png, card, photo, attribution_map, service.settings
             )
         return Response(png, media_type="image/png")
