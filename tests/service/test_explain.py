@@ -4,13 +4,12 @@ and counterfactuals that do what they say."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from app.dataplane import explain
 from app.runtime.model import ModelRuntime
+from bench.explanations import attribute, completeness, deletion, inputs
 from tests import conftest
 
 # Steps at which the trapezoid rule meets the completeness bounds on these models: the ReLU
@@ -30,80 +29,18 @@ def runtimes():
     return loaded
 
 
-def inputs(name: str, runtime: ModelRuntime, count: int) -> np.ndarray:
-    card = runtime.loaded_card
-    if name in ("mnist", "housing"):
-        with np.load(conftest.FIXTURES / f"{name}_sample.npz") as data:
-            return data["x_test"][:count].astype(np.float32)
-    rng = np.random.default_rng(0)
-    if name == "iris":
-        return np.array(
-            [
-                [
-                    s.observed_min + rng.random() * (s.observed_max - s.observed_min)
-                    for s in card.input.features
-                ]
-                for _ in range(count)
-            ],
-            np.float32,
-        )
-    photos = sorted(Path(conftest.FIXTURES / "catdog").rglob("*.jpg"))[:count]
-    service_card = card
-    from app.artifact import imaging
-
-    return np.stack(
-        [
-            imaging.preprocess(
-                imaging.decode(p.read_bytes(), max_bytes=10**7, max_pixels=10**8),
-                service_card.input.image_spec,
-            )
-            for p in photos
-        ]
-    ).astype(np.float32)
-
-
 @pytest.mark.parametrize("name", list(STEPS))
 def test_integrated_gradients_add_up_to_the_change_of_the_output(runtimes, name):
     runtime = runtimes[name]
-    errors = []
-    for row in inputs(name, runtime, 20):
-        output = explain.target_index(runtime.loaded_card, runtime.predict(row[None])[0], None)
-        attribution = explain.integrated_gradients(runtime, row, output, STEPS[name])
-        change = attribution.output - attribution.baseline_output
-        errors.append(abs(attribution.values.sum() - change) / max(abs(change), 1e-6))
+    errors = completeness(runtime, inputs(name, runtime, 20), STEPS[name])
     assert max(errors) <= BOUND[name], errors
 
 
 @pytest.mark.parametrize("method", explain.IMAGE_METHODS)
 def test_blanking_the_most_attributed_pixels_hurts_more_than_blanking_random_ones(runtimes, method):
     runtime = runtimes["mnist"]
-    rng = np.random.default_rng(0)
-    count = int(0.1 * 28 * 28)
-    top_drops, random_drops = [], []
-    for row in inputs("mnist", runtime, 50):
-        probabilities = runtime.predict(row[None])[0]
-        label = int(np.argmax(probabilities))
-        values = attribute(runtime, row, label, method)
-        for chosen, drops in (
-            (np.argsort(values.reshape(-1))[::-1][:count], top_drops),
-            (rng.choice(row.size, count, replace=False), random_drops),
-        ):
-            blanked = row.reshape(-1).copy()
-            blanked[chosen] = 0  # no ink
-            drops.append(
-                probabilities[label] - runtime.predict(blanked.reshape(row.shape)[None])[0][label]
-            )
-    assert np.mean(top_drops) > np.mean(random_drops)
-
-
-def attribute(runtime, row, label, method):
-    if method == "integrated_gradients":
-        return explain.integrated_gradients(runtime, row, label, 128).values
-    if method == "gradient_x_input":
-        return explain.gradient_x_input(runtime, row, label).values
-    if method == "smoothgrad":
-        return explain.smoothgrad(runtime, row, label, 32).values
-    return explain.grad_cam(runtime, row, label).values
+    top_drop, random_drop = deletion(runtime, inputs("mnist", runtime, 50), method)
+    assert top_drop > random_drop
 
 
 def test_grad_cam_is_offered_where_the_head_can_be_reapplied(runtimes):
