@@ -30,15 +30,27 @@ def request_id_from(given: str) -> str:
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
 _RECORD_ATTRIBUTES = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 _DROPPED = {"color_message"}  # uvicorn's ANSI-coloured copy of the message
+_NOT_EXTRA = frozenset(_RECORD_ATTRIBUTES | _DROPPED)
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: ts, level, logger, message, request_id, then the extras."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1  # the second `_stamp` was made for: most lines share one
+        self._stamp = ""
+
+    def _timestamp(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._stamp}.{int(record.msecs):03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}+00:00",
+            "ts": self._timestamp(record),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -47,7 +59,7 @@ class JsonFormatter(logging.Formatter):
         if request_id:
             entry["request_id"] = request_id
         for key, value in record.__dict__.items():
-            if key not in _RECORD_ATTRIBUTES and key not in _DROPPED and key not in entry:
+            if key not in _NOT_EXTRA and key not in entry:
                 entry[key] = value
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)

@@ -89,7 +89,7 @@ def describe(runtime: ModelRuntime, row: np.ndarray) -> Prediction:
     if output.kind == "probabilities":
         labels = output.labels
         assert labels is not None  # a probabilities output is labelled
-        index = int(np.argmax(row))
+        index = int(row.argmax())
         return ClassPrediction.model_construct(
             model=runtime.name,
             version=runtime.version,

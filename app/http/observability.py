@@ -1,8 +1,9 @@
 """Metrics, request logs and log format: what an operator sees of the running service.
 
 - Prometheus metrics (`prometheus-client`), served at `/metrics` by `router`. Request metrics
-  come from `RequestObservability`; the batcher reports inference through `observe_inference`,
-  `set_queue_depth` and `count_rejected`; model states are read from the registry at scrape time.
+  come from `record_request` (called by `middleware.gateway.Gateway`); the batcher reports
+  inference through `observe_inference`, `set_queue_depth` and `count_rejected`; model states
+  are read from the registry at scrape time.
 - One structured JSON log line per request (request id, method, route, model, version, status,
   latency), the request id taken from `X-Request-ID` or made up, and echoed back.
 - Log lines in JSON: `app.core.logging.configure_logging()`, with the request id set here.
@@ -27,9 +28,8 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
-from app.core.logging import request_id_from, request_id_var
 from app.core.metrics import series
 from app.http.paths import MODEL_PATH, asked_version
 
@@ -185,62 +185,25 @@ def _route_template(scope: Scope) -> str:
     return getattr(route, "path_format", None) or getattr(route, "path", None) or UNMATCHED_ROUTE
 
 
-class RequestObservability:
-    """Pure ASGI middleware: request id, request metrics and one JSON log line per request.
-
-    Added last, so it is the outermost middleware: it also sees the answers of the other
-    middleware (413 on size, 401 on keys). The route is the template ('/api/models/{name}'),
-    never the raw path, so a scan of made-up URLs cannot grow the metrics without bound.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = request_id_from(given)
-        token = request_id_var.set(request_id)
-        status = 500  # what the client gets if the app raises before answering
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
-                headers.append((b"x-request-id", request_id.encode("latin-1")))
-                message["headers"] = headers
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        except BaseException:
-            # The id stays set: the 500 handler outside this middleware logs with it.
-            self._record(scope, status, started)
-            raise
-        self._record(scope, status, started)
-        request_id_var.reset(token)
-
-    @staticmethod
-    def _record(scope: Scope, status: int, started: float) -> None:
-        seconds = time.perf_counter() - started
-        route = _route_template(scope)
-        method = scope["method"]
-        series(REQUESTS, method, route, str(status)).inc()
-        series(REQUEST_LATENCY, method, route).observe(seconds)
-        model, version = _model_and_version(scope)
-        logger.log(
-            logging.DEBUG if route in _QUIET_ROUTES else logging.INFO,
-            "request",
-            extra={
-                "method": method,
-                "route": route,
-                "model": model,
-                "version": version,
-                "status": status,
-                "latency_ms": round(seconds * 1000, 2),
-            },
-        )
+def record_request(scope: Scope, status: int, started: float) -> None:
+    """A request's metrics and its log line, once it is answered. The route is the template
+    ('/api/models/{name}'), never the raw path, so a scan of made-up URLs cannot grow the
+    metrics without bound."""
+    seconds = time.perf_counter() - started
+    route = _route_template(scope)
+    method = scope["method"]
+    series(REQUESTS, method, route, str(status)).inc()
+    series(REQUEST_LATENCY, method, route).observe(seconds)
+    model, version = _model_and_version(scope)
+    logger.log(
+        logging.DEBUG if route in _QUIET_ROUTES else logging.INFO,
+        "request",
+        extra={
+            "method": method,
+            "route": route,
+            "model": model,
+            "version": version,
+            "status": status,
+            "latency_ms": round(seconds * 1000, 2),
+        },
+    )

@@ -4,7 +4,9 @@ import asyncio
 import json
 
 from app.dataplane.admission import InFlightLimit
-from app.http.middleware.limits import Admission
+from app.http.middleware.gateway import Gateway
+from app.http.middleware.limits import BodyLimits
+from app.http.middleware.security import KeyCheck
 
 
 def test_one_request_over_the_limit_gets_503_with_retry_after_and_others_pass():
@@ -16,7 +18,12 @@ def test_one_request_over_the_limit_gets_503_with_retry_after_and_others_pass():
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    admission = Admission(slow_app, InFlightLimit(2, on_reject=refused_models.append))
+    admission = Gateway(
+        slow_app,
+        keys=KeyCheck([], []),
+        admission=InFlightLimit(2, on_reject=refused_models.append),
+        limits=BodyLimits(max_bytes=1024, max_json_depth=8),
+    )
 
     async def call(path: str, method: str = "POST") -> tuple[int, dict, bytes]:
         sent = []

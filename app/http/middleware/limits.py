@@ -1,5 +1,4 @@
-"""ASGI middleware for request limits: body size (413), JSON nesting depth (422), and
-requests in progress per model (503).
+"""Request body limits: size (413) and JSON nesting depth (422).
 
 The size is checked from Content-Length before reading, and again while the body streams in.
 A JSON body is read whole (it is within the size limit by then) and its nesting measured before
@@ -11,29 +10,25 @@ from __future__ import annotations
 import numpy as np
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import Overloaded
-from app.dataplane.admission import InFlightLimit
-from app.http.paths import MODEL_PATH
 from app.http.routes.errors import error_response
 
 
-class RequestLimits:
-    def __init__(self, app: ASGIApp, max_bytes: int, max_json_depth: int):
-        self.app = app
+class BodyLimits:
+    """413 over `max_bytes` (declared or streamed), 422 for JSON nested deeper than
+    `max_json_depth`; run by `gateway.Gateway` around the app."""
+
+    def __init__(self, max_bytes: int, max_json_depth: int):
         self.max_bytes = max_bytes
         self.max_json_depth = max_json_depth
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
+    async def run(
+        self, app: ASGIApp, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes]
+    ) -> None:
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._too_large(scope, receive, send)
             return
-        is_json = b"json" in headers.get(b"content-type", b"")
-        if is_json:
+        if b"json" in headers.get(b"content-type", b""):
             body, complete = await self._read(receive)
             if not complete:
                 await self._too_large(scope, receive, send)
@@ -46,7 +41,7 @@ class RequestLimits:
                 )
                 await response(scope, receive, send)
                 return
-            await self.app(scope, _replay(body, receive), send)
+            await app(scope, _replay(body, receive), send)
             return
 
         received = 0
@@ -61,7 +56,7 @@ class RequestLimits:
             return message
 
         try:
-            await self.app(scope, counting_receive, send)
+            await app(scope, counting_receive, send)
         except _BodyTooLarge:
             await self._too_large(scope, receive, send)
 
@@ -105,32 +100,6 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 class _BodyTooLarge(Exception):
     pass
-
-
-class Admission:
-    """The service's InFlightLimit applied to every POST to a model's route; a refusal is the
-    usual error body, 503 with Retry-After."""
-
-    def __init__(self, app: ASGIApp, limit: InFlightLimit):
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = MODEL_PATH.match(scope["path"]) if scope["type"] == "http" else None
-        if match is None or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        model = match["model"]
-        try:
-            self.limit.acquire(model)
-        except Overloaded as refusal:
-            response = error_response(503, refusal.message, refusal.code, headers=refusal.headers)
-            await response(scope, receive, send)
-            return
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.limit.release(model)
 
 
 def json_depth(body: bytes, limit: int | None = None) -> int:

@@ -1,8 +1,8 @@
-"""API keys (app.core.keys) and security headers, as ASGI middleware."""
+"""API keys (app.core.keys) and the security headers of every answer, for `gateway.Gateway`."""
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import Response
 
 from app.core.errors import Unauthorized
 from app.core.keys import KeyRing, presented_key
@@ -16,23 +16,19 @@ OPEN_PREFIXES = ("/static/", "/docs-assets/")
 ADMIN_PREFIX = "/admin"
 
 
-class ApiKeys:
+class KeyCheck:
     """401 with WWW-Authenticate for a missing or wrong key."""
 
-    def __init__(self, app: ASGIApp, api_keys: list[str], admin_keys: list[str]):
-        self.app = app
+    def __init__(self, api_keys: list[str], admin_keys: list[str]):
         self.clients = KeyRing(api_keys)
         self.admins = KeyRing(admin_keys)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] == "OPTIONS":
-            await self.app(scope, receive, send)
-            return
-        path = scope["path"]
+    def refusal(self, method: str, path: str, headers: dict[bytes, bytes]) -> Response | None:
+        """The 401 answer for a request whose key does not open `path`, else None."""
+        if method == "OPTIONS":  # a CORS preflight carries no credentials
+            return None
         if not self.clients and not path.startswith(ADMIN_PREFIX):
-            await self.app(scope, receive, send)  # no keys set: open, nothing to look up
-            return
-        headers = dict(scope["headers"])
+            return None  # no keys set: open, nothing to look up
         given = headers.get(b"x-api-key")
         key = presented_key(
             given.decode("latin-1") if given is not None else None,
@@ -43,32 +39,17 @@ class ApiKeys:
         elif path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or path == "/":
             allowed = True
         else:
-            allowed = self.clients.accepts(key)  # keys are set: the fast path above
+            allowed = self.clients.accepts(key)
         if allowed:
-            await self.app(scope, receive, send)
-            return
+            return None
         refusal = Unauthorized()
-        response = error_response(401, refusal.message, refusal.code, headers=refusal.headers)
-        await response(scope, receive, send)
+        return error_response(401, refusal.message, refusal.code, headers=refusal.headers)
 
 
-class SecurityHeaders:
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                # A route may set a policy of its own (the docs pages allow their inline script).
-                if not any(name == b"content-security-policy" for name, _ in headers):
-                    headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY))
-                headers.extend(SECURITY_HEADERS)
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def with_security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """An answer's headers with the security headers added; a route may set a content security
+    policy of its own (the docs pages allow their inline script)."""
+    if not any(name == b"content-security-policy" for name, _ in headers):
+        headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY))
+    headers.extend(SECURITY_HEADERS)
+    return headers

@@ -31,7 +31,7 @@ router = APIRouter(include_in_schema=False)
 
 def with_policy(page: HTMLResponse) -> HTMLResponse:
     """`page` with a policy that runs only this origin's scripts and the page's own inline
-    ones; `security.SecurityHeaders` keeps a policy a route has set."""
+    ones; `security.with_security_headers` keeps a policy a route has set."""
     inline = re.findall(rb"<script>(.*?)</script>", page.body, re.S)
     hashes = "".join(
         f" 'sha256-{base64.b64encode(hashlib.sha256(script).digest()).decode()}'"

@@ -8,7 +8,7 @@ for the OpenAPI schema only. The models were validated when they were built.
 from fastapi import Response
 from pydantic import BaseModel
 
-# On every answer: `security.SecurityHeaders` adds them, and the 500 handler, which Starlette
+# On every answer: `gateway.Gateway` adds them, and the 500 handler, which Starlette
 # runs outside every middleware, adds them itself.
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),

@@ -3,9 +3,10 @@
 A FastAPI `UploadFile` parameter goes through Starlette's form parser, which makes a spooled
 temporary file, an `UploadFile` and a form for every part, and then through the dependency
 solver; for a few-kilobyte image that is about a seventh of what a whole prediction costs on
-the event loop. The routes read the body instead (RequestLimits has already bounded it) and take
-the one part they need with python-multipart, the parser Starlette itself uses. The OpenAPI
-schema is the one FastAPI writes for an `UploadFile`, so Swagger UI still shows a file picker.
+the event loop. The routes read the body instead (the gateway's body limits have already
+bounded it) and take the one part they need with python-multipart, the parser Starlette itself
+uses. The OpenAPI schema is the one FastAPI writes for an `UploadFile`, so Swagger UI still
+shows a file picker.
 """
 
 from __future__ import annotations

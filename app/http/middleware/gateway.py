@@ -1,0 +1,95 @@
+"""Every HTTP request's way in and out, as one pure ASGI middleware.
+
+In order: the request id, API keys (401), the model's in-flight limit (503 with Retry-After),
+the body limits (413, 422); on the way out the request id and security headers on the answer,
+then the request's metrics and its log line. CORS, when configured, sits between the outer part
+(so its answers get ids, headers, metrics and logs) and the key check (so a preflight needs no
+key). One middleware instead of five: each wrapped `send` again and read the headers again, and
+together they cost a tenth of an iris prediction's time on the event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.errors import Overloaded
+from app.core.logging import request_id_from, request_id_var
+from app.dataplane.admission import InFlightLimit
+from app.http import observability
+from app.http.middleware.limits import BodyLimits
+from app.http.middleware.security import KeyCheck, with_security_headers
+from app.http.paths import MODEL_PATH
+from app.http.routes.errors import error_response
+
+
+class Gateway:
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: KeyCheck,
+        admission: InFlightLimit,
+        limits: BodyLimits,
+        cors: Callable[[ASGIApp], ASGIApp] | None = None,
+    ) -> None:
+        self.app = app
+        self.keys = keys
+        self.admission = admission
+        self.limits = limits
+        self.inner: ASGIApp = cors(self._guarded) if cors is not None else self._guarded
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        request_id = request_id_from(headers.get(b"x-request-id", b"").decode("latin-1"))
+        token = request_id_var.set(request_id)
+        status = 500  # what the client gets if the app raises before answering
+        id_header = (b"x-request-id", request_id.encode("latin-1"))
+
+        async def answer(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                kept = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
+                kept.append(id_header)
+                message["headers"] = with_security_headers(kept)
+            await send(message)
+
+        try:
+            await self.inner(scope, receive, answer)
+        except BaseException:
+            # The id stays set: the 500 handler outside this middleware logs with it.
+            observability.record_request(scope, status, started)
+            raise
+        observability.record_request(scope, status, started)
+        request_id_var.reset(token)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        method, path = scope["method"], scope["path"]
+        refusal = self.keys.refusal(method, path, headers)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        model_path = MODEL_PATH.match(path) if method == "POST" else None
+        if model_path is None:
+            await self.limits.run(self.app, scope, receive, send, headers)
+            return
+        model = model_path["model"]
+        try:
+            self.admission.acquire(model)
+        except Overloaded as overloaded:
+            response = error_response(
+                503, overloaded.message, overloaded.code, headers=overloaded.headers
+            )
+            await response(scope, receive, send)
+            return
+        try:
+            await self.limits.run(self.app, scope, receive, send, headers)
+        finally:
+            self.admission.release(model)
