@@ -45,9 +45,19 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> NoReturn:
     raise SystemExit(0)
 
 
+# Python's own asyncio loop unless --loop says otherwise: under uvloop, a server whose
+# connections all keep it busy does not accept a new one until the load stops (256 wrk
+# connections: a /health/ready probe on a new connection waited 4-6 s, the whole run), so
+# orchestrators' probes would fail exactly when the service sheds load; with asyncio they are
+# answered in 0.1-0.2 s. It costs about 8% of one worker's iris req/s (docs/performance.md).
+DEFAULT_LOOP = ["--loop", "asyncio"]
+
+
 def run() -> None:
     signal.signal(signal.SIGTERM, _exit_cleanly)
     args = sys.argv[1:]
+    if not any(arg == "--loop" or arg.startswith("--loop=") for arg in args):
+        args = [*DEFAULT_LOOP, *args]
     options = _parse(args)
     if options is not None and (options["workers"] or 1) > 1 and not share_grpc_port():
         sys.exit(STARTUP_FAILURE)

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -117,16 +118,22 @@ class Servers:
     def start(self, name: str, env: dict[str, str], label: str | None = None) -> Server:
         """Start `name` (service, baseline or floor) on a free port; returns at once."""
         port = free_port()
-        log_path = self.log_dir / f"{label or name}.log"
         if self.workers > 1:
             # As deploy/serve.sh runs several workers: their metrics summed through files here.
             metrics_dir = self.log_dir / f"{label or name}-metrics"
             shutil.rmtree(metrics_dir, ignore_errors=True)
             metrics_dir.mkdir()
             env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+        return self.start_command(
+            label or name, uvicorn_command(TARGETS[name], port, self.workers), env, port
+        )
+
+    def start_command(self, label: str, command: list[str], env: dict[str, str], port: int):
+        """Start any server's command line, which listens on `port`; returns at once."""
+        log_path = self.log_dir / f"{label}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                uvicorn_command(TARGETS[name], port, self.workers),
+                command,
                 cwd=ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -135,7 +142,7 @@ class Servers:
                 start_new_session=True,  # Ctrl-C reaches the benchmark, which stops them in order
                 preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
             )
-        server = Server(label or name, process, f"http://{HOST}:{port}", log_path)
+        server = Server(label, process, f"http://{HOST}:{port}", log_path)
         self.running.append(server)
         return server
 
@@ -144,11 +151,14 @@ class Servers:
         server: Server,
         timeout: float,  # noqa: ASYNC109 (polls a process and its log against this deadline)
         path: str = "/health/live",
+        started_lines: int | None = None,
     ) -> None:
         """Until `path` answers 200 and every worker has logged that its startup is complete
         (uvicorn answers only after the lifespan loaded the models, but a second worker may
-        still be loading when the first answers); ServerFailed if the process exits or the
-        timeout passes."""
+        still be loading when the first answers), or `started_lines` of them for a server
+        with another count (0 for one that logs no such line); ServerFailed if the process
+        exits or the timeout passes."""
+        expected = self.workers if started_lines is None else started_lines
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(base_url=server.url, timeout=2.0) as client:
             while True:
@@ -159,7 +169,7 @@ class Servers:
                     )
                 with contextlib.suppress(httpx.HTTPError):
                     answered = (await client.get(path)).status_code == 200
-                    if answered and server.log_text().count(STARTED) >= self.workers:
+                    if answered and server.log_text().count(STARTED) >= expected:
                         return
                 if time.monotonic() > deadline:
                     raise ServerFailed(
@@ -169,7 +179,8 @@ class Servers:
                 await asyncio.sleep(0.25)
 
     def stop(self, server: Server, grace: float = 10.0) -> None:
-        """SIGTERM, wait `grace` seconds, then SIGKILL."""
+        """SIGTERM, wait `grace` seconds, then SIGKILL; then SIGKILL whatever its session
+        still runs (a peer's worker processes that outlived their parent)."""
         process = server.process
         if process.poll() is None:
             process.terminate()
@@ -179,6 +190,8 @@ class Servers:
                 logger.warning("%s did not stop in %.0f s; killing it", server.name, grace)
                 process.kill()
                 process.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)  # its own session: start_new_session
         if server in self.running:
             self.running.remove(server)
 

@@ -74,3 +74,72 @@ def measure(base_url: str, payload: Payload, *, concurrency: int, seconds: float
         "p50_ms": round(stats["p50_us"] / 1000, 3),
         "p99_ms": round(stats["p99_us"] / 1000, 3),
     }
+
+
+_OVERLOAD_SCRIPT = Template(
+    r"""
+local file = io.open("$body_path", "rb")
+wrk.method = "POST"
+wrk.body = file:read("*all")
+file:close()
+$headers
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+init = function(args) ok = 0; rejected = 0; retry_after = 0; other = 0 end
+response = function(status, headers, body)
+  if status == 200 then ok = ok + 1
+  elseif status == 503 then
+    rejected = rejected + 1
+    if headers["Retry-After"] or headers["retry-after"] then retry_after = retry_after + 1 end
+  else other = other + 1 end
+end
+done = function(summary, latency, requests)
+  local o, r, a, x = 0, 0, 0, 0
+  for _, t in ipairs(threads) do
+    o = o + t:get("ok"); r = r + t:get("rejected"); a = a + t:get("retry_after")
+    x = x + t:get("other")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    '\nGLASSBOX {"ok": %d, "rejected": %d, "retry_after": %d, "other": %d, "p50_us": %d, '
+    .. '"p99_us": %d, "max_us": %d, "duration_us": %d, "socket_errors": %d}\n',
+    o, r, a, x, latency:percentile(50), latency:percentile(99), latency.max, summary.duration,
+    e.connect + e.read + e.write + e.timeout))
+end
+"""
+)
+
+
+def overload(base_url: str, payload: Payload, *, concurrency: int, seconds: float) -> dict:
+    """One wrk run far above the service's queue: 200s, 503s (and how many carried
+    Retry-After), other answers, socket errors, and the slowest answer."""
+    with tempfile.TemporaryDirectory(prefix="glassbox-wrk-") as folder:
+        body_path = Path(folder) / "body"
+        body_path.write_bytes(payload.body)
+        headers = "\n".join(
+            f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}"
+            for name, value in payload.headers.items()
+        )
+        script = Path(folder) / "overload.lua"
+        script.write_text(_OVERLOAD_SCRIPT.substitute(body_path=body_path, headers=headers))
+        command = [
+            "wrk", "-t2", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
+            "--timeout", "30s", "-s", str(script), base_url + payload.path,
+        ]  # fmt: skip
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=seconds + 60, check=True
+        )
+    line = next(x for x in result.stdout.splitlines() if x.startswith("GLASSBOX "))
+    stats = json.loads(line.removeprefix("GLASSBOX "))
+    return {
+        "ok_200": stats["ok"],
+        "rejected_503": stats["rejected"],
+        "retry_after_503": stats["retry_after"],
+        "other": stats["other"],
+        "socket_errors": stats["socket_errors"],
+        "elapsed_s": round(stats["duration_us"] / 1e6, 3),
+        "ok_rps": round(stats["ok"] / (stats["duration_us"] / 1e6), 1),
+        "p50_ms": round(stats["p50_us"] / 1000, 1),
+        "p99_ms": round(stats["p99_us"] / 1000, 1),
+        "max_ms": round(stats["max_us"] / 1000, 1),
+    }

@@ -258,3 +258,26 @@ def test_sigterm_stops_every_worker_and_exits_0(server):
     output = server.output()
     assert output.count("Finished server process") == WORKERS
     assert f"Stopped {WORKERS} workers" in output
+
+
+@pytest.mark.parametrize(
+    ("given", "loop"),
+    [
+        ([], "asyncio"),
+        (["--loop", "uvloop"], "uvloop"),
+        (["--loop=uvloop"], "uvloop"),
+        (["--workers", "1", "--loop", "auto"], "auto"),
+    ],
+)
+def test_the_event_loop_is_asyncio_unless_the_command_line_names_one(monkeypatch, given, loop):
+    import app.serve
+
+    ran = []
+    # uvicorn's `main` is a click command; its own `main` method is what running it calls.
+    monkeypatch.setattr(app.serve.main, "main", lambda args, prog_name: ran.append(args))
+    monkeypatch.setattr(sys, "argv", ["app.serve", "app.main:app", *given])
+    monkeypatch.setenv("GLASSBOX_GRPC_PORT", "0")
+    app.serve.run()
+    parsed = _parse(ran[0])
+    assert parsed is not None
+    assert parsed["loop"] == loop
