@@ -20,13 +20,14 @@ from unittest import mock
 
 from app.artifact.card import ModelCard
 from app.core.settings import Settings
-from bench import protocols, report, wrk
+from bench import compare, protocols, report, wrk
 from bench.cards import newest_versions
 from bench.load import measure
 from bench.run_info import RunHeader, loadavg, run_header
 from bench.scenarios import (
     ALL_NAMES,
     OVERLOAD,
+    PEERS,
     PROTOCOLS,
     SCENARIOS,
     Payload,
@@ -365,7 +366,16 @@ async def run(args: argparse.Namespace) -> int:
                 rounds=1 if args.quick else 2,
             )
 
-    if not results and not overload_result and not protocol_rows:
+    peers_text, peers_data = "", None
+    if PEERS in args.scenarios and wrk.available():
+        _say(f"{PEERS}: Glassbox beside BentoML, MLServer and the floor (bench/compare.py)")
+        peers_args = compare.parse_args(["--seconds", str(args.seconds)])
+        peers_args.rounds = 1 if args.quick else peers_args.rounds
+        peers_text, peers_data = await compare.measure_all(peers_args)
+    elif PEERS in args.scenarios:
+        notes.append(f"{PEERS}: skipped, it needs wrk")
+
+    if not results and not overload_result and not protocol_rows and not peers_data:
         _say("nothing was run:\n" + "\n".join(f"- {note}" for note in notes))
         return 1
 
@@ -378,11 +388,13 @@ async def run(args: argparse.Namespace) -> int:
     if protocol_rows:
         rounds = 1 if args.quick else 2
         markdown += "\n" + protocols.section(protocol_rows, 16, rounds, args.seconds, args.workers)
+    markdown += ("\n" + peers_text) if peers_text else ""
     data = {
         "meta": meta,
         "results": rows,
         "overload": overload_result,
         "protocols": protocol_rows,
+        "peers": peers_data,
         "notes": notes,
     }
     stem = header.started.strftime("%Y-%m-%d_%H%M%S") + ("_quick" if args.quick else "")
@@ -395,6 +407,7 @@ async def run(args: argparse.Namespace) -> int:
         sys.stdout.write(
             "\n" + protocols.section(protocol_rows, 16, rounds, args.seconds, args.workers)
         )
+    sys.stdout.write(("\n" + peers_text) if peers_text else "")
     sys.stdout.flush()
     _say("written: " + ", ".join(str(path) for path in written))
     return 0

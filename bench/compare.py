@@ -208,6 +208,12 @@ async def run_group(
         for name, server in running.items():
             facts[name]["rss_after_mib"] = tree_rss_mib(server.process.pid)
             facts[name]["workers"] = group.workers
+    return summarize(group, runs), facts
+
+
+def summarize(group: Group, runs: dict[int, list[dict]]) -> list[dict]:
+    """A table row per group row: req/s median and spread over its rounds, the latency of its
+    median round, and every round's errors."""
     rows = []
     for index, row in enumerate(group.rows):
         measured = runs[index]
@@ -230,7 +236,7 @@ async def run_group(
                 "rounds": measured,
             }
         )
-    return rows, facts
+    return rows
 
 
 async def probe_ready(url: str, stop: asyncio.Event) -> dict:
@@ -427,10 +433,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def run(args: argparse.Namespace) -> int:
-    if not wrk.available():
-        say("bench.compare needs wrk (Debian's `wrk` package)")
-        return 1
+async def measure_all(args: argparse.Namespace) -> tuple[str, dict]:
+    """Every chosen group and the overload run: the markdown report and its data."""
     header = run_header()
     model_dir = ROOT / "models"
     peers = [name for name, peer in PEERS.items() if peer.installed()]
@@ -455,9 +459,17 @@ async def run(args: argparse.Namespace) -> int:
         "seconds": args.seconds,
         "server_logs": str(work_dir),
     }
-    text = markdown(meta, rows, facts, overload, notes)
-    stem = header.started.strftime("%Y-%m-%d_%H%M%S") + "_compare"
     data = {"meta": meta, "rows": rows, "servers": facts, "overload": overload, "notes": notes}
+    return markdown(meta, rows, facts, overload, notes), data
+
+
+async def run(args: argparse.Namespace) -> int:
+    if not wrk.available():
+        say("bench.compare needs wrk (Debian's `wrk` package)")
+        return 1
+    started = run_header().started
+    text, data = await measure_all(args)
+    stem = started.strftime("%Y-%m-%d_%H%M%S") + "_compare"
     written = report.write(args.out, stem, text, data)
     sys.stdout.write(text)
     say("written: " + ", ".join(str(path) for path in written))

@@ -47,7 +47,9 @@ SCENARIOS = {
 OVERLOAD = Scenario("overload", "iris", "/api/models/iris/predict")
 # REST and gRPC side by side on one service (bench/protocols.py): iris and mnist.
 PROTOCOLS = "protocols"
-ALL_NAMES = (*SCENARIOS, OVERLOAD.name, PROTOCOLS)
+# Glassbox beside BentoML, MLServer and the floor, one and two workers (bench/compare.py).
+PEERS = "peers"
+ALL_NAMES = (*SCENARIOS, OVERLOAD.name, PROTOCOLS, PEERS)
 
 
 def features_body(card: ModelCard) -> bytes:

@@ -101,13 +101,15 @@ def create_app(settings: Settings | None = None, companions: Sequence[Companion]
     app.router.routes.insert(0, model_routes)
     # FastAPI's documented way to make the schema oneself, though it types `openapi` a method.
     app.openapi = documentation(app, model_routes)  # type: ignore[method-assign]
+    # Then the wire protocols, which carry the rest of the traffic: FastAPI tries an included
+    # router's routes one by one, and matching past the others cost a fifth of a v2 inference.
+    app.include_router(v2.router)
+    app.include_router(tfserving.router)
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(admin.router)
     app.include_router(page.router)
     app.include_router(docs.router)
-    app.include_router(tfserving.router)
-    app.include_router(v2.router)
     app.include_router(metrics_router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
     app.mount(docs.ASSETS_PATH, docs.assets, name="docs-assets")

@@ -67,8 +67,8 @@ PEERS = {
     "bentoml": Peer(
         "bentoml",
         "BentoML 1.4.40: one @bentoml.service over tf.saved_model.load, batchable APIs "
-        "(adaptive batching, max_batch_size 64, max_latency_ms 100), `workers` as the run's; "
-        "iris as its native ndarray body, mnist as a multipart upload",
+        "(adaptive batching, max_batch_size 64, its default max_latency_ms of 60 s), "
+        "`workers` as the run's; iris as its native ndarray body, mnist as a multipart upload",
     ),
     "mlserver": Peer(
         "mlserver",

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 import fastapi.routing
 import pytest
-from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
@@ -36,8 +36,23 @@ def make_app(route_class: type[APIRoute]) -> FastAPI:
     async def required(body: Annotated[Point, Body()], scale: Annotated[int, Query()]) -> Response:
         return Response(f"{body.x * scale}")
 
+    @router.post("/data")
+    async def data(body: Annotated[Point, Body()]) -> Point:  # FastAPI serializes it
+        return body
+
     def token(request: Request) -> str:
         return request.headers.get("x-token", "none")
+
+    async def method_of(request: Request) -> str:
+        return request.method
+
+    @router.post("/points/{name}")
+    async def named(
+        name: Annotated[str, Path(pattern="^[a-z]+$")],
+        body: Annotated[Point, Body()],
+        method: Annotated[str, Depends(method_of)],
+    ) -> Response:
+        return Response(f"{name} {body.x} {method}")
 
     @router.post("/dependency")
     async def dependency(body: Annotated[Point, Body()], got: Annotated[str, Depends(token)]):
@@ -65,6 +80,10 @@ CASES = [
     ("/required", b'{"x": 1, "y": 2}', "application/json"),
     ("/required?scale=2", b'{"x": 1, "y": 2}', "application/json"),
     ("/dependency", b'{"x": 1, "y": 2}', "application/json"),
+    ("/points/abc", b'{"x": 1, "y": 2}', "application/json"),
+    ("/data", b'{"x": 1, "y": 2}', "application/json"),
+    ("/points/ABC", b'{"x": 1, "y": 2}', "application/json"),
+    ("/points/abc", b'{"x": -1, "y": 2}', "application/json"),
 ]
 
 
@@ -88,7 +107,9 @@ def test_what_validates_never_reaches_fastapis_dependency_solver(monkeypatch):
     with TestClient(app, raise_server_exceptions=True) as client:
         fast = client.post("/point?scale=2", json={"x": 1, "y": 2})
         assert (fast.status_code, fast.text) == (200, "2.0 4.0 cm POST")
-        # A route with a dependency is FastAPI's own, and so is a body that does not validate.
+        named = client.post("/points/abc", json={"x": 1, "y": 2})  # an `async def (request)`
+        assert (named.status_code, named.text) == (200, "abc 1.0 POST")
+        # Any other dependency is FastAPI's own, and so is a body that does not validate.
         with pytest.raises(AssertionError, match="solver"):
             client.post("/dependency", json={"x": 1, "y": 2})
         with pytest.raises(AssertionError, match="solver"):

@@ -281,3 +281,30 @@ def test_the_event_loop_is_asyncio_unless_the_command_line_names_one(monkeypatch
     parsed = _parse(ran[0])
     assert parsed is not None
     assert parsed["loop"] == loop
+
+
+def test_connections_on_a_worker_socket_have_nagles_algorithm_off():
+    """asyncio sets TCP_NODELAY only on connections from a socket that names IPPROTO_TCP;
+    without it every answer waits for the client's delayed ACK."""
+    import asyncio
+
+    from app.serve import bound_socket
+
+    async def main() -> int:
+        listener = bound_socket("127.0.0.1", 0, reuse_port=True)
+        nodelay = asyncio.get_running_loop().create_future()
+
+        def accepted(reader, writer):
+            sock = writer.get_extra_info("socket")
+            nodelay.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(accepted, sock=listener)
+        port = listener.getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        value = await asyncio.wait_for(nodelay, 10)
+        writer.close()
+        server.close()
+        return value
+
+    assert asyncio.run(main()) != 0

@@ -26,6 +26,9 @@ class ModelRoutes(BaseRoute):
 
     def __init__(self) -> None:
         self._built: dict[tuple[str, int], tuple[ModelCard, list[BaseRoute]]] = {}
+        # Each version's routes by path (the typed routes have no path parameters), so a
+        # request is matched against the routes of its own path only.
+        self._by_path: dict[tuple[str, int], dict[str, list[BaseRoute]]] = {}
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         path = scope["path"] if scope["type"] == "http" else ""
@@ -39,7 +42,8 @@ class ModelRoutes(BaseRoute):
         if described is None:
             return Match.NONE, {}
         partial: tuple[Match, Scope] | None = None
-        for route in self._routes(service, described):
+        self._routes(service, described)
+        for route in self._by_path[(described.name, described.version)].get(path, ()):
             match, child_scope = route.matches(scope)
             if match is Match.FULL:
                 return Match.FULL, {**child_scope, SERVING: serving}
@@ -69,8 +73,13 @@ class ModelRoutes(BaseRoute):
         if built is None or built[0] is not card:
             live = {(r.name, r.version) for r in service.registry.all()}
             self._built = {k: v for k, v in self._built.items() if k in live}
+            self._by_path = {k: v for k, v in self._by_path.items() if k in live}
             router = model_router(service, runtime.name, card)
             built = self._built[key] = (card, router.routes)
+            by_path: dict[str, list[BaseRoute]] = {}
+            for route in router.routes:
+                by_path.setdefault(getattr(route, "path", ""), []).append(route)
+            self._by_path[key] = by_path
         return built[1]
 
 

@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 
 from app.core.errors import ProtocolError
 from app.http.routes.errors import ERROR_RESPONSES
+from app.http.routes.lean import LeanRoute, is_json
 from app.http.schemas import ErrorResponse
 from app.protocols.tensors import describe_invalid
 
@@ -19,12 +19,7 @@ PROTOCOL_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _is_json(content_type: str) -> bool:
-    media_type = content_type.split(";")[0].strip().lower()
-    return media_type == "application/json" or media_type.endswith("+json")
-
-
-class ProtocolRoute(APIRoute):
+class ProtocolRoute(LeanRoute):
     """A route of a wire protocol (TF Serving, Open Inference): the body is JSON whatever its
     Content-Type says or if it has none, and a malformed body is a 400, as both protocols
     specify (not 422).
@@ -36,7 +31,7 @@ class ProtocolRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def protocol_handler(request: Request) -> Response:
-            if not _is_json(request.headers.get("content-type", "")):
+            if not is_json(request.headers.get("content-type", "")):
                 headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
                 scope = {
                     **request.scope,

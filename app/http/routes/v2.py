@@ -155,6 +155,34 @@ INFER_DESCRIPTION = (
 )
 
 
+# Inference first: FastAPI matches a router's routes in order, and these carry the traffic.
+@router.post(
+    "/models/{name}/infer",
+    response_model=InferenceResponse,
+    response_model_exclude_none=True,
+    summary="Inference",
+    description=INFER_DESCRIPTION,
+)
+async def infer(name: str, body: InferBody, service: ServiceDep, request: Request) -> Response:
+    section = request.scope.get(BINARY_SECTION, b"")
+    return _answer(await protocol.v2_infer(service, service.registry.get(name), body, section))
+
+
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    response_model=InferenceResponse,
+    response_model_exclude_none=True,
+    summary="Inference with a model version",
+    description=INFER_DESCRIPTION,
+)
+async def infer_version(
+    name: str, version: str, body: InferBody, service: ServiceDep, request: Request
+) -> Response:
+    runtime = service.registry.get(name, tensors.parse_version(name, version))
+    section = request.scope.get(BINARY_SECTION, b"")
+    return _answer(await protocol.v2_infer(service, runtime, body, section))
+
+
 @router.get("", response_model=MetadataServerResponse, summary="Server metadata")
 async def server_metadata(request: Request) -> MetadataServerResponse:
     return protocol.v2_server_metadata(request.app.version)
@@ -197,30 +225,3 @@ async def model_ready(name: str, service: ServiceDep) -> Response:
 )
 async def version_ready(name: str, version: str, service: ServiceDep) -> Response:
     return _health(service.registry.find(name, tensors.parse_version(name, version)).ready)
-
-
-@router.post(
-    "/models/{name}/infer",
-    response_model=InferenceResponse,
-    response_model_exclude_none=True,
-    summary="Inference",
-    description=INFER_DESCRIPTION,
-)
-async def infer(name: str, body: InferBody, service: ServiceDep, request: Request) -> Response:
-    section = request.scope.get(BINARY_SECTION, b"")
-    return _answer(await protocol.v2_infer(service, service.registry.get(name), body, section))
-
-
-@router.post(
-    "/models/{name}/versions/{version}/infer",
-    response_model=InferenceResponse,
-    response_model_exclude_none=True,
-    summary="Inference with a model version",
-    description=INFER_DESCRIPTION,
-)
-async def infer_version(
-    name: str, version: str, body: InferBody, service: ServiceDep, request: Request
-) -> Response:
-    runtime = service.registry.get(name, tensors.parse_version(name, version))
-    section = request.scope.get(BINARY_SECTION, b"")
-    return _answer(await protocol.v2_infer(service, runtime, body, section))

@@ -1,0 +1,109 @@
+"""The peers benchmark: its rows, its request bodies, its verdicts and the peers' settings."""
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from bench.compare import Group, Row, groups, payloads, summarize, targets, tree_rss_mib
+from bench.peers.registry import mlserver_settings
+from bench.scenarios import EXAMPLES_DIR
+from tests.conftest import MODELS
+
+
+def wrk_run(rps: float, p50: float = 10.0, p99: float = 20.0, errors: int = 0) -> dict:
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": errors}
+
+
+def row(scenario: str, server: str, workers: int, rps: float, p50=10.0, p99=20.0, errors=0):
+    group = "one worker" if workers == 1 else "two workers"
+    return {
+        "group": group,
+        "workers": workers,
+        "scenario": scenario,
+        "server": server,
+        "rps_median": rps,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "errors": errors,
+    }
+
+
+def test_a_row_is_the_median_and_spread_of_its_rounds_and_the_latency_of_the_median_round():
+    sent = payloads(MODELS)["iris typed"]
+    group = Group("one worker", 1, [Row("iris", 64, "service", sent, "typed JSON")])
+    runs = {0: [wrk_run(900, p50=30), wrk_run(1000, p50=20, errors=2), wrk_run(1200, p50=10)]}
+    (made,) = summarize(group, runs)
+    assert (made["rps_median"], made["rps_min"], made["rps_max"]) == (1000, 900, 1200)
+    assert made["p50_ms"] == 20
+    assert made["errors"] == 2
+
+
+def test_only_installed_peers_get_rows():
+    made = groups(payloads(MODELS), peers=["mlserver"])
+    servers = {server for group in made for server in group.servers}
+    assert servers == {"service", "floor", "mlserver"}
+    assert [group.workers for group in made] == [1, 2]
+
+
+def test_targets_are_read_from_the_medians_and_a_missing_row_is_not_a_verdict():
+    rows = [
+        row("iris", "service", 1, 3000, p50=20, p99=50),
+        row("iris", "floor", 1, 4000),
+        row("iris", "bentoml", 1, 500),
+        row("iris v2 JSON", "service", 1, 2500),
+        row("iris v2 JSON", "mlserver", 1, 1000),
+        row("mnist", "service", 2, 900, p50=10, p99=31),
+        row("mnist", "bentoml", 2, 1000),
+    ]
+    overload = {"rejected_503": 10, "retry_after_503": 10, "other": 0, "socket_errors": 0,
+                "max_ms": 300.0, "probes": 50, "probes_200": 50}  # fmt: skip
+    verdicts = {text: met for text, _, met in targets(rows, overload)}
+    assert verdicts["iris c=64, 1 worker: >= 0.60 of the floor"] is True  # 0.75
+    assert verdicts["iris c=64, 1 worker: >= 5x BentoML"] is True  # 6x
+    assert verdicts["iris c=64, 2 workers: >= 0.80 of the floor"] is None  # not measured
+    assert verdicts["iris v2 JSON c=64, 1 worker: >= 1.5x MLServer"] is True
+    assert verdicts["iris v2 JSON c=64, 1 worker: >= 0.80 of the typed route"] is True
+    assert verdicts["mnist c=16, 2 workers: ahead of bentoml"] is False
+    assert verdicts["every Glassbox row: p99 <= 3x p50"] is False  # 31 / 10
+    assert verdicts["every Glassbox row: zero errors"] is True
+    assert verdicts["overload: 503 + Retry-After, none over 1 s, ready throughout"] is True
+    overload["probes_200"] = 49  # one probe not answered 200
+    verdicts = {text: met for text, _, met in targets(rows, overload)}
+    assert verdicts["overload: 503 + Retry-After, none over 1 s, ready throughout"] is False
+
+
+def test_every_server_is_sent_the_same_flower_and_the_same_digit():
+    sent = payloads(MODELS)
+    typed = json.loads(sent["iris typed"].body)
+    v2 = json.loads(sent["iris v2"].body)["inputs"][0]
+    native = json.loads(sent["iris bentoml"].body)["features"]
+    assert v2["data"] == list(typed.values()) == native[0]
+    png = (EXAMPLES_DIR / "mnist.png").read_bytes()
+    assert base64.b64decode(json.loads(sent["mnist v2"].body)["inputs"][0]["data"][0]) == png
+    assert png in sent["mnist upload"].body
+    assert png in sent["mnist bentoml"].body
+
+
+@pytest.mark.parametrize("name", ["iris typed", "iris v2", "mnist upload", "mnist v2"])
+def test_glassbox_answers_every_body_the_benchmark_sends_it(app_client, name):
+    sent = payloads(MODELS)[name]
+    response = app_client.post(sent.path, content=sent.body, headers=sent.headers)
+    assert response.status_code == 200, response.text
+
+
+def test_mlserver_gets_a_settings_folder_with_both_models_and_adaptive_batching(tmp_path):
+    folder = mlserver_settings(tmp_path, port=9123, workers=2, model_dir=MODELS)
+    settings = json.loads((folder / "settings.json").read_text())
+    assert (settings["http_port"], settings["parallel_workers"]) == (9123, 2)
+    for name in ("iris", "mnist"):
+        model = json.loads((folder / name / "model-settings.json").read_text())
+        assert model["implementation"] == "bench.peers.mlserver_runtime.SavedModelRuntime"
+        assert model["max_batch_size"] == 64
+        assert Path(model["parameters"]["uri"]).parent == MODELS / name
+
+
+def test_memory_is_read_for_a_process_and_its_children():
+    assert tree_rss_mib(os.getpid()) > 10
