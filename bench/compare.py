@@ -295,9 +295,13 @@ def targets(rows: list[dict], overload: dict | None) -> list[tuple[str, str, boo
 
     checks = []
 
-    def check(text: str, value: float | None, bound: float, unit: str = "x") -> None:
-        shown = "-" if value is None else f"{value:.2f}{unit}"
+    def check(text: str, value: float | None, bound: float) -> None:
+        # Judged on the exact ratio: a rounded 0.80 may be 0.797.
+        shown = "-" if value is None else f"{value:.3f}x"
         checks.append((text, shown, None if value is None else value >= bound))
+
+    def ratio(numerator: float | None, denominator: float | None) -> float | None:
+        return numerator / denominator if numerator and denominator else None
 
     one, two = "one worker", "two workers"
     check("iris c=64, 1 worker: >= 0.60 of the floor", ratio(

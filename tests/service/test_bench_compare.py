@@ -55,6 +55,8 @@ def test_targets_are_read_from_the_medians_and_a_missing_row_is_not_a_verdict():
         row("iris", "bentoml", 1, 500),
         row("iris v2 JSON", "service", 1, 2500),
         row("iris v2 JSON", "mlserver", 1, 1000),
+        row("iris", "service", 2, 5376),
+        row("iris", "floor", 2, 6750),  # 0.7964: rounded to two places it would read 0.80
         row("mnist", "service", 2, 900, p50=10, p99=31),
         row("mnist", "bentoml", 2, 1000),
     ]
@@ -63,7 +65,8 @@ def test_targets_are_read_from_the_medians_and_a_missing_row_is_not_a_verdict():
     verdicts = {text: met for text, _, met in targets(rows, overload)}
     assert verdicts["iris c=64, 1 worker: >= 0.60 of the floor"] is True  # 0.75
     assert verdicts["iris c=64, 1 worker: >= 5x BentoML"] is True  # 6x
-    assert verdicts["iris c=64, 2 workers: >= 0.80 of the floor"] is None  # not measured
+    assert verdicts["iris c=64, 2 workers: >= 0.80 of the floor"] is False
+    assert verdicts["mnist c=16, 2 workers: ahead of mlserver"] is None  # not measured
     assert verdicts["iris v2 JSON c=64, 1 worker: >= 1.5x MLServer"] is True
     assert verdicts["iris v2 JSON c=64, 1 worker: >= 0.80 of the typed route"] is True
     assert verdicts["mnist c=16, 2 workers: ahead of bentoml"] is False
