@@ -1,11 +1,12 @@
 """Real peers for the benchmark: BentoML and Seldon MLServer, each in a locked environment of
 its own, serving the committed SavedModels.
 
-They cannot share the project's environment (MLServer pins FastAPI 0.115, BentoML its own
-Starlette), so each has a requirements file (`<peer>.in`) and a lock made from it for Python 3.11
-on Linux (`<peer>.lock`), installed by `python -m bench.peers install` into `.bench-envs/<peer>`
-(ignored by git). Refresh a lock with `uv pip compile bench/peers/<peer>.in --python-version
-3.11 --python-platform linux -o bench/peers/<peer>.lock`.
+They do not share the project's environment (MLServer pins FastAPI 0.115 and Starlette 0.46;
+the service runs FastAPI 0.165), and a peer's release must not move the service's lock, so each
+has a requirements file (`<peer>.in`) and a lock made from it for Python 3.11 on Linux
+(`<peer>.lock`), installed by `python -m bench.peers install` into `.bench-envs/<peer>` (ignored
+by git). Refresh a lock with `uv pip compile bench/peers/<peer>.in --python-version 3.11
+--python-platform linux -o bench/peers/<peer>.lock`.
 
 `python -m bench.compare` starts them on loopback ports with this repository on PYTHONPATH, so
 their code reads the model cards and preprocesses images with the service's own
