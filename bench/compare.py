@@ -41,7 +41,7 @@ from bench import report, wrk
 from bench.cards import newest_versions
 from bench.peers.registry import PEERS
 from bench.run_info import loadavg, run_header
-from bench.scenarios import EXAMPLES_DIR, Payload, features_body, multipart_body
+from bench.scenarios import BOUNDARY, EXAMPLES_DIR, Payload, features_body, multipart_body
 from bench.servers import ROOT, Server, Servers, child_env, free_port
 from bench.stats import ratio
 
@@ -89,7 +89,7 @@ def payloads(model_dir: Path) -> dict[str, Payload]:
                            "data": row}]}  # fmt: skip
     png = (EXAMPLES_DIR / "mnist.png").read_bytes()
     upload = multipart_body("file", "mnist.png", "image/png", png)
-    boundary = {"content-type": "multipart/form-data; boundary=glassbox-bench-7d1c0f5e"}
+    boundary = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
     v2_png = {"inputs": [{"name": cards["mnist"].input.name, "shape": [1], "datatype": "BYTES",
                           "data": [base64.b64encode(png).decode()]}]}  # fmt: skip
     return {
@@ -258,13 +258,12 @@ async def probe_ready(url: str, stop: asyncio.Event) -> dict:
     }
 
 
-async def run_overload(args: argparse.Namespace, model_dir: Path, work_dir: Path) -> dict:
+async def run_overload(args: argparse.Namespace, sent: Payload, work_dir: Path) -> dict:
     """A service with a small queue, driven by wrk far above it, its readiness probed."""
     env = {**child_env(["iris"]), "GLASSBOX_QUEUE_SIZE": str(args.overload_queue_size)}
     with Servers(work_dir, 1) as servers:
         server = servers.start("service", env, label="service-overload")
         await servers.wait_ready(server, args.startup_timeout, "/health/ready")
-        sent = payloads(model_dir)["iris typed"]
         stop = asyncio.Event()
         probe = asyncio.create_task(probe_ready(server.url, stop))
         outcome = await asyncio.to_thread(
@@ -300,23 +299,23 @@ def targets(rows: list[dict], overload: dict | None) -> list[tuple[str, str, boo
         shown = "-" if value is None else f"{value:.3f}x"
         checks.append((text, shown, None if value is None else value >= bound))
 
-    def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    def exact(numerator: float | None, denominator: float | None) -> float | None:
         return numerator / denominator if numerator and denominator else None
 
     one, two = "one worker", "two workers"
-    check("iris c=64, 1 worker: >= 0.60 of the floor", ratio(
+    check("iris c=64, 1 worker: >= 0.60 of the floor", exact(
         rps(one, "iris", "service"), rps(one, "iris", "floor")), 0.60)  # fmt: skip
-    check("iris c=64, 1 worker: >= 5x BentoML", ratio(
+    check("iris c=64, 1 worker: >= 5x BentoML", exact(
         rps(one, "iris", "service"), rps(one, "iris", "bentoml")), 5.0)  # fmt: skip
-    check("iris c=64, 2 workers: >= 0.80 of the floor", ratio(
+    check("iris c=64, 2 workers: >= 0.80 of the floor", exact(
         rps(two, "iris", "service"), rps(two, "iris", "floor")), 0.80)  # fmt: skip
     v2 = "iris v2 JSON"
-    check("iris v2 JSON c=64, 1 worker: >= 1.5x MLServer", ratio(
+    check("iris v2 JSON c=64, 1 worker: >= 1.5x MLServer", exact(
         rps(one, v2, "service"), rps(one, v2, "mlserver")), 1.5)  # fmt: skip
-    check("iris v2 JSON c=64, 1 worker: >= 0.80 of the typed route", ratio(
+    check("iris v2 JSON c=64, 1 worker: >= 0.80 of the typed route", exact(
         rps(one, "iris v2 JSON", "service"), rps(one, "iris", "service")), 0.80)  # fmt: skip
     for peer in ("bentoml", "mlserver"):
-        check(f"mnist c=16, 2 workers: ahead of {peer}", ratio(
+        check(f"mnist c=16, 2 workers: ahead of {peer}", exact(
             rps(two, "mnist", "service"), rps(two, "mnist", peer)), 1.0)  # fmt: skip
     ours = [row for row in rows if row["server"] == "service"]
     worst = max((row["p99_ms"] / row["p50_ms"] for row in ours if row["p50_ms"]), default=None)
@@ -447,7 +446,8 @@ async def measure_all(args: argparse.Namespace) -> tuple[str, dict]:
         for name in PEERS
         if name not in peers
     ]
-    chosen = [g for g in groups(payloads(model_dir), peers) if g.name.split()[0] in args.groups]
+    sent = payloads(model_dir)
+    chosen = [g for g in groups(sent, peers) if g.name.split()[0] in args.groups]
     work_dir = Path(tempfile.mkdtemp(prefix="glassbox-compare-"))
     rows: list[dict] = []
     facts: dict[str, dict] = {}
@@ -455,7 +455,7 @@ async def measure_all(args: argparse.Namespace) -> tuple[str, dict]:
         group_rows, group_facts = await run_group(group, args, model_dir, work_dir)
         rows += group_rows
         facts.update({f"{name}@{group.workers}": fact for name, fact in group_facts.items()})
-    overload = None if args.no_overload else await run_overload(args, model_dir, work_dir)
+    overload = None if args.no_overload else await run_overload(args, sent["iris typed"], work_dir)
     meta = {
         **header.as_dict(),
         "loadavg_end": loadavg(),

@@ -40,8 +40,16 @@ def available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def measure(base_url: str, payload: Payload, *, concurrency: int, seconds: float) -> dict:
-    """One wrk run of `seconds` with `concurrency` keep-alive connections, as a table row."""
+def _run(
+    script: Template,
+    base_url: str,
+    payload: Payload,
+    concurrency: int,
+    seconds: float,
+    threads: int,
+) -> dict:
+    """Run wrk with `script` (which POSTs `payload` and prints one GLASSBOX JSON line at the
+    end) for `seconds` on `concurrency` connections; that line, parsed."""
     with tempfile.TemporaryDirectory(prefix="glassbox-wrk-") as folder:
         body_path = Path(folder) / "body"
         body_path.write_bytes(payload.body)
@@ -49,17 +57,22 @@ def measure(base_url: str, payload: Payload, *, concurrency: int, seconds: float
             f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}"
             for name, value in payload.headers.items()
         )
-        script = Path(folder) / "post.lua"
-        script.write_text(_SCRIPT.substitute(body_path=body_path, headers=headers))
+        script_path = Path(folder) / "post.lua"
+        script_path.write_text(script.substitute(body_path=body_path, headers=headers))
         command = [
-            "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
-            "--timeout", "30s", "-s", str(script), base_url + payload.path,
+            "wrk", f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
+            "--timeout", "30s", "-s", str(script_path), base_url + payload.path,
         ]  # fmt: skip
         result = subprocess.run(
             command, capture_output=True, text=True, timeout=seconds + 60, check=True
         )
     line = next(x for x in result.stdout.splitlines() if x.startswith("GLASSBOX "))
-    stats = json.loads(line.removeprefix("GLASSBOX "))
+    return json.loads(line.removeprefix("GLASSBOX "))
+
+
+def measure(base_url: str, payload: Payload, *, concurrency: int, seconds: float) -> dict:
+    """One wrk run of `seconds` with `concurrency` keep-alive connections, as a table row."""
+    stats = _run(_SCRIPT, base_url, payload, concurrency, seconds, threads=1)
     elapsed = stats["duration_us"] / 1e6
     kinds = {k: stats[k] for k in ("status", "connect", "read", "write", "timeout") if stats[k]}
     errors = sum(kinds.values())
@@ -113,24 +126,7 @@ end
 def overload(base_url: str, payload: Payload, *, concurrency: int, seconds: float) -> dict:
     """One wrk run far above the service's queue: 200s, 503s (and how many carried
     Retry-After), other answers, socket errors, and the slowest answer."""
-    with tempfile.TemporaryDirectory(prefix="glassbox-wrk-") as folder:
-        body_path = Path(folder) / "body"
-        body_path.write_bytes(payload.body)
-        headers = "\n".join(
-            f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}"
-            for name, value in payload.headers.items()
-        )
-        script = Path(folder) / "overload.lua"
-        script.write_text(_OVERLOAD_SCRIPT.substitute(body_path=body_path, headers=headers))
-        command = [
-            "wrk", "-t2", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
-            "--timeout", "30s", "-s", str(script), base_url + payload.path,
-        ]  # fmt: skip
-        result = subprocess.run(
-            command, capture_output=True, text=True, timeout=seconds + 60, check=True
-        )
-    line = next(x for x in result.stdout.splitlines() if x.startswith("GLASSBOX "))
-    stats = json.loads(line.removeprefix("GLASSBOX "))
+    stats = _run(_OVERLOAD_SCRIPT, base_url, payload, concurrency, seconds, threads=2)
     return {
         "ok_200": stats["ok"],
         "rejected_503": stats["rejected"],

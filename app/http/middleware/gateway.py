@@ -45,8 +45,8 @@ class Gateway:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = dict(scope["headers"])
-        request_id = request_id_from(headers.get(b"x-request-id", b"").decode("latin-1"))
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        request_id = request_id_from(given.decode("latin-1"))
         token = request_id_var.set(request_id)
         status = 500  # what the client gets if the app raises before answering
         id_header = (b"x-request-id", request_id.encode("latin-1"))

@@ -25,10 +25,9 @@ class ModelRoutes(BaseRoute):
     """
 
     def __init__(self) -> None:
-        self._built: dict[tuple[str, int], tuple[ModelCard, list[BaseRoute]]] = {}
-        # Each version's routes by path (the typed routes have no path parameters), so a
-        # request is matched against the routes of its own path only.
-        self._by_path: dict[tuple[str, int], dict[str, list[BaseRoute]]] = {}
+        # Per version: the card its routes were built from, and the routes by path (the typed
+        # routes have no path parameters, so a request is matched against its own path's only).
+        self._built: dict[tuple[str, int], tuple[ModelCard, dict[str, list[BaseRoute]]]] = {}
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         path = scope["path"] if scope["type"] == "http" else ""
@@ -42,8 +41,7 @@ class ModelRoutes(BaseRoute):
         if described is None:
             return Match.NONE, {}
         partial: tuple[Match, Scope] | None = None
-        self._routes(service, described)
-        for route in self._by_path[(described.name, described.version)].get(path, ()):
+        for route in self._routes(service, described).get(path, ()):
             match, child_scope = route.matches(scope)
             if match is Match.FULL:
                 return Match.FULL, {**child_scope, SERVING: serving}
@@ -63,23 +61,26 @@ class ModelRoutes(BaseRoute):
         for name in service.registry.names():
             described = service.registry.described(name)
             if described is not None:
-                routes.extend(self._routes(service, described))
+                routes.extend(
+                    r for same_path in self._routes(service, described).values() for r in same_path
+                )
         return routes
 
-    def _routes(self, service: InferenceService, runtime: ModelRuntime) -> list[BaseRoute]:
+    def _routes(
+        self, service: InferenceService, runtime: ModelRuntime
+    ) -> dict[str, list[BaseRoute]]:
+        """The version's routes by path, built on first use and kept while its card is the
+        same object."""
         key = (runtime.name, runtime.version)
         card = runtime.loaded_card
         built = self._built.get(key)
         if built is None or built[0] is not card:
             live = {(r.name, r.version) for r in service.registry.all()}
             self._built = {k: v for k, v in self._built.items() if k in live}
-            self._by_path = {k: v for k, v in self._by_path.items() if k in live}
-            router = model_router(service, runtime.name, card)
-            built = self._built[key] = (card, router.routes)
             by_path: dict[str, list[BaseRoute]] = {}
-            for route in router.routes:
+            for route in model_router(service, runtime.name, card).routes:
                 by_path.setdefault(getattr(route, "path", ""), []).append(route)
-            self._by_path[key] = by_path
+            built = self._built[key] = (card, by_path)
         return built[1]
 
 
