@@ -60,3 +60,11 @@ def app_client():
 
     with TestClient(create_app(Settings(model_dir=MODELS))) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def iris_v2(tmp_path_factory) -> Path:
+    """A second iris version that disagrees with the committed one on some flowers."""
+    from tests.rollout_models import perturbed_iris
+
+    return perturbed_iris(tmp_path_factory.mktemp("iris-v2") / "2")

@@ -49,6 +49,13 @@ class ModelNotReady(GlassboxError):
     code = "model_not_ready"
 
 
+class RolloutRefused(GlassboxError):
+    """A rollout that points at a version that is not ready; the one in force stays."""
+
+    status_code = 409
+    code = "rollout_refused"
+
+
 class PayloadTooLarge(GlassboxError):
     status_code = 413
     code = "payload_too_large"

@@ -203,6 +203,18 @@ class Settings(BaseSettings):
         description="Seconds in-flight requests get after SIGTERM (uvicorn's, through "
         "deploy/serve.sh, and the gRPC server's).",
     )
+    shadow_max_in_flight: int = Field(
+        2,
+        gt=0,
+        description="Shadow copies computing at once (on a thread of their own); a copy offered "
+        "beyond it is dropped and counted, so a slow candidate never queues work.",
+    )
+    shadow_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="A shadow copy not answered within this is counted as a timeout and its "
+        "answer, if it comes, is not compared.",
+    )
     verify_hashes: bool = Field(
         True, description="Check every SavedModel file against its model card's sha256."
     )

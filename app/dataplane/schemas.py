@@ -145,3 +145,81 @@ class Explanation(BaseModel):
         "the colour channels.",
     )
     counterfactual: Counterfactual | None = None
+
+
+class ShadowStatus(BaseModel):
+    """How a shadow candidate's answers differ from the default version's, counted by this
+    worker since it started (Prometheus sums every worker's)."""
+
+    version: int = Field(description="The candidate version that gets the copies.")
+    fraction: float = Field(description="The share of the default version's requests copied.")
+    compared_with: int = Field(description="The default version the copies come from.")
+    compared_rows: int = Field(description="Rows both versions answered and were compared.")
+    class_changes: int | None = Field(
+        description="Rows whose top class differs (classifiers; null for a regressor)."
+    )
+    class_change_rate: float | None = Field(description="class_changes / compared_rows.")
+    mean_abs_difference: float | None = Field(
+        description="Mean over the rows of the mean absolute difference of the outputs."
+    )
+    max_abs_difference: float | None = Field(
+        description="The largest row's mean absolute difference."
+    )
+    errors: int = Field(description="Copies the candidate failed on.")
+    timeouts: int = Field(description="Copies not answered within GLASSBOX_SHADOW_TIMEOUT_S.")
+    dropped: int = Field(
+        description="Copies not made, because GLASSBOX_SHADOW_MAX_IN_FLIGHT were computing."
+    )
+
+
+class RolloutStatus(BaseModel):
+    model: str
+    default_version: int | None = Field(
+        description="The version a request that names none gets when no weights are set: "
+        "the `stable` label's, else the newest ready."
+    )
+    labels: dict[str, int] = Field(description="Label to version.")
+    weights: dict[int, float] = Field(
+        description="The canary split of requests that name no version: version to weight."
+    )
+    shadow: ShadowStatus | None = None
+    refused: str | None = Field(
+        None,
+        description="Why the model's rollout file is not in force (the rollout above is): a "
+        "version it names is not ready, or it is not valid.",
+    )
+
+
+class RowComparison(BaseModel):
+    a: Prediction
+    b: Prediction
+    mean_abs_difference: float | None = Field(
+        description="Mean absolute difference of the two outputs (null if their shapes differ)."
+    )
+    max_abs_difference: float | None
+    class_changed: bool | None = Field(
+        description="Whether the top class differs (classifiers; null for a regressor)."
+    )
+
+
+class LayerDistance(BaseModel):
+    layer: str
+    shape: list[int] = Field(description="The layer's output shape, without the batch.")
+    mean_abs_difference: float
+    relative_l2: float | None = Field(
+        description="||a - b|| / ||a|| over the batch (null when a is all zeros)."
+    )
+
+
+class Comparison(BaseModel):
+    model: str
+    a: int = Field(description="The first version.")
+    b: int = Field(description="The second version.")
+    rows: list[RowComparison] = Field(description="Each input's answers, in order.")
+    layers: list[LayerDistance] = Field(
+        description="Per layer with the same name and output shape in both versions, the "
+        "distance between their outputs for the whole batch."
+    )
+    unmatched_layers: list[str] = Field(
+        description="Layers only one version has, or whose shapes differ."
+    )

@@ -11,25 +11,39 @@ import binascii
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, TypeVarTuple
 
 import numpy as np
 
 from app.artifact import imaging
 from app.artifact.card import SERVING_SIGNATURE, ModelCard
 from app.artifact.layout import scan_versions
-from app.core.errors import BadInput, DeadlineExceeded, Overloaded, PayloadTooLarge
+from app.core.errors import (
+    BadInput,
+    DeadlineExceeded,
+    GlassboxError,
+    Overloaded,
+    PayloadTooLarge,
+    RolloutRefused,
+)
 from app.core.settings import Settings
 from app.dataplane import explain, traces
 from app.dataplane.admission import InFlightLimit
 from app.dataplane.schemas import (
+    Comparison,
     Explanation,
+    LayerDistance,
     LayerTrace,
     ModelSummary,
     Prediction,
     ReloadReport,
+    RolloutStatus,
+    RowComparison,
+    ShadowStatus,
     VersionStatus,
 )
+from app.dataplane.shadow import Shadow, ShadowObserver, disagreement
+from app.runtime import rollout
 from app.runtime.batching import Batcher, BatchObserver
 from app.runtime.model import ModelRuntime, ModelState, folder_fingerprint, settle_heap
 from app.runtime.registry import ModelRegistry
@@ -43,12 +57,16 @@ _Args = TypeVarTuple("_Args")
 _T = TypeVar("_T")
 
 
+class Observer(BatchObserver, ShadowObserver, Protocol):
+    """What the service reports to: the batchers' inference metrics and the shadow's."""
+
+
 class InferenceService:
     def __init__(
         self,
         settings: Settings,
         registry: ModelRegistry | None = None,
-        observer: BatchObserver | None = None,
+        observer: Observer | None = None,
         admission: InFlightLimit | None = None,
     ):
         self.settings = settings
@@ -66,6 +84,10 @@ class InferenceService:
         self._explaining = 0
         # A large image takes ~100 MB while it decodes: bound how many decode at once.
         self._decode_slots = asyncio.Semaphore(settings.max_concurrent_decodes)
+        self.shadow = Shadow(settings.shadow_max_in_flight, settings.shadow_timeout_s, observer)
+        # Per model: why its rollout file is not in force (a version it names is not ready, or
+        # the file is invalid); the reason is shown at /api/models/{name}/rollout.
+        self.rollout_refusals: dict[str, str] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -105,6 +127,7 @@ class InferenceService:
                 task = asyncio.create_task(self._drain_then_settle(draining))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
+            self._apply_rollout_files()
             report = ReloadReport(
                 loaded=[f"{r.name}/{r.version}" for r in fresh if r.ready],
                 failed=[f"{r.name}/{r.version}: {r.reason}" for r in fresh if not r.ready],
@@ -116,6 +139,75 @@ class InferenceService:
                 logger.info("models reloaded", extra=report.model_dump())
                 await self._notify_reload()
             return report
+
+    def _apply_rollout_files(self) -> None:
+        """Put each model's rollout file in force where it differs from the rollout in force and
+        every version it names is ready; a model without one has no labels, split or shadow."""
+        for name in self.registry.names():
+            try:
+                plan = rollout.read_plan(self.settings.model_dir / name) or rollout.RolloutPlan()
+                if plan != self.registry.plan(name):
+                    self.registry.set_plan(name, plan)
+                    logger.info("rollout in force", extra={"model": name, **plan.model_dump()})
+                self.rollout_refusals.pop(name, None)
+            except GlassboxError as refused:
+                if self.rollout_refusals.get(name) != refused.message:
+                    logger.warning(
+                        "rollout refused", extra={"model": name, "reason": refused.message}
+                    )
+                self.rollout_refusals[name] = refused.message
+
+    async def set_rollout(self, name: str, plan: rollout.RolloutPlan) -> RolloutStatus:
+        """Put `plan` in force now and write it as the model's rollout file, which the other
+        workers read at their next poll; refused (the rollout in force stays) when a version it
+        names is not ready or the file cannot be written."""
+        async with self._reload_lock:
+            self.registry.versions(name)  # 404 for an unknown model
+            previous = self.registry.plan(name)
+            self.registry.set_plan(name, plan)
+            try:
+                await self._in_executor(rollout.write_plan, self.settings.model_dir / name, plan)
+            except OSError as error:
+                self.registry.set_plan(name, previous)
+                raise RolloutRefused(
+                    f"The rollout of '{name}' could not be written to its model folder "
+                    f"({error.strerror}); the rollout in force stays."
+                ) from None
+            self.rollout_refusals.pop(name, None)
+            logger.info("rollout set", extra={"model": name, **plan.model_dump()})
+        return self.rollout_status(name)
+
+    def rollout_status(self, name: str) -> RolloutStatus:
+        plan = self.registry.plan(name)
+        default = self.registry.default(name)
+        shadow = None
+        if plan.shadow is not None:
+            tally = self.shadow.tally(name, plan.shadow.version)
+            compared = tally.compared_rows
+            classifier = default.card is not None and default.card.output.kind == "probabilities"
+            shadow = ShadowStatus(
+                version=plan.shadow.version,
+                fraction=plan.shadow.fraction,
+                compared_with=default.version,
+                compared_rows=compared,
+                class_changes=tally.class_changes if classifier else None,
+                class_change_rate=(tally.class_changes / compared if compared else None)
+                if classifier
+                else None,
+                mean_abs_difference=tally.abs_difference_sum / compared if compared else None,
+                max_abs_difference=tally.max_abs_difference if compared else None,
+                errors=tally.errors,
+                timeouts=tally.timeouts,
+                dropped=tally.dropped,
+            )
+        return RolloutStatus(
+            model=name,
+            default_version=default.version if default.ready else None,
+            labels=plan.labels,
+            weights=plan.weights,
+            shadow=shadow,
+            refused=self.rollout_refusals.get(name),
+        )
 
     async def _notify_reload(self) -> None:
         for listener in self._reload_listeners:
@@ -145,6 +237,7 @@ class InferenceService:
 
     async def aclose(self) -> None:
         await asyncio.gather(*self._background, return_exceptions=True)
+        self.shadow.close()
         for runtime in self.registry.all():
             if runtime.batcher is not None:
                 await runtime.batcher.close()
@@ -157,14 +250,14 @@ class InferenceService:
 
     def summary(self, name: str) -> ModelSummary:
         versions = self.registry.versions(name)
-        ready = [runtime for runtime in versions if runtime.ready]
+        default = self.registry.default(name)
         described = self.registry.described(name)
         card = described.card if described else None
         return ModelSummary(
             name=name,
             task=card.task if card else None,
             description=card.description if card else None,
-            default_version=ready[-1].version if ready else None,
+            default_version=default.version if default.ready else None,
             versions=[
                 VersionStatus(version=r.version, state=r.state.value, reason=r.reason)
                 for r in versions
@@ -278,8 +371,97 @@ class InferenceService:
 
     async def predict(self, runtime: ModelRuntime, batch: np.ndarray) -> np.ndarray:
         """The serving_default output (the card's output) for a float32 batch, batched with
-        concurrent requests for the same model version."""
-        return await self._batcher(runtime).submit(batch)
+        concurrent requests for the same model version. A request the model's default
+        version answers is copied to its shadow candidate, if it has one (after the answer,
+        never holding it up)."""
+        outputs = await self._batcher(runtime).submit(batch)
+        shadow = self.registry.plan(runtime.name).shadow
+        if shadow is not None and shadow.version != runtime.version:
+            self._offer_shadow(runtime, shadow, batch, outputs)
+        return outputs
+
+    def _offer_shadow(
+        self,
+        runtime: ModelRuntime,
+        shadow: rollout.ShadowPlan,
+        batch: np.ndarray,
+        outputs: np.ndarray,
+    ) -> None:
+        if self.registry.default(runtime.name) is not runtime:
+            return
+        try:
+            candidate = self.registry.get(runtime.name, shadow.version)
+        except GlassboxError:  # the candidate was removed or failed since the rollout was set
+            self.shadow.tally(runtime.name, shadow.version).dropped += 1
+            return
+        self.shadow.offer(candidate, shadow.fraction, batch, outputs)
+
+    async def compare(
+        self, first: ModelRuntime, second: ModelRuntime, rows: np.ndarray
+    ) -> Comparison:
+        """Both versions' answers to `rows`, how far apart they are, and the distance of their
+        layer traces where a layer has the same name and output shape in both."""
+        if first.loaded_card.input != second.loaded_card.input:
+            raise BadInput(
+                f"Versions {first.version} and {second.version} of '{first.name}' take different "
+                "inputs, so one request cannot be sent to both.",
+                field="b",
+            )
+        # Through the batchers, but not `predict`: a comparison is not copied to a shadow.
+        first_out, second_out = await asyncio.gather(
+            self._batcher(first).submit(rows), self._batcher(second).submit(rows)
+        )
+        first_trace, second_trace = await asyncio.gather(
+            self._in_executor(first.trace, rows), self._in_executor(second.trace, rows)
+        )
+        classifier = (
+            first.loaded_card.output.kind == second.loaded_card.output.kind == "probabilities"
+        )
+        compared = []
+        for a_row, b_row in zip(first_out, second_out, strict=True):
+            changes, difference = (
+                disagreement(a_row[np.newaxis], b_row[np.newaxis], classifier)
+                if a_row.shape == b_row.shape
+                else (None, None)
+            )
+            compared.append(
+                RowComparison(
+                    a=traces.describe(first, a_row),
+                    b=traces.describe(second, b_row),
+                    mean_abs_difference=None if difference is None else float(difference[0]),
+                    max_abs_difference=None
+                    if difference is None
+                    else float(np.abs(a_row - b_row).max()),
+                    class_changed=bool(changes) if classifier and changes is not None else None,
+                )
+            )
+        layers, unmatched = [], []
+        second_specs = {spec.name: spec for spec in second.loaded_card.layers}
+        for spec in first.loaded_card.layers:
+            other = second_specs.pop(spec.name, None)
+            a_values = first_trace[spec.trace_key]
+            b_values = None if other is None else second_trace[other.trace_key]
+            if b_values is None or a_values.shape != b_values.shape:
+                unmatched.append(spec.name)
+                continue
+            norm = float(np.linalg.norm(a_values))
+            layers.append(
+                LayerDistance(
+                    layer=spec.name,
+                    shape=list(a_values.shape[1:]),
+                    mean_abs_difference=float(np.abs(a_values - b_values).mean()),
+                    relative_l2=float(np.linalg.norm(a_values - b_values)) / norm if norm else None,
+                )
+            )
+        unmatched += list(second_specs)
+        return Comparison(
+            model=first.name,
+            a=first.version,
+            b=second.version,
+            rows=compared,
+            layers=layers,
+            unmatched_layers=unmatched,
+        )
 
     def _batcher(self, runtime: ModelRuntime) -> Batcher:
         """The version's batcher, made on its first request."""

@@ -28,6 +28,7 @@ from app.core.errors import (
     Overloaded,
     PayloadTooLarge,
     ProtocolError,
+    RolloutRefused,
     Unauthorized,
     Unimplemented,
     UnsupportedMediaType,
@@ -38,6 +39,7 @@ from app.core.logging import request_id_from, request_id_var
 from app.core.metrics import series
 from app.dataplane.admission import InFlightLimit
 from app.dataplane.service import InferenceService
+from app.runtime.rollout import caller_var
 
 logger = logging.getLogger("app.grpc")
 
@@ -56,6 +58,7 @@ STATUS_CODES: dict[type[GlassboxError], grpc.StatusCode] = {
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     Unauthorized: grpc.StatusCode.UNAUTHENTICATED,
     Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
+    RolloutRefused: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 
@@ -123,6 +126,11 @@ class CallGuard:
             if not infer or model is None:
                 answer = await _within(remaining, work())
             else:
+                # The caller a sticky canary split keeps on one version, as over HTTP.
+                caller_var.set(
+                    metadata.get("x-caller-id")
+                    or presented_key(metadata.get("x-api-key"), metadata.get("authorization"))
+                )
                 with self.admission.admit(model):
                     answer = await _within(remaining, work())
             context.set_trailing_metadata(trailer)

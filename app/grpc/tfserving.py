@@ -35,7 +35,7 @@ from tensorflow_serving.apis import (
 )
 
 from app.artifact.card import SERVING_SIGNATURE, SIGNATURES, ModelCard
-from app.core.errors import ModelNotFound, ProtocolError, Unimplemented
+from app.core.errors import ProtocolError, Unimplemented
 from app.dataplane.service import InferenceService
 from app.grpc.calls import GuardedServicer
 from app.protocols import tensors
@@ -46,18 +46,24 @@ PROTOCOL = "tfserving"
 SIGNATURE_DEF = "signature_def"
 
 
-def _asked_version(spec: model_pb2.ModelSpec) -> int | None:
-    """The version a model spec asks for, None for the newest ready one; a label is refused."""
+def _asked(spec: model_pb2.ModelSpec) -> tuple[int | None, str | None]:
+    """The version or the version label a model spec asks for; (None, None) for the default."""
     if spec.WhichOneof("version_choice") == "version_label":
-        raise ModelNotFound(
-            f"Model '{spec.name}' has no version label '{spec.version_label}': this server "
-            "has no labels; ask for a version number, or none for the newest ready version."
-        )
-    return spec.version.value if spec.HasField("version") else None
+        return None, spec.version_label
+    return (spec.version.value if spec.HasField("version") else None), None
 
 
-def _runtime(service: InferenceService, spec: model_pb2.ModelSpec) -> ModelRuntime:
-    return service.registry.get(spec.name, _asked_version(spec))
+def _runtime(
+    service: InferenceService, spec: model_pb2.ModelSpec, split: bool = True
+) -> ModelRuntime:
+    """The runtime a call is answered with; with `split`, a spec naming neither version nor
+    label goes through the model's canary split (metadata calls describe the default)."""
+    registry = service.registry
+    return (
+        registry.serve(spec.name, *_asked(spec))
+        if split
+        else registry.get(spec.name, *_asked(spec))
+    )
 
 
 def _answered_spec(runtime: ModelRuntime, signature: str = "") -> model_pb2.ModelSpec:
@@ -276,7 +282,7 @@ class PredictionServicer(GuardedServicer, prediction_service_pb2_grpc.Prediction
                 raise ProtocolError(
                     f"Metadata field {unsupported[0]} is not supported; only '{SIGNATURE_DEF}'."
                 )
-            runtime = _runtime(self.service, request.model_spec)
+            runtime = _runtime(self.service, request.model_spec, split=False)
             signatures = protocol.tf_model_metadata(runtime).metadata.signature_def
             signature_map = json_format.ParseDict(
                 signatures.model_dump(), get_model_metadata_pb2.SignatureDefMap()
@@ -363,12 +369,12 @@ class ModelServicer(GuardedServicer, model_service_pb2_grpc.ModelServiceServicer
     ) -> get_model_status_pb2.GetModelStatusResponse:
         async def answer() -> get_model_status_pb2.GetModelStatusResponse:
             spec = request.model_spec
-            version = _asked_version(spec)
+            version, label = _asked(spec)
             registry = self.service.registry
-            if version is None:
+            if version is None and label is None:
                 runtimes = registry.versions(spec.name)
             else:
-                runtimes = [registry.find(spec.name, version)]
+                runtimes = [registry.find(spec.name, version, label)]
             status = protocol.tf_model_status(runtimes)
             return json_format.ParseDict(
                 status.model_dump(), get_model_status_pb2.GetModelStatusResponse()

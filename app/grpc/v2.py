@@ -54,8 +54,9 @@ _CONTENTS_FIELD = {
 }
 
 
-def _version(name: str, text: str) -> int | None:
-    return tensors.parse_version(name, text) if text else None
+def _version(text: str) -> tuple[int | None, str | None]:
+    """A v2 version string: a number, a version label, or empty for the default."""
+    return tensors.version_or_label(text) if text else (None, None)
 
 
 def _packed(tensor: pb.ModelInferRequest.InferInputTensor, where: str) -> bytes:
@@ -147,9 +148,9 @@ class InferenceServicer(GuardedServicer, service_pb2_grpc.GRPCInferenceServiceSe
         self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelReadyResponse:
         async def answer() -> pb.ModelReadyResponse:
-            version = _version(request.name, request.version)
+            version = _version(request.version)
             return pb.ModelReadyResponse(
-                ready=self.service.registry.find(request.name, version).ready
+                ready=self.service.registry.find(request.name, *version).ready
             )
 
         return await self.guard.run(PROTOCOL, "ModelReady", context, answer, model=request.name)
@@ -168,7 +169,7 @@ class InferenceServicer(GuardedServicer, service_pb2_grpc.GRPCInferenceServiceSe
     ) -> pb.ModelMetadataResponse:
         async def answer() -> pb.ModelMetadataResponse:
             registry = self.service.registry
-            runtime = registry.get(request.name, _version(request.name, request.version))
+            runtime = registry.get(request.name, *_version(request.version))
             metadata = protocol.v2_model_metadata(runtime, registry.versions(request.name))
             return json_format.ParseDict(metadata.model_dump(), pb.ModelMetadataResponse())
 
@@ -179,7 +180,7 @@ class InferenceServicer(GuardedServicer, service_pb2_grpc.GRPCInferenceServiceSe
     ) -> pb.ModelInferResponse:
         async def answer() -> pb.ModelInferResponse:
             name = request.model_name
-            runtime = self.service.registry.get(name, _version(name, request.model_version))
+            runtime = self.service.registry.serve(name, *_version(request.model_version))
             body, binary = inference_request(request)
             results = await protocol.v2_outputs(self.service, runtime, body, binary)
             return pb.ModelInferResponse(

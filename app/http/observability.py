@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -84,6 +85,42 @@ REJECTED = Counter(
 )
 
 
+SHADOW_ROWS = Counter(
+    "glassbox_shadow_compared_rows",
+    "Rows a shadow candidate answered and compared with the default version, by candidate.",
+    ["model", "version"],
+)
+SHADOW_CLASS_CHANGES = Counter(
+    "glassbox_shadow_class_changes",
+    "Compared rows whose top class differs between the default version and the candidate.",
+    ["model", "version"],
+)
+SHADOW_ABS_DIFFERENCE = Counter(
+    "glassbox_shadow_abs_difference",
+    "Sum over compared rows of the mean absolute difference of the outputs (divide by "
+    "glassbox_shadow_compared_rows_total for the mean).",
+    ["model", "version"],
+)
+SHADOW_FAILURES = Counter(
+    "glassbox_shadow_failures",
+    "Shadow copies not compared, by reason: error, timeout, dropped (too many in flight).",
+    ["model", "version", "reason"],
+)
+
+
+def observe_shadow(
+    model: str, version: int, rows: int, class_changes: int, abs_differences: np.ndarray
+) -> None:
+    labels = (model, str(version))
+    series(SHADOW_ROWS, *labels).inc(rows)
+    series(SHADOW_CLASS_CHANGES, *labels).inc(class_changes)
+    series(SHADOW_ABS_DIFFERENCE, *labels).inc(float(abs_differences.sum()))
+
+
+def count_shadow_failure(model: str, version: int, reason: str) -> None:
+    series(SHADOW_FAILURES, model, str(version), reason).inc()
+
+
 def observe_inference(model: str, version: int, seconds: float, batch_size: int) -> None:
     """Record one model call: its duration and how many rows it computed."""
     series(INFERENCE_LATENCY, model, str(version)).observe(seconds)
@@ -118,7 +155,8 @@ class ModelCollector:
         )
         default = GaugeMetricFamily(
             "glassbox_model_default_version",
-            "The version a request without a version gets: the newest ready one.",
+            "The version a request without a version gets (without a canary split): the "
+            "`stable` label's, else the newest ready one.",
             labels=["model"],
         )
         if self.service is not None:
@@ -127,9 +165,9 @@ class ModelCollector:
                     value = 1.0 if runtime.state.value == name else 0.0
                     state.add_metric([runtime.name, str(runtime.version), name], value)
             for name in self.service.registry.names():
-                ready = [r.version for r in self.service.registry.versions(name) if r.ready]
-                if ready:
-                    default.add_metric([name], float(ready[-1]))
+                serving = self.service.registry.default(name)
+                if serving.ready:
+                    default.add_metric([name], float(serving.version))
         yield state
         yield default
 

@@ -29,3 +29,12 @@ def asked_version(scope: Scope) -> int | None:
     except ValidationError:
         return None
     return version if version >= 1 else None
+
+
+def asked_label(scope: Scope) -> str | None:
+    """The version label `?label=` asks for (its last value), None when absent."""
+    query: bytes = scope.get("query_string", b"")
+    if b"label=" not in query:
+        return None
+    values = parse_qs(query.decode("latin-1")).get("label")
+    return values[-1] if values else None

@@ -47,6 +47,14 @@ def describe_invalid(problems: Sequence[Mapping[str, Any]]) -> str:
     return "Bad request: " + "; ".join(described) + "."
 
 
+def version_or_label(text: str) -> tuple[int | None, str | None]:
+    """A v2 version string: a number is a version, anything else a version label (its
+    rollout's `labels`; an unknown one is 404)."""
+    if text.isascii() and text.isdigit():
+        return int(text), None
+    return None, text
+
+
 def parse_version(name: str, text: str) -> int:
     """A version from a URL path; anything but a number names no version (404)."""
     if not (text.isascii() and text.isdigit()):

@@ -1,11 +1,14 @@
-"""Name and version to runtime. A model is registered before it loads, so 'loading' shows."""
+"""Name, version or label to runtime. A model is registered before it loads, so 'loading'
+shows. Each model's rollout (`app.runtime.rollout`) says which version a request that names
+none gets."""
 
 from __future__ import annotations
 
 import logging
 
-from app.core.errors import ModelNotFound, ModelNotReady, clipped
+from app.core.errors import BadInput, ModelNotFound, ModelNotReady, RolloutRefused, clipped
 from app.runtime.model import ModelRuntime, ModelState
+from app.runtime.rollout import STABLE, RolloutPlan, caller_var
 
 logger = logging.getLogger(__name__)
 
@@ -13,6 +16,7 @@ logger = logging.getLogger(__name__)
 class ModelRegistry:
     def __init__(self) -> None:
         self._models: dict[str, dict[int, ModelRuntime]] = {}
+        self._plans: dict[str, RolloutPlan] = {}
 
     def add(self, runtime: ModelRuntime) -> None:
         self._models.setdefault(runtime.name, {})[runtime.version] = runtime
@@ -43,12 +47,79 @@ class ModelRegistry:
         candidates = [r for r in ordered if r.ready] or [r for r in ordered if r.card]
         return candidates[-1] if candidates else None
 
-    def find(self, name: str, version: int | None = None) -> ModelRuntime:
-        """The runtime for a name and version (default: newest ready), whatever its state."""
-        versions = self.versions(name)
+    # -- rollouts ----------------------------------------------------------------------------
+
+    def plan(self, name: str) -> RolloutPlan:
+        """The model's rollout in force (an empty one when none was set)."""
+        return self._plans.get(name) or RolloutPlan()
+
+    def set_plan(self, name: str, plan: RolloutPlan) -> None:
+        """Put `plan` in force for `name`, only if every version it points at is ready; else
+        RolloutRefused, and the rollout in force keeps serving."""
+        versions = {runtime.version: runtime for runtime in self.versions(name)}
+        plan.check()
+        not_ready = sorted(v for v in plan.versions() if v not in versions or not versions[v].ready)
+        if not_ready:
+            states = ", ".join(
+                f"{v} ({versions[v].state.value if v in versions else 'absent'})" for v in not_ready
+            )
+            raise RolloutRefused(
+                f"The rollout of '{name}' points at versions that are not ready: {states}. "
+                "The rollout in force keeps serving."
+            )
+        self._plans[name] = plan
+
+    def label_version(self, name: str, label: str) -> int:
+        versions = self.versions(name)  # 404 for an unknown model first
+        version = self.plan(name).labels.get(label)
         if version is None:
-            ready = [runtime for runtime in versions if runtime.ready]
-            return (ready or versions)[-1]
+            known = ", ".join(sorted(self.plan(name).labels)) or "none"
+            raise ModelNotFound(
+                f"Model '{name}' has no version label '{clipped(label)}'. Labels: {known}."
+            )
+        if not any(runtime.version == version for runtime in versions):
+            raise ModelNotReady(
+                f"Model '{name}' label '{label}' points at version {version}, which is gone."
+            )
+        return version
+
+    def default(self, name: str) -> ModelRuntime:
+        """The version a request that names none gets, without the canary split: the `stable`
+        label's when it is ready, else the newest ready one (the newest when none is)."""
+        versions = self.versions(name)
+        ready = [runtime for runtime in versions if runtime.ready]
+        stable = self.plan(name).labels.get(STABLE)
+        for runtime in ready:
+            if runtime.version == stable:
+                return runtime
+        return (ready or versions)[-1]
+
+    def serve(
+        self, name: str, version: int | None = None, label: str | None = None
+    ) -> ModelRuntime:
+        """`get`, with the canary split for a request that names neither version nor label:
+        the caller (`caller_var`) keeps its version while the weights stay the same. A version
+        the split picks that is not ready (removed since) gives way to the default."""
+        if version is None and label is None:
+            picked = self.plan(name).pick(name, caller_var.get())
+            if picked is not None:
+                runtime = self._models.get(name, {}).get(picked)
+                if runtime is not None and runtime.ready:
+                    return runtime
+        return self.get(name, version, label)
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def find(self, name: str, version: int | None = None, label: str | None = None) -> ModelRuntime:
+        """The runtime for a name and a version or label (default: `default`), whatever its
+        state."""
+        if version is not None and label is not None:
+            raise BadInput("Ask for a version or a label, not both.", field="label")
+        versions = self.versions(name)
+        if label is not None:
+            version = self.label_version(name, label)
+        if version is None:
+            return self.default(name)
         for runtime in versions:
             if runtime.version == version:
                 return runtime
@@ -57,9 +128,9 @@ class ModelRegistry:
             f"Versions: {', '.join(str(r.version) for r in versions)}."
         )
 
-    def get(self, name: str, version: int | None = None) -> ModelRuntime:
+    def get(self, name: str, version: int | None = None, label: str | None = None) -> ModelRuntime:
         """The runtime to serve a request with; 503 when it is not ready."""
-        runtime = self.find(name, version)
+        runtime = self.find(name, version, label)
         if runtime.state is ModelState.LOADING:
             raise ModelNotReady(f"Model '{name}' version {runtime.version} is still loading.")
         if runtime.state is ModelState.FAILED:

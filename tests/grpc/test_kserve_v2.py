@@ -139,7 +139,7 @@ def test_a_version_can_be_asked_for_and_an_unknown_one_is_not_found(triton_clien
     assert_refused(
         lambda: triton_client.infer(name, [tensor], model_version="latest", headers=HEADERS),
         "StatusCode.NOT_FOUND",
-        "versions are numbers",
+        "no version label 'latest'",
     )
 
 

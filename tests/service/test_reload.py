@@ -14,18 +14,14 @@ from app.core.settings import Settings
 from app.dataplane import service as service_module
 from app.dataplane.service import InferenceService
 from tests.conftest import MODELS
+from tests.rollout_models import add_version
 
 IRIS = sorted((MODELS / "iris").iterdir())[-1]
 FLOWER = np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32)
 
 
 def copy_version(root: Path, version: int, name: str = "iris") -> Path:
-    target = root / name / str(version)
-    shutil.copytree(IRIS, target)
-    card = ModelCard.read(target)
-    card.name, card.version = name, version
-    card.write(target)
-    return target
+    return add_version(root, IRIS, version, name)
 
 
 def run(coroutine):

@@ -1,11 +1,12 @@
 """Every HTTP request's way in and out, as one pure ASGI middleware.
 
-In order: the request id, API keys (401), the model's in-flight limit (503 with Retry-After),
-the body limits (413, 422); on the way out the request id and security headers on the answer,
-then the request's metrics and its log line. CORS, when configured, sits between the outer part
-(so its answers get ids, headers, metrics and logs) and the key check (so a preflight needs no
-key). One middleware instead of five: each wrapped `send` again and read the headers again, and
-together they cost a tenth of an iris prediction's time on the event loop.
+In order: the request id, API keys (401), the caller (for a sticky canary split), the model's
+in-flight limit (503 with Retry-After), the body limits (413, 422); on the way out the request
+id and security headers on the answer, then the request's metrics and its log line. CORS, when
+configured, sits between the outer part (so its answers get ids, headers, metrics and logs) and
+the key check (so a preflight needs no key). One middleware instead of five: each wrapped `send`
+again and read the headers again, and together they cost a tenth of an iris prediction's time
+on the event loop.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from app.http.middleware.limits import BodyLimits
 from app.http.middleware.security import KeyCheck, with_security_headers
 from app.http.paths import MODEL_PATH
 from app.http.routes.errors import error_response
+from app.runtime.rollout import caller_var
 
 
 class Gateway:
@@ -81,6 +83,11 @@ class Gateway:
             await self.limits.run(self.app, scope, receive, send, headers)
             return
         model = model_path["model"]
+        # The caller a sticky canary split keeps on one version: X-Caller-ID, else the API key.
+        caller = headers.get(b"x-caller-id") or headers.get(b"x-api-key")
+        if caller is None and b"authorization" in headers:
+            caller = headers[b"authorization"].partition(b" ")[2].strip() or None
+        caller_token = caller_var.set(caller.decode("latin-1") if caller else None)
         try:
             self.admission.acquire(model)
         except Overloaded as overloaded:
@@ -88,8 +95,10 @@ class Gateway:
                 503, overloaded.message, overloaded.code, headers=overloaded.headers
             )
             await response(scope, receive, send)
+            caller_var.reset(caller_token)
             return
         try:
             await self.limits.run(self.app, scope, receive, send, headers)
         finally:
             self.admission.release(model)
+            caller_var.reset(caller_token)

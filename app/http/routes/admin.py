@@ -2,9 +2,10 @@
 
 from fastapi import APIRouter
 
-from app.dataplane.schemas import ReloadReport
+from app.dataplane.schemas import ReloadReport, RolloutStatus
 from app.http.routes.deps import ServiceDep
 from app.http.routes.errors import ERROR_RESPONSES
+from app.runtime.rollout import RolloutPlan
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=ERROR_RESPONSES)
 
@@ -18,3 +19,16 @@ router = APIRouter(prefix="/admin", tags=["admin"], responses=ERROR_RESPONSES)
 )
 async def reload(service: ServiceDep) -> ReloadReport:
     return await service.reload()
+
+
+@router.put(
+    "/models/{name}/rollout",
+    response_model=RolloutStatus,
+    summary="Set a model's labels, canary weights and shadow candidate",
+    description="Puts the rollout in force at once and writes it to the model's rollout.json, "
+    "which every other worker reads at its next poll. Refused with 409, the rollout in force "
+    "staying, when a version it names is not ready or the file cannot be written. An empty "
+    "body ({}) clears the rollout: the newest ready version serves every request again.",
+)
+async def set_rollout(name: str, plan: RolloutPlan, service: ServiceDep) -> RolloutStatus:
+    return await service.set_rollout(name, plan)

@@ -16,7 +16,18 @@ async def get_service(request: Request) -> InferenceService:
 ServiceDep = Annotated[InferenceService, Depends(get_service)]
 VersionQuery = Annotated[
     int | None,
-    Query(ge=1, description="Model version to use; the newest ready version when omitted."),
+    Query(
+        ge=1,
+        description="Model version to use. Omitted (with no label): the model's canary split "
+        "if it has one, else its `stable` label's version, else the newest ready version.",
+    ),
+]
+LabelQuery = Annotated[
+    str | None,
+    Query(
+        description="A version label of the model's rollout (e.g. stable, canary) instead of "
+        "a version number; see GET /api/models/{name}/rollout."
+    ),
 ]
 
 # The scope key under which a matched request carries the runtime that will answer it (or the

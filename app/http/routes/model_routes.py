@@ -7,7 +7,7 @@ from starlette.types import Receive, Scope, Send
 from app.artifact.card import ModelCard
 from app.core.errors import GlassboxError
 from app.dataplane.service import InferenceService
-from app.http.paths import asked_version
+from app.http.paths import asked_label, asked_version
 from app.http.routes.deps import SERVING
 from app.http.routes.typed import PREFIX, model_router
 from app.runtime.model import ModelRuntime
@@ -17,10 +17,11 @@ class ModelRoutes(BaseRoute):
     """Every model's typed routes, as one route of the app.
 
     A request under `/api/models/<name>/` is matched against the routes built from the card of
-    the version that will answer it, found once here: the one `?version=` names, else the newest
-    ready. When that version cannot answer (unknown, loading, failed), the route answers the
-    registry's 404 or 503 before the body is validated (the routes of the model's default card
-    still match, so the request is counted and logged under its route). Routes are built on
+    the version that will answer it, found once here: the one `?version=` or `?label=` names,
+    else the registry's choice (`ModelRegistry.serve`: the canary split, else `stable`, else the
+    newest ready). When that version cannot answer (unknown, loading, failed), the route answers
+    the registry's 404 or 503 before the body is validated (the routes of the model's default
+    card still match, so the request is counted and logged under its route). Routes are built on
     first use and kept per version while its card is the same object.
     """
 
@@ -37,7 +38,7 @@ class ModelRoutes(BaseRoute):
         if service is None:
             return Match.NONE, {}
         name = path[len(PREFIX) :].partition("/")[0]
-        serving, described = _resolve(service, name, asked_version(scope))
+        serving, described = _resolve(service, name, asked_version(scope), asked_label(scope))
         if described is None:
             return Match.NONE, {}
         partial: tuple[Match, Scope] | None = None
@@ -85,12 +86,12 @@ class ModelRoutes(BaseRoute):
 
 
 def _resolve(
-    service: InferenceService, name: str, version: int | None
+    service: InferenceService, name: str, version: int | None, label: str | None
 ) -> tuple[ModelRuntime | GlassboxError, ModelRuntime | None]:
     """(what answers: the ready runtime or the registry's error; the runtime whose card
     describes the request, or None when no version of `name` has a card)."""
     try:
-        runtime = service.registry.get(name, version)
+        runtime = service.registry.serve(name, version, label)
         return runtime, runtime
     except GlassboxError as error:
         return error, service.registry.described(name)

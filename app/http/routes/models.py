@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 
 from app.artifact.card import ModelCard
-from app.dataplane.schemas import ModelSummary
+from app.dataplane.schemas import ModelSummary, RolloutStatus
 from app.http.routes.deps import ServiceDep, VersionQuery
 from app.http.routes.errors import ERROR_RESPONSES
 from app.http.schemas import ModelList
@@ -24,3 +24,15 @@ async def model_status(name: str, service: ServiceDep) -> ModelSummary:
 @router.get("/{name}/card", response_model=ModelCard, summary="A model version's card")
 async def model_card(name: str, service: ServiceDep, version: VersionQuery = None) -> ModelCard:
     return service.registry.get(name, version).loaded_card
+
+
+@router.get(
+    "/{name}/rollout",
+    response_model=RolloutStatus,
+    summary="A model's labels, canary split and shadow comparison",
+    description="The rollout in force, and how the shadow candidate's answers differ from "
+    "the default version's, as this worker has counted them (Prometheus sums the workers).",
+)
+async def rollout_status(name: str, service: ServiceDep) -> RolloutStatus:
+    service.registry.versions(name)  # 404 for an unknown model
+    return service.rollout_status(name)

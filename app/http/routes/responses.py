@@ -26,7 +26,13 @@ CONTENT_SECURITY_POLICY = (
 class ModelJSON(Response):
     media_type = "application/json"
 
-    def __init__(self, model: BaseModel, status_code: int = 200):
+    def __init__(
+        self, model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
+    ):
         super().__init__(
-            model.__pydantic_serializer__.to_json(model, exclude_none=True), status_code
+            model.__pydantic_serializer__.to_json(model, exclude_none=True), status_code, headers
         )
+
+
+# Which version answered, on protocol answers whose body does not say (TF Serving REST).
+MODEL_VERSION_HEADER = "X-Model-Version"

@@ -12,9 +12,10 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Response
 
 from app.core.errors import ProtocolError
+from app.dataplane.service import InferenceService
 from app.http.routes.deps import ServiceDep
 from app.http.routes.protocol_route import PROTOCOL_RESPONSES, ProtocolRoute
-from app.http.routes.responses import ModelJSON
+from app.http.routes.responses import MODEL_VERSION_HEADER, ModelJSON
 from app.protocols import tensors
 from app.protocols import tfserving as protocol
 from app.protocols.tfserving import (
@@ -24,6 +25,7 @@ from app.protocols.tfserving import (
     TFPredictRequest,
     TFPredictResponse,
 )
+from app.runtime.model import ModelRuntime
 
 router = APIRouter(
     prefix="/v1/models",
@@ -100,7 +102,14 @@ async def version_metadata(name: str, version: str, service: ServiceDep) -> TFMo
     description=PREDICT_DESCRIPTION,
 )
 async def predict(name: str, body: PredictBody, service: ServiceDep) -> Response:
-    return ModelJSON(await protocol.tf_predict(service, service.registry.get(name), body))
+    return await _predict(service, service.registry.serve(name), body)
+
+
+async def _predict(
+    service: InferenceService, runtime: ModelRuntime, body: TFPredictRequest
+) -> Response:
+    answer = await protocol.tf_predict(service, runtime, body)
+    return ModelJSON(answer, headers={MODEL_VERSION_HEADER: str(runtime.version)})
 
 
 @router.post(
@@ -114,7 +123,32 @@ async def predict_version(
     name: str, version: str, body: PredictBody, service: ServiceDep
 ) -> Response:
     runtime = service.registry.get(name, tensors.parse_version(name, version))
-    return ModelJSON(await protocol.tf_predict(service, runtime, body))
+    return await _predict(service, runtime, body)
+
+
+@router.get("/{name}/labels/{label}", response_model=TFModelStatus, summary="Model label status")
+async def label_status(name: str, label: str, service: ServiceDep) -> TFModelStatus:
+    return protocol.tf_model_status([service.registry.find(name, label=label)])
+
+
+@router.get(
+    "/{name}/labels/{label}/metadata",
+    response_model=TFModelMetadata,
+    summary="Model label metadata",
+)
+async def label_metadata(name: str, label: str, service: ServiceDep) -> TFModelMetadata:
+    return protocol.tf_model_metadata(service.registry.get(name, label=label))
+
+
+@router.post(
+    "/{name}/labels/{label}:predict",
+    response_model=TFPredictResponse,
+    response_model_exclude_none=True,
+    summary="Predict with the version a label points at",
+    description=PREDICT_DESCRIPTION,
+)
+async def predict_label(name: str, label: str, body: PredictBody, service: ServiceDep) -> Response:
+    return await _predict(service, service.registry.get(name, label=label), body)
 
 
 @router.post(
@@ -134,12 +168,13 @@ async def explain(
     ],
     service: ServiceDep,
 ) -> Response:
-    return ModelJSON(await protocol.kserve_explain(service, service.registry.get(name), body))
+    return ModelJSON(await protocol.kserve_explain(service, service.registry.serve(name), body))
 
 
 # Registered after :predict, so they catch only the other methods (e.g. :classify, :regress).
 @router.post("/{name}:{method}", include_in_schema=False)
 @router.post("/{name}/versions/{version}:{method}", include_in_schema=False)
+@router.post("/{name}/labels/{label}:{method}", include_in_schema=False)
 async def unsupported_method(name: str, method: str) -> None:
     raise ProtocolError(
         f"':{method}' is not supported; this server answers ':predict' and ':explain' "

@@ -24,17 +24,19 @@ from app.dataplane import explain
 from app.dataplane.schemas import (
     BatchPrediction,
     ClassPrediction,
+    Comparison,
     Explanation,
     LayerTrace,
     ValuePrediction,
 )
 from app.dataplane.service import InferenceService
 from app.http.routes import uploads
-from app.http.routes.deps import VersionQuery, serving_runtime
+from app.http.routes.deps import LabelQuery, VersionQuery, serving_runtime
 from app.http.routes.errors import ERROR_RESPONSES
 from app.http.routes.lean import LeanRoute
 from app.http.routes.responses import ModelJSON
 from app.http.schemas import ImageInput, batch_model, features_model
+from app.protocols import tensors
 from app.runtime.model import ModelRuntime
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
@@ -173,6 +175,7 @@ def _add_tabular_routes(
             Body(openapi_examples=examples),
         ],
         version: VersionQuery = None,
+        label: LabelQuery = None,
     ) -> Response:
         runtime = serving_runtime(request)
         instances = body.instances if isinstance(body, Batch) else [body]
@@ -195,6 +198,7 @@ def _add_tabular_routes(
         request: Request,
         body: Annotated[Features, Body(openapi_examples={"one": examples["one"]})],
         version: VersionQuery = None,
+        label: LabelQuery = None,
         full: FullQuery = False,
         weights: WeightsQuery = False,
     ) -> Response:
@@ -215,6 +219,7 @@ def _add_tabular_routes(
         request: Request,
         body: Annotated[Features, Body(openapi_examples={"one": examples["one"]})],
         version: VersionQuery = None,
+        label: LabelQuery = None,
         method: Annotated[Literal["integrated_gradients"], MethodQuery] = "integrated_gradients",
         target: TargetQuery = None,
         steps: StepsQuery = None,
@@ -224,6 +229,48 @@ def _add_tabular_routes(
         rows = service.feature_rows(runtime.loaded_card, [body.model_dump()])
         options = explain.ExplainOptions(method=method, target=target, steps=steps, change=change)
         return ModelJSON((await service.explain(runtime, rows, options))[0])
+
+    @router.post(
+        "/compare",
+        response_model=Comparison,
+        summary=f"Compare two versions of {name}",
+        description=COMPARE_DESCRIPTION,
+    )
+    async def compare(
+        request: Request,
+        body: Annotated[
+            Annotated[Features, Tag("single")] | Annotated[Batch, Tag("batch")],
+            Discriminator(_single_or_batch),
+            Body(openapi_examples=examples),
+        ],
+        b: CompareB,
+        a: CompareA = None,
+    ) -> Response:
+        card = serving_runtime(request).loaded_card
+        instances = body.instances if isinstance(body, Batch) else [body]
+        rows = service.feature_rows(card, [item.model_dump() for item in instances])
+        return await _compare(service, name, a, b, rows)
+
+
+CompareA = Annotated[
+    str | None,
+    Query(description="The first version: a number or a label; default: the default version."),
+]
+CompareB = Annotated[str, Query(description="The second version: a number or a label.")]
+COMPARE_DESCRIPTION = (
+    "Runs the input (or batch) through two versions and answers both outputs, their "
+    "difference, whether the class flipped, and per layer (where both versions have a layer of "
+    "that name and shape) the distance between the two layer outputs."
+)
+
+
+async def _compare(
+    service: InferenceService, name: str, a: str | None, b: str, rows: np.ndarray
+) -> Response:
+    first = service.registry.get(name, *tensors.version_or_label(a)) if a else None
+    second = service.registry.get(name, *tensors.version_or_label(b))
+    first = first or service.registry.get(name)
+    return ModelJSON(await service.compare(first, second, rows))
 
 
 def _json_examples(card: ModelCard) -> dict[str, Any]:
@@ -291,6 +338,7 @@ def _add_image_routes(
     async def predict_upload(
         request: Request,
         version: VersionQuery = None,
+        label: LabelQuery = None,
         return_input: ReturnInputQuery = False,
     ) -> Response:
         runtime = serving_runtime(request)
@@ -308,6 +356,7 @@ def _add_image_routes(
         request: Request,
         body: Annotated[ImageInput, Body(openapi_examples=json_examples)],
         version: VersionQuery = None,
+        label: LabelQuery = None,
         return_input: ReturnInputQuery = False,
     ) -> Response:
         runtime = serving_runtime(request)
@@ -331,6 +380,7 @@ def _add_image_routes(
     async def trace_upload(
         request: Request,
         version: VersionQuery = None,
+        label: LabelQuery = None,
         full: FullQuery = False,
         weights: WeightsQuery = False,
     ) -> Response:
@@ -349,6 +399,7 @@ def _add_image_routes(
         request: Request,
         body: Annotated[ImageInput, Body(openapi_examples=json_examples)],
         version: VersionQuery = None,
+        label: LabelQuery = None,
         full: FullQuery = False,
         weights: WeightsQuery = False,
     ) -> Response:
@@ -391,6 +442,7 @@ def _add_image_routes(
         request: Request,
         options: ImageExplainOptions,
         version: VersionQuery = None,
+        label: LabelQuery = None,
         format: FormatQuery = "json",
         onto: OntoQuery = "input",
     ) -> Response:
@@ -419,8 +471,24 @@ def _add_image_routes(
         body: Annotated[ImageInput, Body(openapi_examples=json_examples)],
         options: ImageExplainOptions,
         version: VersionQuery = None,
+        label: LabelQuery = None,
         format: FormatQuery = "json",
     ) -> Response:
         runtime = serving_runtime(request)
         batch = await from_json(body, runtime.loaded_card)
         return await explained(runtime, batch, options, format)
+
+    @router.post(
+        "/compare",
+        response_model=Comparison,
+        summary=f"Compare two versions of {name}",
+        description=f"{COMPARE_DESCRIPTION} The image as JSON (base64 or the input array).",
+    )
+    async def compare_json(
+        request: Request,
+        body: Annotated[ImageInput, Body(openapi_examples=json_examples)],
+        b: CompareB,
+        a: CompareA = None,
+    ) -> Response:
+        batch = await from_json(body, serving_runtime(request).loaded_card)
+        return await _compare(service, name, a, b, batch)

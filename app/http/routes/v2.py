@@ -165,7 +165,7 @@ INFER_DESCRIPTION = (
 )
 async def infer(name: str, body: InferBody, service: ServiceDep, request: Request) -> Response:
     section = request.scope.get(BINARY_SECTION, b"")
-    return _answer(await protocol.v2_infer(service, service.registry.get(name), body, section))
+    return _answer(await protocol.v2_infer(service, service.registry.serve(name), body, section))
 
 
 @router.post(
@@ -178,7 +178,7 @@ async def infer(name: str, body: InferBody, service: ServiceDep, request: Reques
 async def infer_version(
     name: str, version: str, body: InferBody, service: ServiceDep, request: Request
 ) -> Response:
-    runtime = service.registry.get(name, tensors.parse_version(name, version))
+    runtime = service.registry.get(name, *tensors.version_or_label(version))
     section = request.scope.get(BINARY_SECTION, b"")
     return _answer(await protocol.v2_infer(service, runtime, body, section))
 
@@ -209,7 +209,7 @@ async def model_metadata(name: str, service: ServiceDep) -> MetadataModelRespons
     summary="Model version metadata",
 )
 async def version_metadata(name: str, version: str, service: ServiceDep) -> MetadataModelResponse:
-    runtime = service.registry.get(name, tensors.parse_version(name, version))
+    runtime = service.registry.get(name, *tensors.version_or_label(version))
     return protocol.v2_model_metadata(runtime, service.registry.versions(name))
 
 
@@ -224,4 +224,4 @@ async def model_ready(name: str, service: ServiceDep) -> Response:
     responses=HEALTH_RESPONSES,
 )
 async def version_ready(name: str, version: str, service: ServiceDep) -> Response:
-    return _health(service.registry.find(name, tensors.parse_version(name, version)).ready)
+    return _health(service.registry.find(name, *tensors.version_or_label(version)).ready)

@@ -6,6 +6,7 @@
 import { el } from "./dom.js";
 import { API, ApiError, api, apiKey, storeKey, explain } from "./api.js";
 import { cardView } from "./cards.js";
+import { rolloutView } from "./rollout.js";
 import { tabularPanel } from "./tabular.js";
 import { digitPanel, photoPanel } from "./images.js";
 
@@ -50,9 +51,12 @@ async function fillSection(section, summary) {
     return;
   }
   try {
-    const card = await api(`${API}/${summary.name}/card`);
+    const [card, rollout] = await Promise.all([
+      api(`${API}/${summary.name}/card`),
+      api(`${API}/${summary.name}/rollout`),
+    ]);
     card.explanation_methods = summary.explanation_methods;
-    section.append(cardView(card), tryPanel(card));
+    section.append(cardView(card), rolloutView(rollout) ?? "", tryPanel(card));
   } catch (error) {
     section.append(
       el("p", {

@@ -1,0 +1,147 @@
+"""Shadow comparison: a candidate version computes a copy of the default version's requests,
+after the caller has its answer, and how often and how much the two disagree is counted.
+
+The copies run on a thread of their own, never the inference threads, and at most
+`shadow_max_in_flight` at once: a candidate that is slow, hangs or raises can hold up only its
+own copies (which are then dropped and counted), never a caller's request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from app.runtime.model import ModelRuntime
+
+logger = logging.getLogger(__name__)
+
+
+class ShadowObserver(Protocol):
+    def observe_shadow(
+        self, model: str, version: int, rows: int, class_changes: int, abs_differences: np.ndarray
+    ) -> None: ...
+
+    def count_shadow_failure(self, model: str, version: int, reason: str) -> None: ...
+
+
+class _Unobserved:
+    def observe_shadow(
+        self, model: str, version: int, rows: int, class_changes: int, abs_differences: np.ndarray
+    ) -> None:
+        pass
+
+    def count_shadow_failure(self, model: str, version: int, reason: str) -> None:
+        pass
+
+
+@dataclass
+class ShadowTally:
+    """What one worker has seen of one candidate version since it started."""
+
+    compared_rows: int = 0
+    class_changes: int = 0
+    abs_difference_sum: float = 0.0
+    max_abs_difference: float = 0.0
+    errors: int = 0
+    timeouts: int = 0
+    dropped: int = 0
+
+
+def disagreement(
+    primary: np.ndarray, candidate: np.ndarray, classifier: bool
+) -> tuple[int, np.ndarray]:
+    """(rows whose top class differs, or 0 for a regressor; each row's mean absolute
+    difference)."""
+    rows = primary.reshape(len(primary), -1)
+    other = candidate.reshape(len(candidate), -1)
+    changes = int((rows.argmax(axis=1) != other.argmax(axis=1)).sum()) if classifier else 0
+    return changes, np.abs(rows - other).mean(axis=1)
+
+
+class Shadow:
+    def __init__(
+        self, max_in_flight: int, timeout_s: float, observer: ShadowObserver | None = None
+    ) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="shadow")
+        self._max_in_flight = max_in_flight
+        self._timeout_s = timeout_s
+        self._observer = observer or _Unobserved()
+        self._in_flight = 0
+        self._tallies: dict[tuple[str, int], ShadowTally] = {}
+        self._pending: set[asyncio.Future[np.ndarray]] = set()
+
+    def tally(self, model: str, version: int) -> ShadowTally:
+        return self._tallies.setdefault((model, version), ShadowTally())
+
+    def offer(
+        self,
+        candidate: ModelRuntime,
+        fraction: float,
+        batch: np.ndarray,
+        outputs: np.ndarray,
+    ) -> None:
+        """Copy a request that the default version has answered with `outputs` to `candidate`,
+        for a sampled `fraction` of requests; returns at once."""
+        if fraction < 1 and random.random() >= fraction:
+            return
+        key = (candidate.name, candidate.version)
+        if self._in_flight >= self._max_in_flight:
+            self.tally(*key).dropped += 1
+            self._observer.count_shadow_failure(*key, "dropped")
+            return
+        loop = asyncio.get_running_loop()
+        self._in_flight += 1
+        future = loop.run_in_executor(self._executor, candidate.predict, batch)
+        self._pending.add(future)
+        timer = loop.call_later(self._timeout_s, self._timed_out, future, key)
+        classifier = candidate.loaded_card.output.kind == "probabilities"
+        future.add_done_callback(lambda done: self._finish(done, timer, key, outputs, classifier))
+
+    def _timed_out(self, future: asyncio.Future[np.ndarray], key: tuple[str, int]) -> None:
+        if not future.done():
+            self.tally(*key).timeouts += 1
+            self._observer.count_shadow_failure(*key, "timeout")
+
+    def _finish(
+        self,
+        future: asyncio.Future[np.ndarray],
+        timer: asyncio.TimerHandle,
+        key: tuple[str, int],
+        outputs: np.ndarray,
+        classifier: bool,
+    ) -> None:
+        # The place is given back only when the candidate's call has returned: a call that
+        # hangs keeps it, so later copies are dropped instead of queueing behind it.
+        self._in_flight -= 1
+        self._pending.discard(future)
+        late = timer.when() <= asyncio.get_running_loop().time()
+        timer.cancel()
+        if future.cancelled() or late:
+            return
+        tally = self.tally(*key)
+        error = future.exception()
+        if error is not None:
+            tally.errors += 1
+            self._observer.count_shadow_failure(*key, "error")
+            logger.warning("shadow call failed", extra={"model": key[0], "version": key[1]})
+            return
+        candidate = future.result()
+        if candidate.shape != outputs.shape:
+            tally.errors += 1
+            self._observer.count_shadow_failure(*key, "error")
+            return
+        changes, differences = disagreement(outputs, candidate, classifier)
+        tally.compared_rows += len(differences)
+        tally.class_changes += changes
+        tally.abs_difference_sum += float(differences.sum())
+        tally.max_abs_difference = max(tally.max_abs_difference, float(differences.max()))
+        self._observer.observe_shadow(*key, len(differences), changes, differences)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
