@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
+from tests.ops.manifests import documents, only_resource
 from tests.ops.server import ROOT
 
 K8S = ROOT / "deploy" / "k8s"
@@ -17,14 +17,8 @@ KUBERNETES_VERSION = "1.30.0"
 MANIFESTS = sorted(path for path in K8S.glob("*.yaml") if path.name != "kustomization.yaml")
 
 
-def documents(path: Path) -> list[dict]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-
-
 def resource(kind: str) -> dict:
-    found = [doc for path in MANIFESTS for doc in documents(path) if doc["kind"] == kind]
-    assert len(found) == 1, kind
-    return found[0]
+    return only_resource(MANIFESTS, kind)
 
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda path: path.name)
