@@ -9,6 +9,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
@@ -22,6 +23,7 @@ from app.core.errors import BadInput, DeadlineExceeded, Overloaded, PayloadTooLa
 from app.core.settings import Settings
 from app.dataplane import explain, traces
 from app.dataplane.admission import InFlightLimit
+from app.dataplane.payload_log import PayloadLog
 from app.dataplane.schemas import (
     Explanation,
     LayerTrace,
@@ -66,6 +68,8 @@ class InferenceService:
         self._explaining = 0
         # A large image takes ~100 MB while it decodes: bound how many decode at once.
         self._decode_slots = asyncio.Semaphore(settings.max_concurrent_decodes)
+        # GLASSBOX_PAYLOAD_LOG: None when off, which is all a prediction then checks.
+        self.payload_log = PayloadLog.from_settings(settings)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -149,6 +153,8 @@ class InferenceService:
             if runtime.batcher is not None:
                 await runtime.batcher.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
+        if self.payload_log is not None:  # after the last prediction: what it queued is written
+            await asyncio.to_thread(self.payload_log.close)
 
     async def _in_executor(self, function: Callable[[*_Args], _T], *args: *_Args) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
@@ -278,8 +284,24 @@ class InferenceService:
 
     async def predict(self, runtime: ModelRuntime, batch: np.ndarray) -> np.ndarray:
         """The serving_default output (the card's output) for a float32 batch, batched with
-        concurrent requests for the same model version."""
-        return await self._batcher(runtime).submit(batch)
+        concurrent requests for the same model version.
+
+        Every transport's predictions pass here (typed routes, TF Serving and v2 over HTTP and
+        gRPC), so this is where the payload log takes its sample."""
+        if self.payload_log is None:
+            return await self._batcher(runtime).submit(batch)
+        return await self._logged_predict(runtime, batch, self.payload_log)
+
+    async def _logged_predict(
+        self, runtime: ModelRuntime, batch: np.ndarray, log: PayloadLog
+    ) -> np.ndarray:
+        if not log.sampled():
+            return await self._batcher(runtime).submit(batch)
+        started = time.perf_counter()
+        outputs = await self._batcher(runtime).submit(batch)
+        seconds = time.perf_counter() - started
+        log.offer(runtime.name, runtime.version, runtime.loaded_card, batch, outputs, seconds)
+        return outputs
 
     def _batcher(self, runtime: ModelRuntime) -> Batcher:
         """The version's batcher, made on its first request."""

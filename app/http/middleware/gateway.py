@@ -1,11 +1,12 @@
 """Every HTTP request's way in and out, as one pure ASGI middleware.
 
-In order: the request id, API keys (401), the model's in-flight limit (503 with Retry-After),
-the body limits (413, 422); on the way out the request id and security headers on the answer,
-then the request's metrics and its log line. CORS, when configured, sits between the outer part
-(so its answers get ids, headers, metrics and logs) and the key check (so a preflight needs no
-key). One middleware instead of five: each wrapped `send` again and read the headers again, and
-together they cost a tenth of an iris prediction's time on the event loop.
+In order: the request id, API keys (401), the model's in-flight limit (503 with Retry-After)
+and the surface the payload log names, the body limits (413, 422); on the way out the request
+id and security headers on the answer, then the request's metrics and its log line. CORS, when
+configured, sits between the outer part (so its answers get ids, headers, metrics and logs) and
+the key check (so a preflight needs no key). One middleware instead of five: each wrapped `send`
+again and read the headers again, and together they cost a tenth of an iris prediction's time
+on the event loop.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import Overloaded
-from app.core.logging import request_id_from, request_id_var
+from app.core.logging import request_id_from, request_id_var, surface_var
 from app.dataplane.admission import InFlightLimit
 from app.http import observability
 from app.http.middleware.limits import BodyLimits
 from app.http.middleware.security import KeyCheck, with_security_headers
-from app.http.paths import MODEL_PATH
+from app.http.paths import MODEL_PATH, SURFACES
 from app.http.routes.errors import error_response
 
 
@@ -89,7 +90,9 @@ class Gateway:
             )
             await response(scope, receive, send)
             return
+        surface = surface_var.set(SURFACES[model_path["api"]])
         try:
             await self.limits.run(self.app, scope, receive, send, headers)
         finally:
             self.admission.release(model)
+            surface_var.reset(surface)
