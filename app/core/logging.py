@@ -1,6 +1,7 @@
 """Logging: one JSON object per line on stderr for the app's and uvicorn's loggers, each line
 carrying the request id of the request being handled (set by the HTTP layer's observability
-middleware in `request_id_var`)."""
+middleware in `request_id_var`, and by the gRPC call guard), and the request's surface for the
+payload log (`surface_var`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from pydantic_core import to_json
 
 # The id of the request this task is handling, for every line logged while it is handled.
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+# What the request came in through, for the payload log: "http/typed", "http/v2",
+# "http/tfserving" (set by the HTTP gateway for a POST to a model), "grpc/v2", "grpc/tfserving".
+surface_var: ContextVar[str | None] = ContextVar("surface", default=None)
 # A client's request id is echoed into logs and headers, so only a plain token is taken as is.
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, TypeVarTuple
@@ -29,6 +30,7 @@ from app.core.errors import (
 from app.core.settings import Settings
 from app.dataplane import explain, traces
 from app.dataplane.admission import InFlightLimit
+from app.dataplane.payload_log import PayloadLog
 from app.dataplane.schemas import (
     Comparison,
     Explanation,
@@ -88,6 +90,8 @@ class InferenceService:
         # Per model: why its rollout file is not in force (a version it names is not ready, or
         # the file is invalid); the reason is shown at /api/models/{name}/rollout.
         self.rollout_refusals: dict[str, str] = {}
+        # GLASSBOX_PAYLOAD_LOG: None when off, which is all a prediction then checks.
+        self.payload_log = PayloadLog.from_settings(settings)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -242,6 +246,8 @@ class InferenceService:
             if runtime.batcher is not None:
                 await runtime.batcher.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
+        if self.payload_log is not None:  # after the last prediction: what it queued is written
+            await asyncio.to_thread(self.payload_log.close)
 
     async def _in_executor(self, function: Callable[[*_Args], _T], *args: *_Args) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
@@ -371,10 +377,16 @@ class InferenceService:
 
     async def predict(self, runtime: ModelRuntime, batch: np.ndarray) -> np.ndarray:
         """The serving_default output (the card's output) for a float32 batch, batched with
-        concurrent requests for the same model version. A request the model's default
-        version answers is copied to its shadow candidate, if it has one (after the answer,
-        never holding it up)."""
-        outputs = await self._batcher(runtime).submit(batch)
+        concurrent requests for the same model version.
+
+        Every transport's predictions pass here (typed routes, TF Serving and v2 over HTTP and
+        gRPC), so this is where the payload log takes its sample, and where a request the
+        model's default version answers is copied to its shadow candidate, if it has one (after
+        the answer, never holding it up)."""
+        if self.payload_log is None:
+            outputs = await self._batcher(runtime).submit(batch)
+        else:
+            outputs = await self._logged_predict(runtime, batch, self.payload_log)
         shadow = self.registry.plan(runtime.name).shadow
         if shadow is not None and shadow.version != runtime.version:
             self._offer_shadow(runtime, shadow, batch, outputs)
@@ -462,6 +474,17 @@ class InferenceService:
             layers=layers,
             unmatched_layers=unmatched,
         )
+
+    async def _logged_predict(
+        self, runtime: ModelRuntime, batch: np.ndarray, log: PayloadLog
+    ) -> np.ndarray:
+        if not log.sampled():
+            return await self._batcher(runtime).submit(batch)
+        started = time.perf_counter()
+        outputs = await self._batcher(runtime).submit(batch)
+        seconds = time.perf_counter() - started
+        log.offer(runtime.name, runtime.version, runtime.loaded_card, batch, outputs, seconds)
+        return outputs
 
     def _batcher(self, runtime: ModelRuntime) -> Batcher:
         """The version's batcher, made on its first request."""

@@ -35,7 +35,7 @@ from app.core.errors import (
     clipped,
 )
 from app.core.keys import KeyRing, presented_key
-from app.core.logging import request_id_from, request_id_var
+from app.core.logging import request_id_from, request_id_var, surface_var
 from app.core.metrics import series
 from app.dataplane.admission import InFlightLimit
 from app.dataplane.service import InferenceService
@@ -108,6 +108,7 @@ class CallGuard:
         metadata = dict(context.invocation_metadata() or ())
         request_id = request_id_from(metadata.get("x-request-id", ""))
         token = request_id_var.set(request_id)
+        surface = surface_var.set(f"grpc/{protocol}")
         trailer = (("x-request-id", request_id),)
         code, message = grpc.StatusCode.OK, ""
         try:
@@ -165,6 +166,7 @@ class CallGuard:
                 },
             )
             request_id_var.reset(token)
+            surface_var.reset(surface)
         await context.abort(code, message, trailing_metadata=trailer)
         raise AssertionError("context.abort returns only by raising")  # pragma: no cover
 

@@ -9,7 +9,11 @@ from urllib.parse import parse_qs
 from pydantic import TypeAdapter, ValidationError
 from starlette.types import Scope
 
-MODEL_PATH = re.compile(r"^/(?:api|v1|v2)/models/(?P<model>[^/:]+)(?:/versions/(?P<version>\d+))?")
+MODEL_PATH = re.compile(
+    r"^/(?P<api>api|v1|v2)/models/(?P<model>[^/:]+)(?:/versions/(?P<version>\d+))?"
+)
+# The surface of each path's API (`api` above), as the payload log names it.
+SURFACES = {"api": "http/typed", "v1": "http/tfserving", "v2": "http/v2"}
 # The routes' own reading of `?version=` (pydantic's, lax: "1.0" and " 1" are 1), so the version
 # picked before validation is the one the validated query names.
 _VERSION = TypeAdapter(int)

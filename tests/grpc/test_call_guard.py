@@ -19,6 +19,7 @@ from app.core.errors import (
     ProtocolError,
     Unimplemented,
 )
+from app.core.logging import surface_var
 from app.dataplane.admission import InFlightLimit
 from app.grpc.calls import CallGuard
 
@@ -67,6 +68,20 @@ def test_an_answer_passes_with_the_request_id_in_the_trailer():
     context = Context(metadata=(("x-request-id", "abc"),))
     assert call(CallGuard([], InFlightLimit(1)), context, answered) == "answer"
     assert context.trailing == (("x-request-id", "abc"),)
+
+
+def test_the_work_sees_the_surface_the_payload_log_names():
+    async def surface():
+        return surface_var.get()
+
+    guard = CallGuard([], InFlightLimit(1))
+    assert call(guard, Context(), surface) == "grpc/v2"
+
+    async def main():
+        inside = await guard.run("tfserving", "Predict", Context(), surface)
+        return inside, surface_var.get()  # reset once the call is answered
+
+    assert asyncio.run(main()) == ("grpc/tfserving", None)
 
 
 def test_an_inference_call_takes_a_place_http_shares_and_one_over_the_limit_is_exhausted():

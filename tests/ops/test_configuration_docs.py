@@ -7,10 +7,12 @@ from pathlib import Path
 from app.core.settings import Settings
 
 CONFIGURATION = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+PAYLOAD_LOG = CONFIGURATION.with_name("payload-log.md")
 
 
-def configuration_rows() -> dict[str, tuple[str, str]]:
-    section = CONFIGURATION.read_text()
+def configuration_rows(page: Path = CONFIGURATION) -> dict[str, tuple[str, str]]:
+    """The first settings table of a page, by variable: (default, meaning)."""
+    section = page.read_text()
     table = section[: section.index("\n\n", section.index("| Variable"))]
     rows = re.findall(r"^\| `(GLASSBOX_\w+)` \| (.*?) \| (.*) \|$", table, re.M)
     return {name: (default, meaning) for name, default, meaning in rows}
@@ -34,3 +36,12 @@ def test_every_setting_is_in_the_configuration_docs_with_its_default_and_meaning
         for name, field in Settings.model_fields.items()
     }
     assert rows == expected
+
+
+def test_the_payload_log_page_lists_its_settings_with_their_defaults():
+    """docs/payload-log.md explains its settings at more length; the names and defaults are
+    the configuration table's."""
+    defaults = {name: default for name, (default, _) in configuration_rows().items()}
+    expected = {name: value for name, value in defaults.items() if "_PAYLOAD_LOG" in name}
+    shown = {name: default for name, (default, _) in configuration_rows(PAYLOAD_LOG).items()}
+    assert shown == expected
