@@ -63,6 +63,13 @@ class Observer(BatchObserver, ShadowObserver, Protocol):
     """What the service reports to: the batchers' inference metrics and the shadow's."""
 
 
+def _input_form(card: ModelCard) -> tuple[object, ...]:
+    """What two versions must share for one request to go to both: the input's kind, name and
+    shape, and its features by name (their observed and accepted ranges may differ)."""
+    spec = card.input
+    return spec.kind, spec.name, spec.shape, [f.name for f in spec.features or []]
+
+
 class InferenceService:
     def __init__(
         self,
@@ -413,7 +420,7 @@ class InferenceService:
     ) -> Comparison:
         """Both versions' answers to `rows`, how far apart they are, and the distance of their
         layer traces where a layer has the same name and output shape in both."""
-        if first.loaded_card.input != second.loaded_card.input:
+        if _input_form(first.loaded_card) != _input_form(second.loaded_card):
             raise BadInput(
                 f"Versions {first.version} and {second.version} of '{first.name}' take different "
                 "inputs, so one request cannot be sent to both.",

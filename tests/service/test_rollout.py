@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from app.core.errors import ModelNotFound, RolloutRefused
+from app.core.errors import BadInput, ModelNotFound, RolloutRefused
 from app.core.settings import Settings
 from app.dataplane.service import InferenceService
 from app.runtime.model import ModelState
@@ -310,3 +310,19 @@ def _outputs(folder, rows):
     serve = tf.saved_model.load(str(folder)).signatures["serving_default"]
     (name,) = serve.structured_input_signature[1]
     return serve(**{name: tf.constant(rows)})["probabilities"].numpy()
+
+
+def test_compare_refuses_versions_with_other_inputs_but_not_other_ranges(root):
+    async def main():
+        async with serving(root) as service:
+            registry = service.registry
+            second = registry.get("iris", 2)
+            card = second.loaded_card
+            assert card.input.features is not None
+            card.input.features[0].allowed_max += 1  # a retrained version's ranges differ
+            await service.compare(registry.get("iris", 1), second, FLOWERS)
+            card.input.features[0].name = "sepal_len"
+            with pytest.raises(BadInput, match="take different inputs"):
+                await service.compare(registry.get("iris", 1), second, FLOWERS)
+
+    run(main())

@@ -4,9 +4,9 @@ In order: the request id, API keys (401), the caller (for a sticky canary split)
 in-flight limit (503 with Retry-After) and the surface the payload log names, the body limits
 (413, 422); on the way out the request id and security headers on the answer, then the
 request's metrics and its log line. CORS, when configured, sits between the outer part (so its
-answers get ids, headers, metrics and logs) and the key check (so a preflight needs no key). One middleware instead of five: each wrapped `send`
-again and read the headers again, and together they cost a tenth of an iris prediction's time
-on the event loop.
+answers get ids, headers, metrics and logs) and the key check (so a preflight needs no key).
+One middleware instead of five: each wrapped `send` again and read the headers again, and
+together they cost a tenth of an iris prediction's time on the event loop.
 """
 
 from __future__ import annotations
