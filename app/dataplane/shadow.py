@@ -73,8 +73,20 @@ class Shadow:
         self._timeout_s = timeout_s
         self._observer = observer or _Unobserved()
         self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        # Candidates whose failure was logged: one line each, the rest only counted.
+        self._logged_failures: set[tuple[str, int]] = set()
         self._tallies: dict[tuple[str, int], ShadowTally] = {}
-        self._pending: set[asyncio.Future[np.ndarray]] = set()
+
+    @property
+    def in_flight(self) -> int:
+        """Copies offered and not yet returned (a hung one counts until it returns)."""
+        return self._in_flight
+
+    async def idle(self) -> None:
+        """Until no copy is in flight."""
+        await self._idle.wait()
 
     def tally(self, model: str, version: int) -> ShadowTally:
         return self._tallies.setdefault((model, version), ShadowTally())
@@ -97,8 +109,8 @@ class Shadow:
             return
         loop = asyncio.get_running_loop()
         self._in_flight += 1
+        self._idle.clear()
         future = loop.run_in_executor(self._executor, candidate.predict, batch)
-        self._pending.add(future)
         timer = loop.call_later(self._timeout_s, self._timed_out, future, key)
         classifier = candidate.loaded_card.output.kind == "probabilities"
         future.add_done_callback(lambda done: self._finish(done, timer, key, outputs, classifier))
@@ -119,7 +131,8 @@ class Shadow:
         # The place is given back only when the candidate's call has returned: a call that
         # hangs keeps it, so later copies are dropped instead of queueing behind it.
         self._in_flight -= 1
-        self._pending.discard(future)
+        if not self._in_flight:
+            self._idle.set()
         late = timer.when() <= asyncio.get_running_loop().time()
         timer.cancel()
         if future.cancelled() or late:
@@ -129,7 +142,12 @@ class Shadow:
         if error is not None:
             tally.errors += 1
             self._observer.count_shadow_failure(*key, "error")
-            logger.warning("shadow call failed", extra={"model": key[0], "version": key[1]})
+            if key not in self._logged_failures:  # a broken candidate fails every copy
+                self._logged_failures.add(key)
+                logger.warning(
+                    "shadow call failed; further failures are only counted",
+                    extra={"model": key[0], "version": key[1], "error": repr(error)},
+                )
             return
         candidate = future.result()
         if candidate.shape != outputs.shape:

@@ -293,11 +293,7 @@ def test_compare_answers_both_versions_and_layer_distances(root):
 
 async def _shadows_done(service: InferenceService) -> None:
     """Wait until every shadow copy offered so far has finished."""
-    for _ in range(500):
-        if not service.shadow._pending:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("shadow copies did not finish")
+    await asyncio.wait_for(service.shadow.idle(), 10)
 
 
 def _version_folder(root, version):
