@@ -330,3 +330,18 @@ def test_digit_explanation_is_an_overlay_and_the_method_can_be_switched(page):
     width = overlay.evaluate("image => image.naturalWidth")
     assert width >= 28
     screenshot(page, "explained-mnist")
+
+
+@pytest.mark.parametrize("model", ["mnist", "iris", "catdog"])
+def test_classifier_card_shows_its_reliability_table(page, model):
+    details = page.locator(f"#model-{model} details.calibration")
+    expect(details.locator("summary")).to_contain_text(re.compile(r"temperature [0-9.]+ · ECE"))
+    details.locator("summary").click()
+    table = details.locator("table.reliability")
+    expect(table).to_be_visible()
+    expect(table.locator("thead")).to_contain_text("before (T = 1)")
+    expect(table.locator("thead")).to_contain_text("accuracy")
+    expect(table.locator("tbody tr").first).to_be_visible()
+    expect(page.locator("#model-housing details.calibration")).to_have_count(0)
+    details.scroll_into_view_if_needed()
+    details.screenshot(path=str(screenshot(page, f"calibration-{model}").with_suffix(".table.png")))
