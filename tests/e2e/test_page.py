@@ -194,11 +194,17 @@ def test_moving_iris_sliders_changes_the_answer(page):
     expect(label).to_have_attribute("data-label", "virginica")
     expect(section.locator("input[name=petal_width-number]")).not_to_have_value("")
 
-    # The walk-through: input, normalize, x @ kernel + bias with its weights, ReLU, softmax.
+    # The walk-through: input, normalize, x @ kernel + bias with its weights, ReLU, the
+    # temperature (a fixed Dense, kernel I/T), softmax.
     steps = section.locator(".walkthrough > li")
     expect(steps.first).to_have_attribute("data-layer", "input")
-    expect(section.locator("table.matrix")).to_have_count(2)
+    expect(section.locator("table.matrix")).to_have_count(3)
     expect(section.locator(".walkthrough")).to_contain_text("x @ kernel + bias")
+    temperature = section.locator(".walkthrough li[data-layer=temperature]")
+    expect(temperature).to_contain_text("x / T")
+    temperature.screenshot(
+        path=str(screenshot(page, "iris-walkthrough").with_suffix(".temperature.png"))
+    )
     expect(section.locator(".walkthrough")).to_contain_text("max(0, x)")
     expect(section.locator(".walkthrough li[data-layer=softmax]")).to_contain_text("virginica")
 
