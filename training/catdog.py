@@ -386,9 +386,10 @@ def train(splits: Splits, options: Options) -> Trained:
             ],
             shuffle=False,  # the stream is shuffled, by epoch
             verbose=options.verbose,
-        )  # ends with the EMA weights in place
-    else:
-        model.optimizer.finalize_variable_values(model.trainable_variables)
+        )
+        # fit() ends with the EMA weights in the model; the last checkpoint has both sets.
+        model = keras.models.load_model(checkpoints(directory)[-1] / CHECKPOINT_MODEL)
+    chosen, val_scores = choose_weights(model, splits)
     without_mirror = evaluate(model, splits.x_test, splits.y_test)
 
     baseline_epochs = options.baseline_epochs or BASELINE_EPOCHS
@@ -412,8 +413,9 @@ def train(splits: Splits, options: Options) -> Trained:
             "augmentation": "random crop 40-100% of the area (aspect 3:4 to 4:3) of the "
             f"{CROP_SOURCE.height}px photo resized to {IMAGE.height}px, left-right flip, "
             "brightness 0.15, contrast 0.7-1.3, saturation 0.7-1.3",
-            "weights": f"exponential moving average of the weights (momentum {EMA_MOMENTUM}) "
-            "after the last epoch",
+            "weights": f"{chosen} after the last epoch, the better on the validation split "
+            f"of the raw weights and their exponential moving average (momentum {EMA_MOMENTUM})",
+            **val_scores,
             "test_time": "each photo and its mirror image, feature maps averaged before the "
             "pooling (the logits are the mean of both); flip consistency is 1 by construction",
             "final_val_accuracy": history[-1]["val_accuracy"] if history else None,
@@ -429,6 +431,22 @@ def train(splits: Splits, options: Options) -> Trained:
             ),
         },
     )
+
+
+def choose_weights(model: keras.Model, splits: Splits) -> tuple[str, dict[str, float]]:
+    """Leave in `model` the raw weights or their EMA (kept in its optimizer), whichever the
+    served (mirror-averaged) network scores better on the validation split; the EMA on a tie.
+    Both scores are recorded: the EMA is meant to be the better, and this checks it."""
+    raw = [variable.numpy() for variable in model.trainable_variables]
+    raw_accuracy = evaluate(mirrored(model), splits.x_val, splits.y_val)["accuracy"]
+    model.optimizer.finalize_variable_values(model.trainable_variables)
+    ema_accuracy = evaluate(mirrored(model), splits.x_val, splits.y_val)["accuracy"]
+    scores = {"val_accuracy_raw_weights": raw_accuracy, "val_accuracy_ema_weights": ema_accuracy}
+    if raw_accuracy > ema_accuracy:
+        for variable, value in zip(model.trainable_variables, raw, strict=True):
+            variable.assign(value)
+        return "the raw weights", scores
+    return "the moving average of the weights", scores
 
 
 def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:

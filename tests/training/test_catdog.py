@@ -44,6 +44,10 @@ def test_every_epoch_leaves_a_complete_checkpoint(uninterrupted):
     assert state(found[-1])["epochs_done"] == 2
     assert [h["epoch"] for h in state(found[-1])["history"]] == [1, 2]
     assert trained.settings["epochs"] == 2
+    # The raw weights and their EMA were both scored on the validation split, one chosen.
+    assert 0 <= trained.settings["val_accuracy_raw_weights"] <= 1
+    assert 0 <= trained.settings["val_accuracy_ema_weights"] <= 1
+    assert "after the last epoch" in trained.settings["weights"]
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(uninterrupted, tmp_path):
