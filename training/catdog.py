@@ -59,7 +59,7 @@ ARCHIVE_URL = (
 )
 # The training photos' size before the random crops that make the 96x96 training views.
 CROP_SOURCE = ImageSpec(height=112, width=112, channels=3, preprocessing="resize")
-DEFAULT_EPOCHS = 80
+DEFAULT_EPOCHS = 40
 BASELINE_EPOCHS = 5
 PEAK_LR = 2e-3
 WARMUP_EPOCHS = 3
@@ -310,12 +310,21 @@ def checkpoints(directory: Path) -> list[Path]:
     return sorted(directory.glob("epoch-[0-9][0-9][0-9]")) if directory.is_dir() else []
 
 
-def compile_model(model: keras.Model, steps: int, warmup_steps: int) -> None:
+def learning_rate_schedule(
+    epochs: int, steps_per_epoch: int
+) -> keras.optimizers.schedules.CosineDecay:
+    """A linear warm-up to the peak, then a cosine to zero at the last step of `epochs`."""
+    steps = epochs * steps_per_epoch
+    warmup_steps = min(WARMUP_EPOCHS * steps_per_epoch, steps // 10)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, steps - warmup_steps, warmup_target=PEAK_LR, warmup_steps=warmup_steps
+    )
+
+
+def compile_model(model: keras.Model, epochs: int, steps_per_epoch: int) -> None:
     model.compile(
         optimizer=keras.optimizers.AdamW(
-            keras.optimizers.schedules.CosineDecay(
-                0.0, steps - warmup_steps, warmup_target=PEAK_LR, warmup_steps=warmup_steps
-            ),
+            learning_rate_schedule(epochs, steps_per_epoch),
             weight_decay=WEIGHT_DECAY,
             use_ema=True,
             ema_momentum=EMA_MOMENTUM,
@@ -334,11 +343,13 @@ def start_or_resume(
     if found and options.resume:
         model = keras.models.load_model(found[-1] / CHECKPOINT_MODEL)
         state = json.loads((found[-1] / CHECKPOINT_STATE).read_text())
-        if state["epochs"] != epochs or state["train_size"] != len(splits.x_train):
+        if state["train_size"] != len(splits.x_train):
             print(
-                f"Resuming {found[-1]}: its run has {state['epochs']} epochs on "
-                f"{state['train_size']} photos; those settings are kept."
+                f"Resuming {found[-1]}: its run has {state['train_size']} photos; "
+                "that setting is kept."
             )
+        if options.epochs and options.epochs != state["epochs"]:
+            replan(model, state, options.epochs)
         print(f"Resuming from {found[-1]} ({state['epochs_done']} of {state['epochs']} epochs)")
         return model, state
     if found:
@@ -346,10 +357,8 @@ def start_or_resume(
             f"{directory} holds checkpoints of an earlier run: pass --resume to continue it, "
             "or delete the folder (or pass another --checkpoint-dir) to start over."
         )
-    steps_per_epoch = len(splits.x_train) // batch_size
     model = build_model()
-    steps = epochs * steps_per_epoch
-    compile_model(model, steps, min(WARMUP_EPOCHS * steps_per_epoch, steps // 10))
+    compile_model(model, epochs, len(splits.x_train) // batch_size)
     state = {
         "epochs": epochs,
         "batch_size": batch_size,
@@ -360,6 +369,23 @@ def start_or_resume(
         "history": [],
     }
     return model, state
+
+
+def replan(model: keras.Model, state: dict, epochs: int) -> None:
+    """Give a resumed run a new length: the schedule becomes the one a run of `epochs` would
+    have, from the step already reached on, keeping the weights, the optimizer's moments and
+    the EMA. The change is recorded in the run state, and so in the card."""
+    if epochs <= state["epochs_done"]:
+        raise SystemExit(
+            f"--epochs {epochs}: the run has already done {state['epochs_done']} epochs"
+        )
+    steps_per_epoch = state["train_size"] // state["batch_size"]
+    model.optimizer.learning_rate = learning_rate_schedule(epochs, steps_per_epoch)
+    state.setdefault("replanned", []).append(
+        {"after_epoch": state["epochs_done"], "from_epochs": state["epochs"], "to_epochs": epochs}
+    )
+    print(f"Re-planned the run from {state['epochs']} to {epochs} epochs")
+    state["epochs"] = epochs
 
 
 def train(splits: Splits, options: Options) -> Trained:
@@ -423,6 +449,7 @@ def train(splits: Splits, options: Options) -> Trained:
             "training_seconds": state["seconds"],
             "seconds_per_epoch": round(state["seconds"] / max(1, len(history)), 1),
             "checkpoints": "every epoch; --resume continues from the last",
+            **({"replanned": state["replanned"]} if state.get("replanned") else {}),
         },
         baselines={
             "the same network without mirror averaging, uncalibrated": without_mirror,

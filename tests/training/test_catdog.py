@@ -116,3 +116,28 @@ def test_the_served_network_gives_a_photo_and_its_mirror_the_same_answer(uninter
     np.testing.assert_allclose(
         served.predict(x, verbose=0), served.predict(x[:, :, ::-1], verbose=0), atol=1e-6
     )
+
+
+def test_a_resumed_run_can_be_given_a_new_length(uninterrupted, tmp_path):
+    directory, _ = uninterrupted
+    shutil.copytree(directory / "epoch-001", tmp_path / "epoch-001")
+    longer = Options(**{**vars(options(tmp_path, resume=True)), "epochs": 3})
+    trained = catdog.train(tiny_splits("catdog"), longer)
+    last = catdog.checkpoints(tmp_path)[-1]
+    assert last.name == "epoch-003"
+    assert state(last)["epochs"] == 3
+    assert state(last)["replanned"] == [{"after_epoch": 1, "from_epochs": 2, "to_epochs": 3}]
+    assert trained.settings["replanned"] == state(last)["replanned"]
+    model = tf.keras.models.load_model(last / catdog.CHECKPOINT_MODEL)
+    assert int(model.optimizer.iterations) == 3 * 3
+    # The saved schedule is a 3-epoch run's: it has reached zero at the last step.
+    schedule = model.optimizer._learning_rate
+    assert schedule.get_config() == catdog.learning_rate_schedule(3, 3).get_config()
+    assert float(schedule(9)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_run_cannot_be_shortened_below_the_epochs_it_has_done(uninterrupted):
+    directory, _ = uninterrupted
+    shorter = Options(**{**vars(options(directory, resume=True)), "epochs": 1})
+    with pytest.raises(SystemExit, match="already done 2 epochs"):
+        catdog.train(tiny_splits("catdog"), shorter)
