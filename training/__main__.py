@@ -34,6 +34,19 @@ def parse_args(argv: list[str] | None = None) -> tuple[list[str], Options]:
     parser.add_argument(
         "--arch", default=None, help="mnist only: 'cnn' (default, shipped) or 'mlp' (the seed)"
     )
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="catdog: where a checkpoint is written after every epoch "
+        "(default: checkpoints/catdog)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="catdog: continue the run in --checkpoint-dir from its last complete epoch "
+        "(a finished run is only evaluated, calibrated and exported again)",
+    )
     args = parser.parse_args(argv)
     names = list(PIPELINES) if args.model == "all" else [args.model]
     options = Options(
@@ -45,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[list[str], Options]:
         batch_size=args.batch_size,
         arch=args.arch,
         baseline_epochs=args.baseline_epochs,
+        checkpoint_dir=args.checkpoint_dir,
+        resume=args.resume,
     )
     return names, options
 

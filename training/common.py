@@ -26,6 +26,7 @@ from app.artifact.card import (
     Target,
     hash_files,
 )
+from training.calibration import calibrate
 
 
 @dataclass
@@ -55,6 +56,10 @@ class Options:
     arch: str | None = None
     baseline_epochs: int | None = None
     verbose: int = 2
+    # Long trainings (catdog) checkpoint every epoch here and, with `resume`, continue from the
+    # last checkpoint; None: the pipeline's default folder.
+    checkpoint_dir: Path | None = None
+    resume: bool = False
 
 
 @dataclass
@@ -176,16 +181,23 @@ def run(pipeline: Pipeline, options: Options, splits: Splits | None = None) -> R
     set_seed(options.seed)
     splits = splits if splits is not None else pipeline.load_data(options.data_dir, options.seed)
     trained = pipeline.train(splits, options)
+    output_spec = pipeline.output_spec()
+    calibrated = None
+    if output_spec.kind == "probabilities":
+        trained.model, calibrated = calibrate(
+            trained.model, *_floats(splits.x_val, splits.y_val, splits.x_test, splits.y_test)
+        )
     metrics = pipeline.evaluate(trained.model, splits.x_test, splits.y_test)
 
     model_dir = options.out_dir / pipeline.NAME
     version = options.version or next_version(model_dir)
-    version_dir = model_dir / str(version)
+    # Written under a name the service ignores (not a number) and renamed into place at the
+    # end, so an interrupted run never leaves a half-written version folder.
+    version_dir = model_dir / f".partial-{version}"
     if version_dir.exists():
         shutil.rmtree(version_dir)
     version_dir.mkdir(parents=True)
     input_spec = pipeline.input_spec(splits)
-    output_spec = pipeline.output_spec()
     export_savedmodel(trained.model, input_spec, output_spec, version_dir)
 
     seconds = time.perf_counter() - started
@@ -210,8 +222,10 @@ def run(pipeline: Pipeline, options: Options, splits: Splits | None = None) -> R
         target=pipeline.TARGET,
         baselines=trained.baselines,
         files=hash_files(version_dir),
+        calibration=calibrated,
     )
     card.write(version_dir)
+    version_dir = replace_dir(version_dir, model_dir / str(version))
     metric = pipeline.TARGET.metric
     return Result(
         name=pipeline.NAME,
@@ -223,6 +237,26 @@ def run(pipeline: Pipeline, options: Options, splits: Splits | None = None) -> R
         bytes_on_disk=dir_size(version_dir),
         path=version_dir,
     )
+
+
+def replace_dir(source: Path, target: Path) -> Path:
+    """Move `source` to `target`, replacing an existing `target` (which is gone for only the
+    moment between two renames)."""
+    old = target.with_name(f".replaced-{target.name}")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        target.rename(old)
+    source.rename(target)
+    if old.exists():
+        shutil.rmtree(old)
+    return target
+
+
+def _floats(
+    x_val: np.ndarray, y_val: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return x_val.astype(np.float32), y_val, x_test.astype(np.float32), y_test
 
 
 def _cpu_count() -> int:

@@ -98,6 +98,39 @@ class Target(BaseModel):
         return value >= self.value if self.op == ">=" else value <= self.value
 
 
+class ReliabilityBin(BaseModel):
+    """One confidence bin of a reliability table: the answers whose top probability fell in
+    [lower, upper), how many there were, and how often they were right."""
+
+    lower: float
+    upper: float
+    count: int
+    mean_confidence: float | None = Field(None, description="Mean top probability; null if empty.")
+    accuracy: float | None = Field(None, description="Fraction answered right; null if empty.")
+
+
+class Calibration(BaseModel):
+    """How the exported probabilities were calibrated, and what it changed on the test split."""
+
+    method: Literal["temperature"] = Field(
+        "temperature",
+        description="Temperature scaling: the served probabilities are softmax(log(p) / T), "
+        "computed as the logits divided by T (a `temperature` Dense layer, kernel I/T) "
+        "before the softmax.",
+    )
+    temperature: float = Field(description="T > 1 softens overconfident answers, T < 1 sharpens.")
+    fit_split: str = Field(description="The split T was fitted on (by log-likelihood).")
+    bins: int = Field(15, description="Equal-width confidence bins of the ECE and the tables.")
+    ece_before: float = Field(description="Expected calibration error on the test split, T = 1.")
+    ece_after: float = Field(description="Expected calibration error on the test split, T fitted.")
+    nll_before: float | None = Field(None, description="Mean negative log-likelihood, test, T = 1.")
+    nll_after: float | None = Field(
+        None, description="Mean negative log-likelihood, test, T fitted."
+    )
+    reliability_before: list[ReliabilityBin]
+    reliability_after: list[ReliabilityBin]
+
+
 class ModelCard(BaseModel):
     name: str
     version: int
@@ -117,6 +150,9 @@ class ModelCard(BaseModel):
         description="Other models trained on the same split, with their test scores."
     )
     files: dict[str, str] = Field(description="sha256 of every file of the SavedModel.")
+    calibration: Calibration | None = Field(
+        None, description="Classifiers: the temperature built into the export (older cards: none)."
+    )
 
     @classmethod
     def read(cls, version_dir: Path) -> ModelCard:

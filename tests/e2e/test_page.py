@@ -194,11 +194,17 @@ def test_moving_iris_sliders_changes_the_answer(page):
     expect(label).to_have_attribute("data-label", "virginica")
     expect(section.locator("input[name=petal_width-number]")).not_to_have_value("")
 
-    # The walk-through: input, normalize, x @ kernel + bias with its weights, ReLU, softmax.
+    # The walk-through: input, normalize, x @ kernel + bias with its weights, ReLU, the
+    # temperature (a fixed Dense, kernel I/T), softmax.
     steps = section.locator(".walkthrough > li")
     expect(steps.first).to_have_attribute("data-layer", "input")
-    expect(section.locator("table.matrix")).to_have_count(2)
+    expect(section.locator("table.matrix")).to_have_count(3)
     expect(section.locator(".walkthrough")).to_contain_text("x @ kernel + bias")
+    temperature = section.locator(".walkthrough li[data-layer=temperature]")
+    expect(temperature).to_contain_text("x / T")
+    temperature.screenshot(
+        path=str(screenshot(page, "iris-walkthrough").with_suffix(".temperature.png"))
+    )
     expect(section.locator(".walkthrough")).to_contain_text("max(0, x)")
     expect(section.locator(".walkthrough li[data-layer=softmax]")).to_contain_text("virginica")
 
@@ -330,3 +336,18 @@ def test_digit_explanation_is_an_overlay_and_the_method_can_be_switched(page):
     width = overlay.evaluate("image => image.naturalWidth")
     assert width >= 28
     screenshot(page, "explained-mnist")
+
+
+@pytest.mark.parametrize("model", ["mnist", "iris", "catdog"])
+def test_classifier_card_shows_its_reliability_table(page, model):
+    details = page.locator(f"#model-{model} details.calibration")
+    expect(details.locator("summary")).to_contain_text(re.compile(r"temperature [0-9.]+ · ECE"))
+    details.locator("summary").click()
+    table = details.locator("table.reliability")
+    expect(table).to_be_visible()
+    expect(table.locator("thead")).to_contain_text("before (T = 1)")
+    expect(table.locator("thead")).to_contain_text("accuracy")
+    expect(table.locator("tbody tr").first).to_be_visible()
+    expect(page.locator("#model-housing details.calibration")).to_have_count(0)
+    details.scroll_into_view_if_needed()
+    details.screenshot(path=str(screenshot(page, f"calibration-{model}").with_suffix(".table.png")))

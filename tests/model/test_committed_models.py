@@ -11,7 +11,7 @@ from app.artifact import layout
 from app.artifact.card import ModelCard, hash_files
 from tests.conftest import FIXTURES, MODELS
 from tests.savedmodel_checks import check_dense_layers
-from training import PIPELINES, catdog, iris
+from training import PIPELINES, calibration, catdog, iris
 
 NAMES = sorted(PIPELINES)
 
@@ -117,8 +117,11 @@ def test_mnist_digit_shifted_by_two_pixels_keeps_its_label(mnist_sample):
 def test_catdog_mirror_image_keeps_its_label():
     x, _ = catdog.load_folder(FIXTURES / "catdog" / "test")
     _, predict = serving("catdog")
-    same = predict(x).argmax(axis=1) == predict(x[:, :, ::-1]).argmax(axis=1)
-    assert same.mean() >= 0.9
+    photos, mirrors = predict(x), predict(x[:, :, ::-1])
+    if "mirror_mean" in [layer.name for layer in ModelCard.read(newest("catdog")).layers]:
+        # The served model averages each photo with its mirror: the same answer by construction.
+        np.testing.assert_allclose(photos, mirrors, atol=1e-5)
+    assert np.mean(photos.argmax(axis=1) == mirrors.argmax(axis=1)) >= 0.97
 
 
 def test_housing_higher_median_income_mostly_raises_the_price(housing_sample):
@@ -140,3 +143,66 @@ def test_iris_small_measurement_noise_keeps_the_species():
     before = predict(splits.x_test).argmax(axis=1)
     after = predict(splits.x_test + noise).argmax(axis=1)
     assert np.mean(before == after) >= 0.95
+
+
+# Calibration: the temperature in the export, the error it leaves on the test split.
+
+CLASSIFIERS = [name for name in NAMES if name != "housing"]
+ECE_TARGET = 0.03
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_classifier_card_records_its_calibration(name):
+    card = ModelCard.read(newest(name))
+    recorded = card.calibration
+    assert recorded is not None
+    assert recorded.fit_split == "validation"
+    assert recorded.bins == 15
+    assert [layer.name for layer in card.layers][-2:] == ["temperature", card.layers[-1].name]
+    assert sum(b.count for b in recorded.reliability_after) == card.data["split_sizes"]["test"]
+    assert recorded.nll_after <= recorded.nll_before + 1e-3
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            name,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="iris's test split is 30 flowers and the model gets one wrong: that "
+                "answer alone can add up to 1/30 = 0.033 to the ECE, more than the target "
+                "(measured: 0.039 before the temperature, 0.059 after)",
+            ),
+        )
+        if name == "iris"
+        else name
+        for name in CLASSIFIERS
+    ],
+)
+def test_recorded_calibration_error_meets_the_target(name):
+    assert ModelCard.read(newest(name)).calibration.ece_after <= ECE_TARGET
+
+
+def test_iris_card_calibration_is_what_the_served_model_gives_on_its_test_split():
+    splits = iris.load_data(None, seed=42)
+    card, predict = serving("iris")
+    probabilities = predict(splits.x_test).astype(np.float64)
+    assert calibration.ece(probabilities, splits.y_test) == pytest.approx(
+        card.calibration.ece_after, abs=1e-4
+    )
+    table = calibration.reliability(probabilities, splits.y_test)
+    assert [b.count for b in table] == [b.count for b in card.calibration.reliability_after]
+
+
+def test_mnist_is_calibrated_on_200_test_digits(mnist_sample):
+    _, predict = serving("mnist")
+    probabilities = predict(mnist_sample["x_test"]).astype(np.float64)
+    assert calibration.ece(probabilities, mnist_sample["y_test"]) <= ECE_TARGET
+
+
+def test_catdog_is_calibrated_on_100_test_photos():
+    """100 photos resolve the ECE only to a few hundredths, hence the wider bound here."""
+    x, y = catdog.load_folder(FIXTURES / "catdog" / "test")
+    _, predict = serving("catdog")
+    assert calibration.ece(predict(x).astype(np.float64), y) <= 0.06

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from app.artifact.card import ModelCard, hash_files
 from tests.conftest import FIXTURES
-from tests.savedmodel_checks import check_dense_layers
+from tests.savedmodel_checks import check_dense_layers, variables_by_layer
 from training import PIPELINES, catdog, iris
 from training.common import Options, Splits, run
 
@@ -46,7 +46,12 @@ def tiny_splits(name: str) -> Splits:
 def exported(request, tmp_path_factory):
     name = request.param
     options = Options(
-        epochs=1, baseline_epochs=1, out_dir=tmp_path_factory.mktemp(name), version=1, verbose=0
+        epochs=1,
+        baseline_epochs=1,
+        out_dir=tmp_path_factory.mktemp(name),
+        version=1,
+        verbose=0,
+        checkpoint_dir=tmp_path_factory.mktemp(f"{name}-checkpoints"),
     )
     result = run(PIPELINES[name], options, splits=tiny_splits(name))
     return name, result.path, tiny_splits(name)
@@ -95,3 +100,36 @@ def test_trace_is_every_layer_in_order_ending_in_the_prediction(exported):
 def test_dense_layers_are_previous_output_times_kernel_plus_bias(exported):
     _, path, splits = exported
     assert check_dense_layers(path, splits.x_test[:4].astype(np.float32)) >= 1
+
+
+def test_classifiers_export_their_fitted_temperature(exported):
+    _, path, _ = exported
+    card = ModelCard.read(path)
+    if card.output.kind != "probabilities":
+        assert card.calibration is None
+        return
+    calibration = card.calibration
+    assert calibration is not None
+    assert calibration.fit_split == "validation"
+    assert calibration.temperature > 0
+    assert [layer.name for layer in card.layers][-2] == "temperature"
+    kernel = variables_by_layer(tf.saved_model.load(str(path)))["temperature"]["kernel"]
+    classes = len(card.output.labels)
+    np.testing.assert_allclose(kernel, np.eye(classes) / calibration.temperature, rtol=1e-5)
+    for table in (calibration.reliability_before, calibration.reliability_after):
+        assert len(table) == calibration.bins
+        assert sum(b.count for b in table) == card.data["split_sizes"]["test"]
+
+
+def test_catdog_export_answers_a_photo_and_its_mirror_alike(exported):
+    name, path, splits = exported
+    if name != "catdog":
+        pytest.skip("mirror averaging is catdog's")
+    card = ModelCard.read(path)
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    x = splits.x_test.astype(np.float32)
+    photo = serve(image=tf.constant(x))["probabilities"].numpy()
+    mirror = serve(image=tf.constant(x[:, :, ::-1]))["probabilities"].numpy()
+    np.testing.assert_allclose(photo, mirror, atol=1e-6)
+    assert card.metrics["flip_consistency"] == 1.0
+    assert "mirror_mean" in [layer.name for layer in card.layers]

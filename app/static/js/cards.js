@@ -1,4 +1,4 @@
-// The model card: what the model does, how well, its inputs, baselines and layers.
+// The model card: what the model does, how well, its inputs, baselines, calibration and layers.
 
 import { el } from "./dom.js";
 import { fmt, shapeText } from "./format.js";
@@ -63,6 +63,75 @@ function baselinesTable(card) {
             class: "num",
             text: scores[metric] === undefined ? "n/a" : fmt(scores[metric], 4),
           }),
+        ),
+      ),
+    ),
+  );
+}
+
+// A classifier's reliability table: per confidence bin, how many test answers fell in it and
+// how often they were right, before and after the temperature built into the model.
+function calibrationView(card) {
+  const cal = card.calibration;
+  if (!cal) return null;
+  const cell = (bin, key) =>
+    el("td", {
+      class: "num",
+      text: bin.count ? (key === "count" ? bin.count : fmt(bin[key], 3)) : "–",
+    });
+  const rows = cal.reliability_before
+    .map((before, i) => [before, cal.reliability_after[i]])
+    .filter(([before, after]) => before.count || after.count);
+  return el(
+    "details",
+    { class: "calibration" },
+    el("summary", {
+      text: `Calibration: temperature ${fmt(cal.temperature, 3)} · ECE ${fmt(cal.ece_before, 4)} → ${fmt(cal.ece_after, 4)}`,
+    }),
+    el(
+      "p",
+      {},
+      `The served probabilities are softmax(log p / T) with T = ${fmt(cal.temperature, 3)}, ` +
+        `fitted on the ${cal.fit_split} split. Expected calibration error (${cal.bins} bins) ` +
+        `on the test split: ${fmt(cal.ece_before, 4)} before, ${fmt(cal.ece_after, 4)} after.`,
+    ),
+    el(
+      "table",
+      { class: "plain reliability" },
+      el("caption", { text: "Reliability on the test split: confidence against accuracy" }),
+      el(
+        "thead",
+        {},
+        el(
+          "tr",
+          {},
+          el("th", { scope: "col", rowspan: "2", text: "confidence" }),
+          el("th", { scope: "colgroup", colspan: "3", text: "before (T = 1)" }),
+          el("th", { scope: "colgroup", colspan: "3", text: `after (T = ${fmt(cal.temperature, 3)})` }),
+        ),
+        el(
+          "tr",
+          {},
+          ["answers", "mean confidence", "accuracy", "answers", "mean confidence", "accuracy"].map(
+            (name) => el("th", { scope: "col", text: name }),
+          ),
+        ),
+      ),
+      el(
+        "tbody",
+        {},
+        rows.map(([before, after]) =>
+          el(
+            "tr",
+            {},
+            el("td", { text: `${fmt(before.lower, 2)}–${fmt(before.upper, 2)}` }),
+            cell(before, "count"),
+            cell(before, "mean_confidence"),
+            cell(before, "accuracy"),
+            cell(after, "count"),
+            cell(after, "mean_confidence"),
+            cell(after, "accuracy"),
+          ),
         ),
       ),
     ),
@@ -193,6 +262,7 @@ export function cardView(card) {
         )
       : null,
     el("details", {}, el("summary", { text: "Baselines" }), baselinesTable(card)),
+    calibrationView(card),
     layersTable(card),
   );
 }

@@ -132,6 +132,10 @@ export function renderWalkthrough(container, trace, card, inputValues) {
       formula = step.formula;
       parts = step.parts;
       newNames = step.names;
+      if (layer.name === "temperature" && card.calibration) {
+        const t = fmt(card.calibration.temperature, 3);
+        formula = `x / T with T = ${t} (kernel I / T): the calibration fitted on the ${card.calibration.fit_split} split`;
+      }
     } else if (layer.type === "Normalization") {
       formula = "(x − mean) / std, with the training split's mean and std";
       parts = [scrollBox(vectorTable("normalized", names, values))];
