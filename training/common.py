@@ -149,7 +149,13 @@ def export_savedmodel(
         return {output_spec.name: model(x, training=False)}
 
     def trace(x):
-        return dict(zip(keys, tracer(x, training=False), strict=True))
+        # Each layer's output for the input's rows only: inside a mirror-averaging model the
+        # layers between `mirror` and `mirror_mean` run on 2n rows (the photos, then their
+        # mirror images), and a trace row must stay the photo's.
+        rows = tf.shape(x)[0]
+        return {
+            key: output[:rows] for key, output in zip(keys, tracer(x, training=False), strict=True)
+        }
 
     archive = keras.export.ExportArchive()
     archive.track(model)

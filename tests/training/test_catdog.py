@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tests.training.test_pipelines import tiny_splits
 from training import catdog
-from training.common import Options, set_seed
+from training.common import Options, export_savedmodel, set_seed
 
 
 def options(checkpoint_dir, resume=False) -> Options:
@@ -141,3 +141,14 @@ def test_a_run_cannot_be_shortened_below_the_epochs_it_has_done(uninterrupted):
     shorter = Options(**{**vars(options(directory, resume=True)), "epochs": 1})
     with pytest.raises(SystemExit, match="already done 2 epochs"):
         catdog.train(tiny_splits("catdog"), shorter)
+
+
+def test_the_trace_has_one_row_per_photo_inside_the_mirror_averaging(uninterrupted, tmp_path):
+    _, trained = uninterrupted
+    splits = tiny_splits("catdog")
+    photos = splits.x_test[:3].astype(np.float32)
+    export_savedmodel(trained.model, catdog.input_spec(splits), catdog.output_spec(), tmp_path)
+    trace = tf.saved_model.load(str(tmp_path)).signatures["trace"]
+    outputs = trace(image=tf.constant(photos))
+    assert {int(output.shape[0]) for output in outputs.values()} == {3}
+    np.testing.assert_allclose(outputs["00_mirror"].numpy(), photos)  # the photos themselves
