@@ -287,7 +287,7 @@ def default_steps(card: ModelCard) -> int:
     if card.input.kind == "features":
         return 4096
     pixels = int(np.prod(card.input.shape[1:]))  # type: ignore[arg-type]
-    return 256 if pixels <= 4096 else 128
+    return 256 if pixels <= 4096 else 512
 
 
 def check_options(card: ModelCard, options: ExplainOptions, settings: Settings) -> None:

@@ -9,13 +9,17 @@ import pytest
 
 from app.dataplane import explain
 from app.runtime.model import ModelRuntime
-from bench.explanations import attribute, completeness, deletion, inputs
+from bench.explanations import attribute, completeness, deletion, inputs, relative_errors
 from tests import conftest
 
 # Steps at which the trapezoid rule meets the completeness bounds on these models: the ReLU
 # networks' gradients are piecewise constant, so the error falls only as 1/steps.
-STEPS = {"iris": 4096, "housing": 4096, "mnist": 256, "catdog": 128}
+STEPS = {"iris": 4096, "housing": 4096, "mnist": 256, "catdog": 512}
 BOUND = {"iris": 0.02, "housing": 0.02, "mnist": 0.02, "catdog": 0.05}
+# catdog calls a black image (the baseline) 97% cat, so for a cat photo the output moves by a
+# few hundredths and a relative error alone is ill-conditioned: there the bound is on the
+# error itself, half a percentage point of probability, as well.
+ABSOLUTE = {"iris": 0.0, "housing": 0.0, "mnist": 0.0, "catdog": 0.005}
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +36,11 @@ def runtimes():
 @pytest.mark.parametrize("name", list(STEPS))
 def test_integrated_gradients_add_up_to_the_change_of_the_output(runtimes, name):
     runtime = runtimes[name]
-    errors = completeness(runtime, inputs(name, runtime, 20), STEPS[name])
-    assert max(errors) <= BOUND[name], errors
+    found = completeness(runtime, inputs(name, runtime, 20), STEPS[name])
+    beyond = [
+        (error, change) for error, change in found if error > BOUND[name] * change + ABSOLUTE[name]
+    ]
+    assert not beyond, (beyond, relative_errors(found))
 
 
 @pytest.mark.parametrize("method", explain.IMAGE_METHODS)
