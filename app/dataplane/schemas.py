@@ -170,6 +170,10 @@ class ShadowStatus(BaseModel):
     dropped: int = Field(
         description="Copies not made, because GLASSBOX_SHADOW_MAX_IN_FLIGHT were computing."
     )
+    paused: int = Field(
+        description="Copies not made because the candidate failed 3 times in a row: it gets "
+        "none for 1 s, then 2, 4, ... up to 60 s while it keeps failing."
+    )
 
 
 class RolloutStatus(BaseModel):

@@ -210,6 +210,7 @@ class InferenceService:
                 errors=tally.errors,
                 timeouts=tally.timeouts,
                 dropped=tally.dropped,
+                paused=tally.paused,
             )
         return RolloutStatus(
             model=name,

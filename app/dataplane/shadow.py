@@ -3,7 +3,10 @@ after the caller has its answer, and how often and how much the two disagree is 
 
 The copies run on a thread of their own, never the inference threads, and at most
 `shadow_max_in_flight` at once: a candidate that is slow, hangs or raises can hold up only its
-own copies (which are then dropped and counted), never a caller's request.
+own copies (which are then dropped and counted), never a caller's request. A candidate that
+fails `FAILURES_BEFORE_PAUSE` times in a row (errors or timeouts) gets no copies for a pause
+that doubles with each further failure, up to `LONGEST_PAUSE_S`: even a thread hand-off per
+request is a cost the default version's callers would pay for a broken candidate.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import numpy as np
 from app.runtime.model import ModelRuntime
 
 logger = logging.getLogger(__name__)
+
+FAILURES_BEFORE_PAUSE = 3
+LONGEST_PAUSE_S = 60.0
 
 
 class ShadowObserver(Protocol):
@@ -51,6 +57,9 @@ class ShadowTally:
     errors: int = 0
     timeouts: int = 0
     dropped: int = 0
+    paused: int = 0  # copies not made while the candidate was paused after failing
+    failures_in_a_row: int = 0
+    paused_until: float = 0.0  # event-loop time
 
 
 def disagreement(
@@ -103,11 +112,16 @@ class Shadow:
         if fraction < 1 and random.random() >= fraction:
             return
         key = (candidate.name, candidate.version)
+        tally = self.tally(*key)
+        loop = asyncio.get_running_loop()
+        if tally.paused_until > loop.time():
+            tally.paused += 1
+            self._observer.count_shadow_failure(*key, "paused")
+            return
         if self._in_flight >= self._max_in_flight:
-            self.tally(*key).dropped += 1
+            tally.dropped += 1
             self._observer.count_shadow_failure(*key, "dropped")
             return
-        loop = asyncio.get_running_loop()
         self._in_flight += 1
         self._idle.clear()
         future = loop.run_in_executor(self._executor, candidate.predict, batch)
@@ -119,6 +133,15 @@ class Shadow:
         if not future.done():
             self.tally(*key).timeouts += 1
             self._observer.count_shadow_failure(*key, "timeout")
+            self._failed(key)
+
+    def _failed(self, key: tuple[str, int]) -> None:
+        tally = self.tally(*key)
+        tally.failures_in_a_row += 1
+        beyond = tally.failures_in_a_row - FAILURES_BEFORE_PAUSE
+        if beyond >= 0:
+            pause = min(LONGEST_PAUSE_S, 2.0**beyond)
+            tally.paused_until = asyncio.get_running_loop().time() + pause
 
     def _finish(
         self,
@@ -142,6 +165,7 @@ class Shadow:
         if error is not None:
             tally.errors += 1
             self._observer.count_shadow_failure(*key, "error")
+            self._failed(key)
             if key not in self._logged_failures:  # a broken candidate fails every copy
                 self._logged_failures.add(key)
                 logger.warning(
@@ -153,7 +177,9 @@ class Shadow:
         if candidate.shape != outputs.shape:
             tally.errors += 1
             self._observer.count_shadow_failure(*key, "error")
+            self._failed(key)
             return
+        tally.failures_in_a_row = 0
         changes, differences = disagreement(outputs, candidate, classifier)
         tally.compared_rows += len(differences)
         tally.class_changes += changes

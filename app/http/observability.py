@@ -103,7 +103,8 @@ SHADOW_ABS_DIFFERENCE = Counter(
 )
 SHADOW_FAILURES = Counter(
     "glassbox_shadow_failures",
-    "Shadow copies not compared, by reason: error, timeout, dropped (too many in flight).",
+    "Shadow copies not compared, by reason: error, timeout, dropped (too many in flight), "
+    "paused (the candidate kept failing).",
     ["model", "version", "reason"],
 )
 

@@ -12,6 +12,7 @@ import pytest
 from app.core.errors import BadInput, ModelNotFound, RolloutRefused
 from app.core.settings import Settings
 from app.dataplane.service import InferenceService
+from app.dataplane.shadow import FAILURES_BEFORE_PAUSE
 from app.runtime.model import ModelState
 from app.runtime.rollout import ROLLOUT_FILE, RolloutPlan, ShadowPlan, caller_var
 from tests.rollout_models import FLOWERS, IRIS, add_version
@@ -173,7 +174,9 @@ def test_a_shadow_that_raises_never_changes_the_answer(root):
 
     answers, shadow = run(main())
     np.testing.assert_allclose(answers, _outputs(IRIS, FLOWERS), atol=1e-6)
-    assert shadow.errors == len(FLOWERS)
+    # Three failures in a row pause the candidate (1 s): the other copies are not even made.
+    assert shadow.errors == FAILURES_BEFORE_PAUSE
+    assert shadow.paused == len(FLOWERS) - FAILURES_BEFORE_PAUSE
     assert shadow.compared_rows == 0
 
 
@@ -322,3 +325,32 @@ def test_compare_refuses_versions_with_other_inputs_but_not_other_ranges(root):
                 await service.compare(registry.get("iris", 1), second, FLOWERS)
 
     run(main())
+
+
+def test_a_paused_candidate_gets_copies_again_once_it_answers(root, monkeypatch):
+    monkeypatch.setattr("app.dataplane.shadow.FAILURES_BEFORE_PAUSE", 1)
+
+    async def main():
+        async with serving(root) as service:
+            registry = service.registry
+            plan = RolloutPlan(labels={"stable": 1}, shadow=ShadowPlan(version=2))
+            registry.set_plan("iris", plan)
+            candidate = registry.find("iris", 2)
+            working = candidate.predict
+
+            def broken(batch):
+                raise RuntimeError("candidate is broken")
+
+            candidate.predict = broken
+            await service.predict(registry.serve("iris"), FLOWERS[:1])
+            await _shadows_done(service)
+            tally = service.shadow.tally("iris", 2)
+            assert (tally.errors, tally.paused_until > 0) == (1, True)
+            tally.paused_until = 0.0  # as if the pause had passed
+            candidate.predict = working
+            await service.predict(registry.serve("iris"), FLOWERS[:1])
+            await _shadows_done(service)
+            return tally
+
+    tally = run(main())
+    assert (tally.compared_rows, tally.failures_in_a_row) == (1, 0)

@@ -46,7 +46,10 @@ function shadowTable(shadow) {
       "Largest row difference",
       shadow.max_abs_difference === null ? "–" : fmt(shadow.max_abs_difference, 4),
     ],
-    ["Errors, timeouts, dropped", `${shadow.errors}, ${shadow.timeouts}, ${shadow.dropped}`],
+    [
+      "Errors, timeouts, dropped, paused",
+      `${shadow.errors}, ${shadow.timeouts}, ${shadow.dropped}, ${shadow.paused}`,
+    ],
   ];
   return el(
     "table",
