@@ -17,7 +17,7 @@ import grpc
 import httpx
 import pytest
 
-from app.serve import _balanced, _parse
+from app.serve import TF_THREAD_SETTINGS, _balanced, _parse, share_cores
 from tests.ops.server import ROOT, Server, free_port, serve, wait_for
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads sockets from /proc")
@@ -308,3 +308,16 @@ def test_connections_on_a_worker_socket_have_nagles_algorithm_off():
         return value
 
     assert asyncio.run(main()) != 0
+
+
+def test_several_workers_share_the_cores_between_their_tensorflow_pools(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    environ: dict[str, str] = {}
+    share_cores(2, environ)
+    assert environ == {name: "2" for name in TF_THREAD_SETTINGS}
+    share_cores(8, environ := {})
+    assert environ == {name: "1" for name in TF_THREAD_SETTINGS}
+    # A setting the operator chose stays as it is.
+    environ = {"GLASSBOX_TF_INTRA_OP_THREADS": "3"}
+    share_cores(2, environ)
+    assert environ == {"GLASSBOX_TF_INTRA_OP_THREADS": "3", "GLASSBOX_TF_INTER_OP_THREADS": "2"}
