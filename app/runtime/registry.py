@@ -12,6 +12,9 @@ from app.runtime.rollout import STABLE, RolloutPlan, caller_var
 
 logger = logging.getLogger(__name__)
 
+# Asked for on every request: one shared empty rollout rather than a new one each time.
+_NO_ROLLOUT = RolloutPlan()
+
 
 class ModelRegistry:
     def __init__(self) -> None:
@@ -50,8 +53,9 @@ class ModelRegistry:
     # -- rollouts ----------------------------------------------------------------------------
 
     def plan(self, name: str) -> RolloutPlan:
-        """The model's rollout in force (an empty one when none was set)."""
-        return self._plans.get(name) or RolloutPlan()
+        """The model's rollout in force (an empty one when none was set; never changed in
+        place: `set_plan` replaces it)."""
+        return self._plans.get(name, _NO_ROLLOUT)
 
     def set_plan(self, name: str, plan: RolloutPlan) -> None:
         """Put `plan` in force for `name`, only if every version it points at is ready; else
