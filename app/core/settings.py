@@ -91,10 +91,16 @@ class Settings(BaseSettings):
         2, gt=0, description="Threads that run model calls (the executor off the event loop)."
     )
     tf_intra_op_threads: int = Field(
-        0, ge=0, description="TensorFlow threads inside one op; 0 lets TensorFlow choose."
+        0,
+        ge=0,
+        description="TensorFlow threads inside one op; 0 lets TensorFlow choose (with "
+        "`python -m app.serve --workers N`, 0 becomes the usable cores / N).",
     )
     tf_inter_op_threads: int = Field(
-        0, ge=0, description="TensorFlow ops run in parallel; 0 lets TensorFlow choose."
+        0,
+        ge=0,
+        description="TensorFlow ops run in parallel; 0 lets TensorFlow choose (with "
+        "`python -m app.serve --workers N`, 0 becomes the usable cores / N).",
     )
     batch_max_size: int = Field(
         64, gt=0, description="Most rows the dynamic batcher puts in one model call."
