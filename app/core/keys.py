@@ -30,6 +30,14 @@ class KeyRing:
         return any(matches)
 
 
+def caller_of(
+    caller_id: str | None, x_api_key: str | None, authorization: str | None
+) -> str | None:
+    """Who is calling, for a sticky canary split: the caller id the client sends, else its API
+    key, else None (both transports: HTTP headers, gRPC call metadata)."""
+    return caller_id or presented_key(x_api_key, authorization) or None
+
+
 def presented_key(x_api_key: str | None, authorization: str | None) -> str | None:
     """The key a caller presents: `X-API-Key: KEY`, else `Authorization: Bearer KEY`."""
     if x_api_key is not None:

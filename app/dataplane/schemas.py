@@ -168,7 +168,8 @@ class ShadowStatus(BaseModel):
     errors: int = Field(description="Copies the candidate failed on.")
     timeouts: int = Field(description="Copies not answered within GLASSBOX_SHADOW_TIMEOUT_S.")
     dropped: int = Field(
-        description="Copies not made, because GLASSBOX_SHADOW_MAX_IN_FLIGHT were computing."
+        description="Copies not made, because GLASSBOX_SHADOW_MAX_IN_FLIGHT were computing "
+        "(or the candidate version was no longer ready)."
     )
     paused: int = Field(
         description="Copies not made because the candidate failed 3 times in a row: it gets "

@@ -412,7 +412,7 @@ class InferenceService:
         try:
             candidate = self.registry.get(runtime.name, shadow.version)
         except GlassboxError:  # the candidate was removed or failed since the rollout was set
-            self.shadow.tally(runtime.name, shadow.version).dropped += 1
+            self.shadow.drop(runtime.name, shadow.version)
             return
         self.shadow.offer(candidate, shadow.fraction, batch, outputs)
 
@@ -427,13 +427,13 @@ class InferenceService:
                 "inputs, so one request cannot be sent to both.",
                 field="b",
             )
-        # Through the batchers, but not `predict`: a comparison is not copied to a shadow.
-        first_out, second_out = await asyncio.gather(
-            self._batcher(first).submit(rows), self._batcher(second).submit(rows)
-        )
+        # The trace's last layer is the serving output, so each version runs once; and not
+        # through `predict`: a comparison is not copied to a shadow.
         first_trace, second_trace = await asyncio.gather(
             self._in_executor(first.trace, rows), self._in_executor(second.trace, rows)
         )
+        first_out = first_trace[first.loaded_card.layers[-1].trace_key]
+        second_out = second_trace[second.loaded_card.layers[-1].trace_key]
         classifier = (
             first.loaded_card.output.kind == second.loaded_card.output.kind == "probabilities"
         )

@@ -119,8 +119,7 @@ class Shadow:
             self._observer.count_shadow_failure(*key, "paused")
             return
         if self._in_flight >= self._max_in_flight:
-            tally.dropped += 1
-            self._observer.count_shadow_failure(*key, "dropped")
+            self.drop(*key)
             return
         self._in_flight += 1
         self._idle.clear()
@@ -128,6 +127,11 @@ class Shadow:
         timer = loop.call_later(self._timeout_s, self._timed_out, future, key)
         classifier = candidate.loaded_card.output.kind == "probabilities"
         future.add_done_callback(lambda done: self._finish(done, timer, key, outputs, classifier))
+
+    def drop(self, model: str, version: int) -> None:
+        """Count a copy not made: too many in flight, or the candidate is not there."""
+        self.tally(model, version).dropped += 1
+        self._observer.count_shadow_failure(model, version, "dropped")
 
     def _timed_out(self, future: asyncio.Future[np.ndarray], key: tuple[str, int]) -> None:
         if not future.done():

@@ -34,7 +34,7 @@ from app.core.errors import (
     UnsupportedMediaType,
     clipped,
 )
-from app.core.keys import KeyRing, presented_key
+from app.core.keys import KeyRing, caller_of, presented_key
 from app.core.logging import request_id_from, request_id_var, surface_var
 from app.core.metrics import series
 from app.dataplane.admission import InFlightLimit
@@ -129,8 +129,11 @@ class CallGuard:
             else:
                 # The caller a sticky canary split keeps on one version, as over HTTP.
                 caller_var.set(
-                    metadata.get("x-caller-id")
-                    or presented_key(metadata.get("x-api-key"), metadata.get("authorization"))
+                    caller_of(
+                        metadata.get("x-caller-id"),
+                        metadata.get("x-api-key"),
+                        metadata.get("authorization"),
+                    )
                 )
                 with self.admission.admit(model):
                     answer = await _within(remaining, work())

@@ -184,7 +184,7 @@ def rollout(client):
     return client.get("/api/models/iris/rollout").json()
 
 
-def wait_for(condition, attempts: int = 500):
+def wait_for(condition, attempts: int = 3000):  # a safety bound (30 s), not a timing
     for _ in range(attempts):
         if condition():
             return

@@ -354,3 +354,13 @@ def test_a_paused_candidate_gets_copies_again_once_it_answers(root, monkeypatch)
 
     tally = run(main())
     assert (tally.compared_rows, tally.failures_in_a_row) == (1, 0)
+
+
+def test_a_caller_is_its_caller_id_else_its_api_key():
+    from app.core.keys import caller_of
+
+    assert caller_of("svc-1", "key", "Bearer other") == "svc-1"
+    assert caller_of(None, " key ", None) == "key"
+    assert caller_of(None, None, "Bearer token") == "token"
+    assert caller_of(None, None, "Basic dXNlcjpwYXNz") is None
+    assert caller_of("", " ", None) is None

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import Overloaded
+from app.core.keys import caller_of
 from app.core.logging import request_id_from, request_id_var, surface_var
 from app.dataplane.admission import InFlightLimit
 from app.http import observability
@@ -25,6 +26,11 @@ from app.http.middleware.security import KeyCheck, with_security_headers
 from app.http.paths import MODEL_PATH, SURFACES
 from app.http.routes.errors import error_response
 from app.runtime.rollout import caller_var
+
+
+def _text(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    value = headers.get(name)
+    return None if value is None else value.decode("latin-1")
 
 
 class Gateway:
@@ -83,11 +89,13 @@ class Gateway:
             await self.limits.run(self.app, scope, receive, send, headers)
             return
         model = model_path["model"]
-        # The caller a sticky canary split keeps on one version: X-Caller-ID, else the API key.
-        caller = headers.get(b"x-caller-id") or headers.get(b"x-api-key")
-        if caller is None and b"authorization" in headers:
-            caller = headers[b"authorization"].partition(b" ")[2].strip() or None
-        caller_token = caller_var.set(caller.decode("latin-1") if caller else None)
+        caller_token = caller_var.set(
+            caller_of(
+                _text(headers, b"x-caller-id"),
+                _text(headers, b"x-api-key"),
+                _text(headers, b"authorization"),
+            )
+        )
         try:
             self.admission.acquire(model)
         except Overloaded as overloaded:
