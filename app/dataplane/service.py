@@ -438,7 +438,10 @@ class InferenceService:
             first.loaded_card.output.kind == second.loaded_card.output.kind == "probabilities"
         )
         compared = []
-        for a_row, b_row in zip(first_out, second_out, strict=True):
+        answers = zip(
+            traces.describe(first, first_out), traces.describe(second, second_out), strict=True
+        )
+        for a_row, b_row, (a_answer, b_answer) in zip(first_out, second_out, answers, strict=True):
             changes, difference = (
                 disagreement(a_row[np.newaxis], b_row[np.newaxis], classifier)
                 if a_row.shape == b_row.shape
@@ -446,8 +449,8 @@ class InferenceService:
             )
             compared.append(
                 RowComparison(
-                    a=traces.describe(first, a_row),
-                    b=traces.describe(second, b_row),
+                    a=a_answer,
+                    b=b_answer,
                     mean_abs_difference=None if difference is None else float(difference[0]),
                     max_abs_difference=None
                     if difference is None
@@ -516,7 +519,7 @@ class InferenceService:
 
     async def predictions(self, runtime: ModelRuntime, batch: np.ndarray) -> list[Prediction]:
         outputs = await self.predict(runtime, batch)
-        return [traces.describe(runtime, row) for row in outputs]
+        return traces.describe(runtime, outputs)
 
     async def explain(
         self, runtime: ModelRuntime, rows: np.ndarray, options: explain.ExplainOptions

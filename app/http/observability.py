@@ -31,6 +31,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
+from app.core.logging import log_fields
 from app.core.metrics import series
 from app.http.paths import MODEL_PATH, asked_version
 
@@ -234,10 +235,11 @@ def record_request(scope: Scope, status: int, started: float) -> None:
     series(REQUESTS, method, route, str(status)).inc()
     series(REQUEST_LATENCY, method, route).observe(seconds)
     model, version = _model_and_version(scope)
-    logger.log(
+    log_fields(
+        logger,
         logging.DEBUG if route in _QUIET_ROUTES else logging.INFO,
         "request",
-        extra={
+        {
             "method": method,
             "route": route,
             "model": model,

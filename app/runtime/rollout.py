@@ -89,6 +89,8 @@ class RolloutPlan(BaseModel):
         """The version the split sends a request to, None without weights. A caller lands in
         the same place of [0, 1) every time (a hash of model and caller), so it stays on one
         version while the weights stay the same; a request without a caller lands at random."""
+        if not self.weights:  # most models: no split to sort out on every request
+            return None
         live = sorted((v, w) for v, w in self.weights.items() if w > 0)
         if not live:
             return None

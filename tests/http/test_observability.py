@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.core.logging import JsonFormatter
+from app.core.logging import JsonFormatter, log_fields, request_id_var
 from app.http import observability
 from tests.metrics import sample
 
@@ -193,3 +194,87 @@ def test_a_log_line_with_text_pydantic_core_cannot_encode_is_still_json():
     entry = json.loads(JsonFormatter().format(record))
     assert entry["message"] == "model ready"
     assert entry["model"] == "digits-\udcff"
+
+
+def _no_record(*args, **kwargs):
+    raise AssertionError("a LogRecord was made")
+
+
+def test_the_request_line_without_a_record_is_the_line_a_record_gives(
+    app_client, capsys, monkeypatch
+):
+    # Under uvicorn the JSON handler is all a request line reaches, and `log_fields` writes it
+    # without a LogRecord; pytest's own capture handlers on the root would hide that path.
+    monkeypatch.setattr(logging.root, "handlers", [])
+    fields = {"method": "GET", "route": "/x/{name}", "model": "iris", "version": 2, "status": 200}
+    logger = logging.getLogger("app.http.observability")
+    capsys.readouterr()
+    token = request_id_var.set("direct-1")
+    try:
+        with monkeypatch.context() as no_records:
+            no_records.setattr(logger, "makeRecord", _no_record)
+            log_fields(logger, logging.INFO, "request", fields)
+        direct = capsys.readouterr().err.splitlines()
+        record = logger.makeRecord(
+            logger.name, logging.INFO, "", 0, "request", (), None, extra=fields
+        )
+        via_record = json.loads(JsonFormatter().format(record))
+    finally:
+        request_id_var.reset(token)
+    assert len(direct) == 1
+    line = json.loads(direct[0])
+    assert line.pop("ts")[:16] == via_record.pop("ts")[:16]  # made a moment apart
+    assert line == via_record
+    assert line["request_id"] == "direct-1"
+
+
+def test_another_handler_gets_a_real_record(app_client, caplog):
+    with caplog.at_level(logging.INFO, logger="app"):
+        log_fields(
+            logging.getLogger("app.http.observability"),
+            logging.INFO,
+            "request",
+            {"status": 204, "route": "/y"},
+        )
+    (record,) = [r for r in caplog.records if r.getMessage() == "request"]
+    assert (record.status, record.route) == (204, "/y")
+
+
+def test_a_disabled_level_writes_nothing(app_client, capsys, monkeypatch):
+    monkeypatch.setattr(logging.root, "handlers", [])
+    capsys.readouterr()
+    log_fields(logging.getLogger("app.http.observability"), logging.DEBUG, "request", {})
+    assert capsys.readouterr().err == ""
+
+
+def test_lines_of_one_loop_turn_are_written_together_in_order(app_client, capsys, monkeypatch):
+    monkeypatch.setattr(logging.root, "handlers", [])
+    logger = logging.getLogger("app.http.observability")
+    capsys.readouterr()
+
+    async def one_turn() -> tuple[list[str], list[str]]:
+        log_fields(logger, logging.INFO, "request", {"n": 1})
+        logging.getLogger("app.other").warning("a record between")  # written in its place
+        log_fields(logger, logging.INFO, "request", {"n": 2})
+        during = capsys.readouterr().err.splitlines()
+        await asyncio.sleep(0)  # the next turn of the loop writes the rest
+        await asyncio.sleep(0)
+        return during, capsys.readouterr().err.splitlines()
+
+    during, after = asyncio.run(one_turn())
+    assert [json.loads(line).get("n") for line in during] == [1, None]
+    assert [json.loads(line)["n"] for line in after] == [2]
+
+
+def test_pending_lines_are_written_at_shutdown(app_client, capsys, monkeypatch):
+    monkeypatch.setattr(logging.root, "handlers", [])
+    logger = logging.getLogger("app.http.observability")
+    (handler,) = logging.getLogger("app").handlers
+    capsys.readouterr()
+
+    async def log_then_flush() -> str:
+        log_fields(logger, logging.INFO, "request", {"n": 3})
+        handler.flush()  # what logging.shutdown does at exit
+        return capsys.readouterr().err
+
+    assert json.loads(asyncio.run(log_then_flush()))["n"] == 3
