@@ -79,6 +79,14 @@ class DeadlineExceeded(GlassboxError):
     code = "deadline_exceeded"
 
 
+class ClientGone(GlassboxError):
+    """The client closed the connection before its answer was ready; nobody reads this, but
+    the request is counted and logged with nginx's 499."""
+
+    status_code = 499
+    code = "client_closed_request"
+
+
 class Unauthorized(GlassboxError):
     status_code = 401
     code = "unauthorized"

@@ -537,6 +537,7 @@ class InferenceService:
                 f"this request has {len(rows)}. Retry shortly."
             )
         self._explaining += len(rows)
+        waiting = len(rows)  # this request's places not yet handed to an inference thread
         try:
             answers = []
             for row in rows:
@@ -549,15 +550,23 @@ class InferenceService:
                         f"The explanation waited {self.settings.explain_timeout_s} s for its "
                         "turn (GLASSBOX_EXPLAIN_TIMEOUT_S). Retry shortly."
                     ) from None
-                try:
-                    answers.append(
-                        await self._in_executor(explain.explanation, runtime, row, options)
-                    )
-                finally:
-                    self._explain_slots.release()
+                waiting -= 1
+                work = asyncio.get_running_loop().run_in_executor(
+                    self.executor, explain.explanation, runtime, row, options
+                )
+                # The slot and the place are given back when the thread is done, not when the
+                # caller stops waiting: a caller that goes away (a closed connection, a
+                # cancelled call) leaves the rows it has not started, but an explanation
+                # already running cannot be stopped and still counts until it ends.
+                work.add_done_callback(self._explanation_ended)
+                answers.append(await asyncio.shield(work))
             return answers
         finally:
-            self._explaining -= len(rows)
+            self._explaining -= waiting
+
+    def _explanation_ended(self, _: asyncio.Future[Explanation]) -> None:
+        self._explain_slots.release()
+        self._explaining -= 1
 
     async def trace(
         self,

@@ -20,6 +20,7 @@ from prometheus_client import Counter, Histogram
 
 from app.core.errors import (
     BadInput,
+    ClientGone,
     DeadlineExceeded,
     GlassboxError,
     ModelLoadError,
@@ -56,6 +57,7 @@ STATUS_CODES: dict[type[GlassboxError], grpc.StatusCode] = {
     ModelLoadError: grpc.StatusCode.UNAVAILABLE,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    ClientGone: grpc.StatusCode.CANCELLED,
     Unauthorized: grpc.StatusCode.UNAUTHENTICATED,
     Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
     RolloutRefused: grpc.StatusCode.FAILED_PRECONDITION,

@@ -5,7 +5,10 @@ ask wrongly answered 4xx with the usual error body."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import json
+import threading
 
 import numpy as np
 import pytest
@@ -222,3 +225,123 @@ def test_an_explanation_too_costly_for_the_model_is_422_saying_how_far_it_may_go
     error = answer.json()["error"]
     assert "GLASSBOX_EXPLAIN_MAX_VALUES" in error
     assert "at most 1156 for model 'catdog'" in error
+
+
+def _slow_explanations(monkeypatch) -> tuple[list[float], threading.Event]:
+    """explain.explanation replaced by one that records each row's first value and waits."""
+    started: list[float] = []
+    release = threading.Event()
+
+    def slow(runtime, row, options):
+        started.append(float(row[0]))
+        release.wait(30)
+        return {"row": float(row[0])}
+
+    monkeypatch.setattr(explain, "explanation", slow)
+    return started, release
+
+
+def run_with_one_slot(service, release: threading.Event, main) -> None:
+    """asyncio.run(main()) with one explanation slot; the slow explanations released after."""
+    saved = service._explain_slots
+
+    async def with_one_slot():
+        service._explain_slots = asyncio.Semaphore(1)
+        await main()
+
+    try:
+        asyncio.run(with_one_slot())
+    finally:
+        release.set()
+        service._explain_slots = saved
+
+
+async def _until(condition, bound_s: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + bound_s  # a bound, not a timing
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "never happened"
+        await asyncio.sleep(0.01)
+
+
+def test_a_caller_that_goes_away_leaves_its_waiting_rows_and_the_running_one_keeps_its_slot(
+    app_client, monkeypatch
+):
+    service = app_client.app.state.service
+    runtime = service.registry.get("iris")
+    started, release = _slow_explanations(monkeypatch)
+    options = explain.ExplainOptions()
+
+    async def main():
+        rows = np.array([[1, 1, 1, 1], [2, 2, 2, 2]], np.float32)
+        first = asyncio.ensure_future(service.explain(runtime, rows, options))
+        await _until(lambda: started)
+        assert service._explaining == 2
+        first.cancel()  # as a closed connection or a cancelled gRPC call does
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        assert service._explaining == 1  # the waiting row left; the running one still counts
+        second = asyncio.ensure_future(
+            service.explain(runtime, np.full((1, 4), 7, np.float32), options)
+        )
+        await asyncio.sleep(0.05)
+        assert started == [1.0]  # its thread still holds the one slot
+        release.set()
+        assert await second == [{"row": 7.0}]
+        assert started == [1.0, 7.0]  # the first request's second row was never computed
+        await _until(lambda: service._explaining == 0)
+
+    run_with_one_slot(service, release, main)
+
+
+def test_an_explanation_whose_client_disconnects_while_it_waits_is_never_computed(
+    app_client, monkeypatch
+):
+    service = app_client.app.state.service
+    runtime = service.registry.get("iris")
+    started, release = _slow_explanations(monkeypatch)
+    sent: list[dict] = []
+
+    async def main():
+        holder = asyncio.ensure_future(
+            service.explain(runtime, np.ones((1, 4), np.float32), explain.ExplainOptions())
+        )
+        await _until(lambda: started)
+        body = [{"type": "http.request", "body": json.dumps(FLOWER).encode(), "more_body": False}]
+        gone = asyncio.Event()
+
+        async def receive():
+            if body:
+                return body.pop()
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/api/models/iris/explain",
+            "raw_path": b"/api/models/iris/explain",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"testserver"), (b"content-type", b"application/json")],
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+            "state": {},
+        }
+        request = asyncio.ensure_future(app_client.app(scope, receive, send))
+        await _until(lambda: service._explaining == 2)  # the request waits for its turn
+        gone.set()
+        await asyncio.wait_for(request, 30)
+        assert service._explaining == 1  # only the one running
+        release.set()
+        await holder
+
+    run_with_one_slot(service, release, main)
+    assert started == [1.0]
+    assert sent[0]["type"] == "http.response.start"
+    assert sent[0]["status"] == 499

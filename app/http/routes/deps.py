@@ -1,11 +1,16 @@
 """Dependencies shared by the routers, written once as `Annotated` aliases."""
 
-from typing import Annotated
+import asyncio
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
 
+from app.core.errors import ClientGone
 from app.dataplane.service import InferenceService
 from app.runtime.model import ModelRuntime
+
+_T = TypeVar("_T")
 
 
 async def get_service(request: Request) -> InferenceService:
@@ -39,3 +44,26 @@ def serving_runtime(request: Request) -> ModelRuntime:
     """The runtime chosen when the request matched, whose card validated its body."""
     runtime: ModelRuntime = request.scope[SERVING]
     return runtime
+
+
+async def while_connected(request: Request, work: Coroutine[Any, Any, _T]) -> _T:
+    """`work`'s result, unless the client closes the connection first: then `work` is
+    cancelled (an explanation still waiting for its turn is never computed) and ClientGone
+    is raised. For slow answers only: it reads the request's messages after its body."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})  # its clean-up (places given back) before the answer
+    if task.done() and not task.cancelled():
+        return task.result()
+    raise ClientGone("The client closed the connection before the answer was ready.")
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

@@ -9,11 +9,11 @@ is the message TF Serving clients read.
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Request, Response
 
 from app.core.errors import ProtocolError
 from app.dataplane.service import InferenceService
-from app.http.routes.deps import ServiceDep
+from app.http.routes.deps import ServiceDep, while_connected
 from app.http.routes.protocol_route import PROTOCOL_RESPONSES, ProtocolRoute
 from app.http.routes.responses import MODEL_VERSION_HEADER, ModelJSON
 from app.protocols import tensors
@@ -167,8 +167,13 @@ async def explain(
         Body(openapi_examples={"iris": {"value": {"instances": [[6.3, 3.3, 6.0, 2.5]]}}}),
     ],
     service: ServiceDep,
+    request: Request,
 ) -> Response:
-    return ModelJSON(await protocol.kserve_explain(service, service.registry.serve(name), body))
+    return ModelJSON(
+        await while_connected(
+            request, protocol.kserve_explain(service, service.registry.serve(name), body)
+        )
+    )
 
 
 # Registered after :predict, so they catch only the other methods (e.g. :classify, :regress).

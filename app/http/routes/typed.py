@@ -31,7 +31,7 @@ from app.dataplane.schemas import (
 )
 from app.dataplane.service import InferenceService
 from app.http.routes import uploads
-from app.http.routes.deps import LabelQuery, VersionQuery, serving_runtime
+from app.http.routes.deps import LabelQuery, VersionQuery, serving_runtime, while_connected
 from app.http.routes.errors import ERROR_RESPONSES
 from app.http.routes.lean import LeanRoute
 from app.http.routes.responses import ModelJSON
@@ -228,7 +228,9 @@ def _add_tabular_routes(
         runtime = serving_runtime(request)
         rows = service.feature_rows(runtime.loaded_card, [body.model_dump()])
         options = explain.ExplainOptions(method=method, target=target, steps=steps, change=change)
-        return ModelJSON((await service.explain(runtime, rows, options))[0])
+        return ModelJSON(
+            (await while_connected(request, service.explain(runtime, rows, options)))[0]
+        )
 
     @router.post(
         "/compare",
@@ -408,13 +410,14 @@ def _add_image_routes(
         return ModelJSON(await service.trace(runtime, batch, full=full, weights=weights))
 
     async def explained(
+        request: Request,
         runtime: ModelRuntime,
         batch: np.ndarray,
         options: explain.ExplainOptions,
         format: str,
         photo: bytes | None = None,
     ) -> Response:
-        (answer,) = await service.explain(runtime, batch, options)
+        (answer,) = await while_connected(request, service.explain(runtime, batch, options))
         if format == "json":
             return ModelJSON(answer)
         card, attribution_map = runtime.loaded_card, np.asarray(answer.attribution_map)
@@ -456,7 +459,7 @@ def _add_image_routes(
         data = await uploads.read_upload(request, service.settings.max_image_bytes)
         batch = await service.image_input(runtime.loaded_card, data)
         photo = data if format == "png" and onto == "photo" else None
-        return await explained(runtime, batch, options, format, photo)
+        return await explained(request, runtime, batch, options, format, photo)
 
     @router.post(
         "/explain/json",
@@ -476,7 +479,7 @@ def _add_image_routes(
     ) -> Response:
         runtime = serving_runtime(request)
         batch = await from_json(body, runtime.loaded_card)
-        return await explained(runtime, batch, options, format)
+        return await explained(request, runtime, batch, options, format)
 
     @router.post(
         "/compare",
