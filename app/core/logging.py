@@ -39,20 +39,29 @@ _DROPPED = {"color_message"}  # uvicorn's ANSI-coloured copy of the message
 _NOT_EXTRA = frozenset(_RECORD_ATTRIBUTES | _DROPPED)
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record: ts, level, logger, message, request_id, then the extras."""
+class _UtcTimestamps:
+    """`time.time()` floats as ISO 8601 UTC text with milliseconds. The text of the second is
+    made once (most lines share one) and kept with its second in one tuple, so a thread
+    reading it never pairs one second with another second's text."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self._second = -1  # the second `_stamp` was made for: most lines share one
-        self._stamp = ""
+        self._cached: tuple[int, str] = (-1, "")
 
-    def _timestamp(self, created: float) -> str:
-        second = int(created)
-        if second != self._second:
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        return f"{self._stamp}.{int((created - second) * 1000):03d}+00:00"
+    def __call__(self, at: float) -> str:
+        second = int(at)
+        cached_second, stamp = self._cached
+        if second != cached_second:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._cached = (second, stamp)
+        return f"{stamp}.{int((at - second) * 1000):03d}+00:00"
+
+
+# The log lines' and the payload log's `ts`.
+utc_timestamp = _UtcTimestamps()
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ts, level, logger, message, request_id, then the extras."""
 
     def format(self, record: logging.LogRecord) -> str:
         extras = {key: value for key, value in record.__dict__.items() if key not in _NOT_EXTRA}
@@ -74,7 +83,7 @@ class JsonFormatter(logging.Formatter):
     ) -> str:
         """The JSON line for one entry, from a LogRecord (`format`) or from `log_fields`."""
         entry: dict[str, object] = {
-            "ts": self._timestamp(created),
+            "ts": utc_timestamp(created),
             "level": level,
             "logger": logger,
             "message": message,

@@ -28,7 +28,7 @@ from prometheus_client import Counter
 from pydantic_core import to_json
 
 from app.artifact.card import ModelCard
-from app.core.logging import request_id_var, surface_var
+from app.core.logging import request_id_var, surface_var, utc_timestamp
 from app.core.metrics import series
 from app.core.settings import Settings
 
@@ -277,7 +277,7 @@ class PayloadLog:
         left out and named in `cut` when it would be longer)."""
         card = exchange.card
         entry: dict[str, Any] = {
-            "ts": _timestamp(exchange.at),
+            "ts": utc_timestamp(exchange.at),
             "request_id": exchange.request_id,
             "surface": exchange.surface,
             "model": exchange.model,
@@ -348,11 +348,6 @@ class PayloadLog:
             logger.warning("payload log writer stuck at shutdown", extra={"dropped": left})
             return
         self.sink.close()
-
-
-def _timestamp(at: float) -> str:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at))
-    return f"{stamp}.{int(at % 1 * 1000):03d}+00:00"
 
 
 def _numbers(values: np.ndarray) -> Any:
