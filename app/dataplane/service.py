@@ -438,10 +438,11 @@ class InferenceService:
             first.loaded_card.output.kind == second.loaded_card.output.kind == "probabilities"
         )
         compared = []
-        answers = zip(
-            traces.describe(first, first_out), traces.describe(second, second_out), strict=True
-        )
-        for a_row, b_row, (a_answer, b_answer) in zip(first_out, second_out, answers, strict=True):
+        a_answers = traces.describe(first, first_out)
+        b_answers = traces.describe(second, second_out)
+        for a_row, b_row, a_answer, b_answer in zip(
+            first_out, second_out, a_answers, b_answers, strict=True
+        ):
             changes, difference = (
                 disagreement(a_row[np.newaxis], b_row[np.newaxis], classifier)
                 if a_row.shape == b_row.shape

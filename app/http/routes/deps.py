@@ -59,7 +59,7 @@ async def while_connected(request: Request, work: Coroutine[Any, Any, _T]) -> _T
         if not task.done():
             task.cancel()
             await asyncio.wait({task})  # its clean-up (places given back) before the answer
-    if task.done() and not task.cancelled():
+    if not task.cancelled():  # done either way by now
         return task.result()
     raise ClientGone("The client closed the connection before the answer was ready.")
 
