@@ -8,9 +8,11 @@ Two groups, each its own set of servers with the same worker count:
 - two workers: iris at 64 connections (Glassbox and the floor) and an mnist PNG at 16
   (Glassbox's upload, BentoML's upload, MLServer's base64 BYTES input).
 Each server starts alone (its start-up time is measured from the process start to its ready
-route answering 200), then the rows run in interleaved rounds (`--rounds`, 2): every row once,
-then every row again, so the machine's noise falls on all servers alike. The table gives the
-median and the spread (min-max) of req/s over the rounds, and p50/p99 of the median round.
+route answering 200), then the rows run in interleaved rounds (`--rounds`, 3): every row once,
+then every row again, and again, so the machine's noise falls on all servers alike. The table
+gives the median and the spread (min-max) of req/s over the rounds, and p50/p99 of the median
+round. Three rounds, not two: this machine's speed drifts by a third within minutes, and with
+two rounds a median is their mean, moved by one slow round.
 
 Then an overload run: a Glassbox service with GLASSBOX_QUEUE_SIZE=32 sent iris predictions on
 256 connections, while a probe asks /health/ready every 100 ms.
@@ -426,7 +428,7 @@ def say(text: str) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0, help="one measured row (10)")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (2)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
     parser.add_argument("--groups", default="one,two", help="one,two (default both)")
     parser.add_argument("--no-overload", action="store_true")
     parser.add_argument("--overload-concurrency", type=int, default=256)

@@ -91,12 +91,14 @@ class ModelRegistry:
         """The version a request that names none gets, without the canary split: the `stable`
         label's when it is ready, else the newest ready one (the newest when none is)."""
         versions = self.versions(name)
-        ready = [runtime for runtime in versions if runtime.ready]
         stable = self.plan(name).labels.get(STABLE)
-        for runtime in ready:
-            if runtime.version == stable:
-                return runtime
-        return (ready or versions)[-1]
+        newest_ready = None
+        for runtime in versions:
+            if runtime.ready:
+                if runtime.version == stable:
+                    return runtime
+                newest_ready = runtime
+        return newest_ready or versions[-1]
 
     def serve(
         self, name: str, version: int | None = None, label: str | None = None
@@ -119,11 +121,11 @@ class ModelRegistry:
         state."""
         if version is not None and label is not None:
             raise BadInput("Ask for a version or a label, not both.", field="label")
-        versions = self.versions(name)
         if label is not None:
             version = self.label_version(name, label)
         if version is None:
             return self.default(name)
+        versions = self.versions(name)
         for runtime in versions:
             if runtime.version == version:
                 return runtime

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import json
+import random
 import threading
 from collections import Counter
 
@@ -13,6 +14,7 @@ from app.core.errors import BadInput, ModelNotFound, RolloutRefused
 from app.core.settings import Settings
 from app.dataplane.service import InferenceService
 from app.dataplane.shadow import FAILURES_BEFORE_PAUSE
+from app.runtime import rollout
 from app.runtime.model import ModelState
 from app.runtime.rollout import ROLLOUT_FILE, RolloutPlan, ShadowPlan, caller_var
 from tests.rollout_models import FLOWERS, IRIS, add_version
@@ -83,7 +85,11 @@ def test_a_label_on_a_version_that_is_not_ready_is_refused_and_the_old_one_serve
     run(main())
 
 
-def test_canary_split_of_unkeyed_requests_lands_within_three_points(root):
+def test_canary_split_of_unkeyed_requests_lands_within_three_points(root, monkeypatch):
+    # Seeded: with the process's own generator, 2,000 draws miss by over 3 points in about one
+    # run in 1,300.
+    monkeypatch.setattr(rollout, "random", random.Random(19))
+
     async def main():
         async with serving(root) as service:
             service.registry.set_plan("iris", RolloutPlan(weights={1: 80, 2: 20}))

@@ -45,7 +45,8 @@ class ModelRoutes(BaseRoute):
         for route in self._routes(service, described).get(path, ()):
             match, child_scope = route.matches(scope)
             if match is Match.FULL:
-                return Match.FULL, {**child_scope, SERVING: serving}
+                child_scope[SERVING] = serving  # a new dict from each `matches`
+                return Match.FULL, child_scope
             if match is Match.PARTIAL and partial is None:
                 partial = match, child_scope
         return partial or (Match.NONE, {})
