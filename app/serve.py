@@ -52,13 +52,17 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> NoReturn:
 # orchestrators' probes would fail exactly when the service sheds load; with asyncio they are
 # answered in 0.1-0.2 s. It costs about 8% of one worker's iris req/s (docs/performance.md).
 DEFAULT_LOOP = ["--loop", "asyncio"]
+# uvicorn's httptools protocol, each answer's head and body sent in one write rather than two
+# (app/http/transport.py), unless --http says otherwise.
+DEFAULT_HTTP = ["--http", "app.http.transport:OneWriteHttpToolsProtocol"]
 
 
 def run() -> None:
     signal.signal(signal.SIGTERM, _exit_cleanly)
     args = sys.argv[1:]
-    if not any(arg == "--loop" or arg.startswith("--loop=") for arg in args):
-        args = [*DEFAULT_LOOP, *args]
+    for option, default in (("--loop", DEFAULT_LOOP), ("--http", DEFAULT_HTTP)):
+        if not any(arg == option or arg.startswith(f"{option}=") for arg in args):
+            args = [*default, *args]
     options = _parse(args)
     workers = (options["workers"] or 1) if options is not None else 1
     if workers > 1 and not share_grpc_port():

@@ -260,16 +260,23 @@ def test_sigterm_stops_every_worker_and_exits_0(server):
     assert f"Stopped {WORKERS} workers" in output
 
 
+ONE_WRITE = "app.http.transport:OneWriteHttpToolsProtocol"
+
+
 @pytest.mark.parametrize(
-    ("given", "loop"),
+    ("given", "loop", "http"),
     [
-        ([], "asyncio"),
-        (["--loop", "uvloop"], "uvloop"),
-        (["--loop=uvloop"], "uvloop"),
-        (["--workers", "1", "--loop", "auto"], "auto"),
+        ([], "asyncio", ONE_WRITE),
+        (["--loop", "uvloop"], "uvloop", ONE_WRITE),
+        (["--loop=uvloop"], "uvloop", ONE_WRITE),
+        (["--workers", "1", "--loop", "auto"], "auto", ONE_WRITE),
+        (["--http", "h11"], "asyncio", "h11"),
+        (["--http=httptools", "--loop", "auto"], "auto", "httptools"),
     ],
 )
-def test_the_event_loop_is_asyncio_unless_the_command_line_names_one(monkeypatch, given, loop):
+def test_asyncio_and_one_write_an_answer_unless_the_command_line_names_others(
+    monkeypatch, given, loop, http
+):
     import app.serve
 
     ran = []
@@ -280,7 +287,7 @@ def test_the_event_loop_is_asyncio_unless_the_command_line_names_one(monkeypatch
     app.serve.run()
     parsed = _parse(ran[0])
     assert parsed is not None
-    assert parsed["loop"] == loop
+    assert (parsed["loop"], parsed["http"]) == (loop, http)
 
 
 def test_connections_on_a_worker_socket_have_nagles_algorithm_off():
