@@ -54,7 +54,7 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> NoReturn:
 DEFAULT_LOOP = ["--loop", "asyncio"]
 # uvicorn's httptools protocol, each answer's head and body sent in one write rather than two
 # (app/http/transport.py), unless --http says otherwise.
-DEFAULT_HTTP = ["--http", "app.http.transport:OneWriteHttpToolsProtocol"]
+DEFAULT_HTTP = ["--http", "app.http.transport:HttpProtocol"]
 
 
 def run() -> None:

@@ -1,13 +1,22 @@
-"""uvicorn's httptools protocol, with an answer's head and body sent in one write.
+"""The HTTP/1.1 protocol `python -m app.serve` runs: uvicorn's httptools protocol, changed twice.
 
-uvicorn writes a response's status line and headers as soon as the app sends
-`http.response.start`, and the body in a second write: two `send` system calls and, with
-Nagle's algorithm off, two TCP segments for an answer of a few hundred bytes, so the client
-wakes twice too. Here a write is held until the next write on the connection, which takes it
-along, or until the end of the event loop's turn, whichever comes first. The head and body of
-an answer are sent by one task step, so the body goes out at once with its head, and nothing
-waits past the turn it was written in. `python -m app.serve` runs uvicorn with this protocol
-unless `--http` names another (docs/performance.md, "One write per answer").
+- **One write per answer.** uvicorn writes a response's status line and headers as soon as the
+  app sends `http.response.start`, and the body in a second write: two `send` system calls and,
+  with Nagle's algorithm off, two TCP segments for an answer of a few hundred bytes, so the
+  client wakes twice too. Here a write is held until the next write on the connection, which
+  takes it along, or until the end of the event loop's turn, whichever comes first. The head and
+  body of an answer are sent by one task step, so the body goes out at once with its head, and
+  nothing waits past the turn it was written in.
+- **An upgrade offer it does not take is ignored**, as RFC 9110 (7.8) lets a server do, and the
+  request is served as plain HTTP/1.1. Java's `HttpClient` (HTTP/2 by default) and Spring's
+  `RestClient` offer `Upgrade: h2c` on every cleartext request. uvicorn's httptools protocol
+  then handed the app an empty body (a JSON prediction was answered 422, "Field required"),
+  answered 400 when the body came in a later segment, and lost the connection's next request
+  (uvicorn issue 2722). Here such a request is parsed again without its offer. WebSocket
+  upgrades go to uvicorn as before.
+
+`python -m app.serve` runs uvicorn with this protocol unless `--http` names another
+(docs/performance.md, "One write per answer"; docs/operations.md).
 """
 
 from __future__ import annotations
@@ -15,14 +24,84 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 _JOIN_LIMIT = 64 * 1024  # bytes; past it a body is written on its own after the held head
+_OFFER_HEADERS = (b"upgrade", b"http2-settings")  # what an upgrade offer adds to a request
 
 
-class OneWriteHttpToolsProtocol(HttpToolsProtocol):
+class HttpProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._declining = False  # the request being parsed offers an upgrade not taken
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(cast(asyncio.Transport, HeldWrites(transport, self.loop)))
+
+    def data_received(self, data: bytes) -> None:
+        # uvicorn's, but a declined offer's request is parsed again, which needs the parser's
+        # offset; a loop, not a call again, for many such requests sent together.
+        self._unset_keepalive_if_required()
+        while True:
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError:
+                msg = "Invalid HTTP request received."
+                self.logger.warning(msg)
+                self.send_400_response(msg)
+            except httptools.HttpParserUpgrade as upgrade:
+                if self._declining:
+                    # Its head without the offer, then what followed the head, through a new
+                    # parser: llhttp stops at an upgrade and reads no further.
+                    data = self._head_without_offer() + data[upgrade.args[0] :]
+                    self.parser = httptools.HttpRequestParser(self)
+                    self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+                    self._declining = False
+                    continue
+                if self._should_upgrade():
+                    self.handle_websocket_upgrade()
+                else:
+                    self._unsupported_upgrade_warning()
+            return
+
+    def on_headers_complete(self) -> None:
+        if self._declines_upgrade():
+            self._declining = True  # no cycle for it: it is parsed again (data_received)
+            return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._declining:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._declining:
+            super().on_message_complete()
+
+    def _declines_upgrade(self) -> bool:
+        """Whether the request offers an upgrade that is not a WebSocket's (CONNECT, which
+        always switches protocols, is uvicorn's to refuse)."""
+        return (
+            self.parser.should_upgrade()
+            and not self._should_upgrade()
+            and self.parser.get_method() != b"CONNECT"
+        )
+
+    def _head_without_offer(self) -> bytes:
+        version = self.parser.get_http_version().encode("ascii")
+        lines = [self.parser.get_method(), b" ", self.url, b" HTTP/", version, b"\r\n"]
+        for name, value in self.headers:
+            if name in _OFFER_HEADERS:
+                continue
+            if name == b"connection":
+                tokens = [token.strip() for token in value.split(b",")]
+                value = b", ".join(t for t in tokens if t and t.lower() not in _OFFER_HEADERS)
+                if not value:
+                    continue
+            lines += [name, b": ", value, b"\r\n"]
+        lines.append(b"\r\n")
+        return b"".join(lines)
 
 
 class HeldWrites:

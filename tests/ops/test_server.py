@@ -67,6 +67,44 @@ def test_every_request_is_logged_once_as_json(server):
     assert not [line for line in plain if "/api/models/iris/predict" in line], plain
 
 
+def test_a_java_clients_h2c_upgrade_offer_is_answered_over_http_1_1(server):
+    """Java's HttpClient offers HTTP/2 on every cleartext request, headers and body in two
+    writes; the prediction is answered as if the offer had not been made, and the connection
+    serves the next request."""
+    body = json.dumps(FLOWER).encode()
+    head = (
+        "POST /api/models/iris/predict HTTP/1.1\r\nHost: glassbox\r\n"
+        "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        "HTTP2-Settings: AAEAAEAAAAIAAAAAAAMAAAAAAAQBAAAAAAUAAEAA\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    host, port = server.base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head)
+        sock.sendall(body)
+        first = read_answer(sock)
+        sock.sendall(b"GET /health/ready HTTP/1.1\r\nHost: glassbox\r\n\r\n")
+        second = read_answer(sock)
+    assert first[0] == 200, first
+    assert json.loads(first[1])["label"] == "setosa"
+    assert second[0] == 200, second
+
+
+def read_answer(sock: socket.socket) -> tuple[int, bytes]:
+    """One HTTP/1.1 answer with a Content-Length: its status and body."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += sock.recv(65536) or b"<closed>"
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(
+        int(v) for k, _, v in (x.partition(": ") for x in lines) if k.lower() == "content-length"
+    )
+    while len(body) < length:
+        body += sock.recv(65536) or b"<closed>"
+    return int(lines[0].split()[1]), body
+
+
 def test_sigterm_finishes_requests_in_flight_and_exits_0(server):
     httpx.get(f"{server.base}/api/models", headers={"X-Request-ID": "ops-2"})
     body = json.dumps({"instances": [FLOWER]}).encode()

@@ -260,7 +260,7 @@ def test_sigterm_stops_every_worker_and_exits_0(server):
     assert f"Stopped {WORKERS} workers" in output
 
 
-ONE_WRITE = "app.http.transport:OneWriteHttpToolsProtocol"
+ONE_WRITE = "app.http.transport:HttpProtocol"
 
 
 @pytest.mark.parametrize(
