@@ -39,6 +39,13 @@ class HttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(cast(asyncio.Transport, HeldWrites(transport, self.loop)))
 
+    def eof_received(self) -> None:
+        # The client has half-closed. asyncio closes the transport itself when this returns,
+        # not through the wrapper, so what is held goes out first or would be lost (an answer
+        # cut short of its content-length).
+        cast(HeldWrites, self.transport).release()
+        super().eof_received()
+
     def data_received(self, data: bytes) -> None:
         # uvicorn's, but a declined offer's request is parsed again, which needs the parser's
         # offset; a loop, not a call again, for many such requests sent together.
@@ -117,7 +124,7 @@ class HeldWrites:
         held = self._held
         if held is None:
             self._held = bytes(data)
-            self._loop.call_soon(self._release)
+            self._loop.call_soon(self.release)
         else:
             self._held = None
             if len(data) > _JOIN_LIMIT:  # a large body: two writes cost less than its copy
@@ -129,23 +136,29 @@ class HeldWrites:
     def writelines(self, lines: Any) -> None:
         self.write(b"".join(lines))
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Write what is held now."""
         held, self._held = self._held, None
         # A connection the peer dropped is closing: its answer has nowhere to go.
         if held is not None and not self._transport.is_closing():
             self._transport.write(held)
 
     def close(self) -> None:
-        self._release()
+        self.release()
         self._transport.close()
 
+    def abort(self) -> None:
+        # What was written before the abort had left already without the wrapper.
+        self.release()
+        self._transport.abort()
+
     def write_eof(self) -> None:
-        self._release()
+        self.release()
         self._transport.write_eof()
 
     def get_write_buffer_size(self) -> int:
         return self._transport.get_write_buffer_size() + len(self._held or b"")
 
     def __getattr__(self, name: str) -> Any:
-        # is_closing, get_extra_info, pause_reading, resume_reading, abort, set_protocol, ...
+        # is_closing, get_extra_info, pause_reading, resume_reading, set_protocol, ...
         return getattr(self._transport, name)

@@ -1,6 +1,8 @@
 """The protocol python -m app.serve runs: one write per answer, and upgrade offers declined."""
 
 import asyncio
+import socket
+import time
 
 import pytest
 from uvicorn import Config
@@ -216,3 +218,46 @@ def test_the_head_served_keeps_every_header_but_the_offer():
             (b"content-length", str(len(BODY)).encode()),
         ]
     ]
+
+
+async def in_parts(scope, receive, send) -> None:
+    """An answer in three writes, the last of them held."""
+    await receive()
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"10")]}
+    )
+    await send({"type": "http.response.body", "body": b"hello", "more_body": True})
+    await send({"type": "http.response.body", "body": b"world"})
+
+
+def test_a_client_that_half_closes_gets_the_whole_answer():
+    """A request and the client's FIN read in one turn: asyncio closes the transport itself
+    after eof_received, so what is held must go out before."""
+
+    async def main() -> bytes:
+        loop = asyncio.get_running_loop()
+        config = Config(app=in_parts, http=HttpProtocol, lifespan="off", log_config=None)
+        config.load()
+        state = ServerState()
+        server = await loop.create_server(
+            lambda: HttpProtocol(config, state, {}, loop), "127.0.0.1", 0
+        )
+        client = socket.create_connection(server.sockets[0].getsockname()[:2], timeout=10)
+        await asyncio.sleep(0)  # the connection accepted
+        client.sendall(REQUEST)
+        client.shutdown(socket.SHUT_WR)
+        time.sleep(0.2)  # noqa: ASYNC251 (held up on purpose: the request and the FIN read together)
+
+        def read_to_eof() -> bytes:
+            received = b""
+            while chunk := client.recv(65536):
+                received += chunk
+            return received
+
+        try:
+            return await asyncio.to_thread(read_to_eof)
+        finally:
+            client.close()
+            server.close()
+
+    assert asyncio.run(main()).endswith(b"\r\n\r\nhelloworld")
