@@ -52,8 +52,9 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> NoReturn:
 # orchestrators' probes would fail exactly when the service sheds load; with asyncio they are
 # answered in 0.1-0.2 s. It costs about 8% of one worker's iris req/s (docs/performance.md).
 DEFAULT_LOOP = ["--loop", "asyncio"]
-# uvicorn's httptools protocol, each answer's head and body sent in one write rather than two
-# (app/http/transport.py), unless --http says otherwise.
+# uvicorn's httptools protocol with each answer's head and body sent in one write, and an h2c
+# upgrade offer declined rather than the request's body lost (app/http/transport.py), unless
+# --http says otherwise.
 DEFAULT_HTTP = ["--http", "app.http.transport:HttpProtocol"]
 
 

@@ -59,11 +59,18 @@ async def hello(scope, receive, send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def served(protocol_class, *segments: bytes, turns: int = 20) -> RecordingTransport:
-    """What a connection of `protocol_class` serving `hello` writes for what a client sends,
-    segment by segment."""
-    config = Config(app=hello, http=protocol_class, lifespan="off", log_config=None)
+def loaded_config(app, protocol_class) -> Config:
+    config = Config(app=app, http=protocol_class, lifespan="off", log_config=None)
     config.load()
+    return config
+
+
+async def served(
+    protocol_class, *segments: bytes, turns: int = 20, app=hello
+) -> RecordingTransport:
+    """What a connection of `protocol_class` serving `app` writes for what a client sends,
+    segment by segment."""
+    config = loaded_config(app, protocol_class)
     protocol = protocol_class(config, ServerState(), {}, asyncio.get_running_loop())
     transport = RecordingTransport()
     protocol.connection_made(transport)
@@ -198,18 +205,8 @@ def test_the_head_served_keeps_every_header_but_the_offer():
         seen.append(scope["headers"])
         await hello(scope, receive, send)
 
-    async def main() -> None:
-        config = Config(app=headers, http=HttpProtocol, lifespan="off", log_config=None)
-        config.load()
-        protocol = HttpProtocol(config, ServerState(), {}, asyncio.get_running_loop())
-        protocol.connection_made(RecordingTransport())
-        protocol.data_received(
-            SIZED.replace(b"Connection: Upgrade,", b"Connection: keep-alive, Upgrade,") + BODY
-        )
-        for _ in range(20):
-            await asyncio.sleep(0)
-
-    asyncio.run(main())
+    offer = SIZED.replace(b"Connection: Upgrade,", b"Connection: keep-alive, Upgrade,")
+    asyncio.run(served(HttpProtocol, offer + BODY, app=headers))
     assert seen == [
         [
             (b"host", b"glassbox"),
@@ -236,8 +233,7 @@ def test_a_client_that_half_closes_gets_the_whole_answer():
 
     async def main() -> bytes:
         loop = asyncio.get_running_loop()
-        config = Config(app=in_parts, http=HttpProtocol, lifespan="off", log_config=None)
-        config.load()
+        config = loaded_config(in_parts, HttpProtocol)
         state = ServerState()
         server = await loop.create_server(
             lambda: HttpProtocol(config, state, {}, loop), "127.0.0.1", 0
