@@ -45,7 +45,6 @@ from bench.servers import (
 )
 from bench.stats import summarize, summarize_overload
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 QUICK = {"requests": 64, "warmup": 8, "max_seconds": 15.0, "overload_requests": 512, "seconds": 3.0}
 FULL = {
     "requests": 1000,
@@ -107,7 +106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="uvicorn worker processes of every server, the same for all three (default 1)",
     )
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="default bench/results")
+    parser.add_argument("--out", type=Path, default=report.RESULTS, help="default bench/results")
     parser.add_argument(
         "--warmup",
         type=int,

@@ -47,7 +47,6 @@ from bench.scenarios import BOUNDARY, EXAMPLES_DIR, Payload, features_body, mult
 from bench.servers import ROOT, Server, Servers, child_env, free_port
 from bench.stats import ratio
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 READY_PATHS = {
     "service": "/health/ready",
     "floor": "/health/live",
@@ -434,7 +433,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--overload-concurrency", type=int, default=256)
     parser.add_argument("--overload-queue-size", type=int, default=32)
     parser.add_argument("--startup-timeout", type=float, default=300.0)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=report.RESULTS)
     return parser.parse_args(argv)
 
 

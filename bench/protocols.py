@@ -31,7 +31,6 @@ from bench.run_info import loadavg, run_header
 from bench.scenarios import EXAMPLES_DIR, Payload
 from bench.servers import ROOT, Servers, child_env, free_port
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 V2_INFER = "/inference.GRPCInferenceService/ModelInfer"
 TF_PREDICT = "/tensorflow.serving.PredictionService/Predict"
 
@@ -261,13 +260,9 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.protocols", description=__doc__)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=10.0, help="per row and round")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    wrk.add_run_options(parser, concurrency=16, seconds=10.0, rounds=2)
     args = parser.parse_args(argv)
-    if not wrk.available():
-        sys.stderr.write("wrk is needed for the REST rows (apt-get install wrk)\n")
+    if wrk.missing("the REST rows"):
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return asyncio.run(run(args))

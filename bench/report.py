@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bench.stats import ratio
 
+RESULTS = Path(__file__).resolve().parent / "results"  # every benchmark's default --out
 SERVER_ORDER = ("service", "baseline", "floor")
 COLUMNS = (
     ("scenario", "scenario"),

@@ -8,13 +8,16 @@ answer as an error, so req/s and the percentiles cover good answers only when er
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from string import Template
 
+from bench import report
 from bench.scenarios import Payload
 
 _SCRIPT = Template(
@@ -38,6 +41,24 @@ end
 
 def available() -> bool:
     return shutil.which("wrk") is not None
+
+
+def add_run_options(
+    parser: argparse.ArgumentParser, *, concurrency: int, seconds: float, rounds: int
+) -> None:
+    """The options of a benchmark of interleaved wrk rounds, and where its results go."""
+    parser.add_argument("--concurrency", type=int, default=concurrency)
+    parser.add_argument("--seconds", type=float, default=seconds, help="per row and round")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--out", type=Path, default=report.RESULTS)
+
+
+def missing(rows: str) -> bool:
+    """True, after saying so, when wrk is not installed for `rows`."""
+    if available():
+        return False
+    sys.stderr.write(f"wrk is needed for {rows} (apt-get install wrk)\n")
+    return True
 
 
 def _run(
