@@ -250,9 +250,8 @@ async def run_table(
 
 async def _wrk_row(args: argparse.Namespace, url: str, payload, concurrency: int) -> dict:
     """A short unrecorded wrk run to warm up, then the measured one (off the event loop)."""
-    await asyncio.to_thread(wrk.measure, url, payload, concurrency=concurrency, seconds=2)
     return await asyncio.to_thread(
-        wrk.measure, url, payload, concurrency=concurrency, seconds=args.seconds
+        wrk.measure_warm, url, payload, concurrency=concurrency, seconds=args.seconds
     )
 
 

@@ -176,9 +176,8 @@ async def start(
 
 
 async def measure_row(row: Row, url: str, seconds: float) -> dict:
-    await asyncio.to_thread(wrk.measure, url, row.payload, concurrency=row.concurrency, seconds=2)
     return await asyncio.to_thread(
-        wrk.measure, url, row.payload, concurrency=row.concurrency, seconds=seconds
+        wrk.measure_warm, url, row.payload, concurrency=row.concurrency, seconds=seconds
     )
 
 
@@ -469,8 +468,7 @@ async def measure_all(args: argparse.Namespace) -> tuple[str, dict]:
 
 
 async def run(args: argparse.Namespace) -> int:
-    if not wrk.available():
-        say("bench.compare needs wrk (Debian's `wrk` package)")
+    if wrk.missing("bench.compare"):
         return 1
     started = run_header().started
     text, data = await measure_all(args)

@@ -114,9 +114,8 @@ def _at(payload: Payload, path: str) -> Payload:
 
 async def measure_case(case: Case, url: str, target: str, concurrency: int, seconds: float):
     if case.http is not None:
-        await asyncio.to_thread(wrk.measure, url, case.http, concurrency=concurrency, seconds=2)
         return await asyncio.to_thread(
-            wrk.measure, url, case.http, concurrency=concurrency, seconds=seconds
+            wrk.measure_warm, url, case.http, concurrency=concurrency, seconds=seconds
         )
     assert case.grpc_method is not None
     assert case.grpc_request is not None

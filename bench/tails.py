@@ -113,8 +113,7 @@ async def measure(args: argparse.Namespace) -> dict[str, list[dict]]:
             started.append((entrant, server))
         for round_number in range(args.rounds):
             for entrant, server in started:
-                wrk.measure(server.url, payload, concurrency=args.concurrency, seconds=2)
-                run = wrk.measure(
+                run = wrk.measure_warm(
                     server.url, payload, concurrency=args.concurrency, seconds=args.seconds
                 )
                 runs[entrant.name].append(run)

@@ -110,6 +110,15 @@ def measure(base_url: str, payload: Payload, *, concurrency: int, seconds: float
     }
 
 
+WARM_UP_S = 2
+
+
+def measure_warm(base_url: str, payload: Payload, *, concurrency: int, seconds: float) -> dict:
+    """An unrecorded `WARM_UP_S` run on the same connections count, then the measured one."""
+    measure(base_url, payload, concurrency=concurrency, seconds=WARM_UP_S)
+    return measure(base_url, payload, concurrency=concurrency, seconds=seconds)
+
+
 _OVERLOAD_SCRIPT = Template(
     r"""
 local file = io.open("$body_path", "rb")
