@@ -170,10 +170,14 @@ def test_unknown_model_is_not_ready_and_has_no_metadata(client):
     assert_refused(lambda: client.get_model_metadata("no-such-model"), "404", "no-such-model")
 
 
-def test_health_answers_have_empty_bodies(app_client):
-    for path in ("/v2/health/live", "/v2/health/ready", f"/v2/models/{quickest_model()}/ready"):
+def test_health_answers_say_true_in_the_status_and_the_body(app_client):
+    for path, key in (
+        ("/v2/health/live", "live"),
+        ("/v2/health/ready", "ready"),
+        (f"/v2/models/{quickest_model()}/ready", "ready"),
+    ):
         response = app_client.get(path)
-        assert (response.status_code, response.content) == (200, b"")
+        assert (response.status_code, response.json()) == (200, {key: True}), path
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +194,7 @@ def test_a_model_that_failed_to_load_is_not_ready(small_limits_client):
         "/v2/models/broken/versions/1/ready",
     ):
         response = small_limits_client.get(path)
-        assert (response.status_code, response.content) == (400, b""), path
+        assert (response.status_code, response.json()) == (400, {"ready": False}), path
     assert small_limits_client.get("/v2/health/live").status_code == 200
     assert small_limits_client.get("/v2/models/no-such-model/ready").status_code == 404
     assert small_limits_client.get("/v2/models/broken").status_code == 503

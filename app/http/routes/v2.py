@@ -3,8 +3,9 @@
 Health, server and model metadata, and inference with JSON tensors. Our extensions: an image
 model also takes a BYTES input, one base64-encoded image file per element, decoded and
 preprocessed as the typed endpoints do; and each layer's output can be asked for by its trace key
-(the trace signature). Health answers carry no body: 200 means true, 400 false, as the protocol
-says. The binary tensor data extension works both ways: a body of a JSON header
+(the trace signature). Health answers are 200 for true and 400 for false, as the protocol says,
+with the JSON body KServe's own server sends (`{"live": true}`, `{"ready": false}`), which
+KServe's SDK parses. The binary tensor data extension works both ways: a body of a JSON header
 (`Inference-Header-Content-Length` bytes) and then the binary tensors, and an answer in the same
 shape when any output asks for binary data (tritonclient's defaults).
 """
@@ -13,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
+from pydantic import BaseModel
 from starlette.types import Message
 
 from app.core.errors import ProtocolError
@@ -89,14 +91,22 @@ router = APIRouter(
     responses=PROTOCOL_RESPONSES,
 )
 
+class LiveResponse(BaseModel):
+    live: bool
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+
+
 HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "True (empty body)."},
-    400: {"description": "False (empty body)."},
+    200: {"description": "True."},
+    400: {"description": "False."},
 }
 
 
-def _health(answer: bool) -> Response:
-    return Response(status_code=200 if answer else 400)
+def _health(answer: BaseModel, value: bool) -> Response:
+    return ModelJSON(answer, status_code=200 if value else 400)
 
 
 INFER_EXAMPLES = {
@@ -188,14 +198,15 @@ async def server_metadata(request: Request) -> MetadataServerResponse:
     return protocol.v2_server_metadata(request.app.version)
 
 
-@router.get("/health/live", response_class=Response, responses=HEALTH_RESPONSES)
+@router.get("/health/live", response_model=LiveResponse, responses=HEALTH_RESPONSES)
 async def server_live() -> Response:
-    return _health(True)
+    return _health(LiveResponse(live=True), True)
 
 
-@router.get("/health/ready", response_class=Response, responses=HEALTH_RESPONSES)
+@router.get("/health/ready", response_model=ReadyResponse, responses=HEALTH_RESPONSES)
 async def server_ready(service: ServiceDep) -> Response:
-    return _health(not service.missing())
+    ready = not service.missing()
+    return _health(ReadyResponse(ready=ready), ready)
 
 
 @router.get("/models/{name}", response_model=MetadataModelResponse, summary="Model metadata")
@@ -213,15 +224,17 @@ async def version_metadata(name: str, version: str, service: ServiceDep) -> Meta
     return protocol.v2_model_metadata(runtime, service.registry.versions(name))
 
 
-@router.get("/models/{name}/ready", response_class=Response, responses=HEALTH_RESPONSES)
+@router.get("/models/{name}/ready", response_model=ReadyResponse, responses=HEALTH_RESPONSES)
 async def model_ready(name: str, service: ServiceDep) -> Response:
-    return _health(service.registry.find(name).ready)
+    ready = service.registry.find(name).ready
+    return _health(ReadyResponse(ready=ready), ready)
 
 
 @router.get(
     "/models/{name}/versions/{version}/ready",
-    response_class=Response,
+    response_model=ReadyResponse,
     responses=HEALTH_RESPONSES,
 )
 async def version_ready(name: str, version: str, service: ServiceDep) -> Response:
-    return _health(service.registry.find(name, *tensors.version_or_label(version)).ready)
+    ready = service.registry.find(name, *tensors.version_or_label(version)).ready
+    return _health(ReadyResponse(ready=ready), ready)
