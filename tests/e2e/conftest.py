@@ -1,7 +1,9 @@
 """End-to-end fixtures: the service as a real uvicorn process, and a real headless Chromium.
 
 Chromium is Debian's `chromium` package (Playwright's own browser download is not used), driven
-by Playwright for Python. Where either is missing the browser tests skip and say which.
+by Playwright for Python. Where either is missing the browser tests skip and say which, except
+in CI (`GLASSBOX_REQUIRE_BROWSER=1`, which .ci/run sets, or `CI=true`, as CI services set it):
+there every browser test must run, and one that would skip fails instead, saying why.
 """
 
 import os
@@ -24,7 +26,44 @@ CHROMIUM_ARGS = [
 ]
 # Loading (and hash-checking) all four models on a busy 2-core machine takes a while.
 READY_TIMEOUT_S = 240
+# The longest any browser step waits (an answer, a drawing, a page): a bound on a hang, never a
+# measure of the machine's speed (Playwright's own default is 5 s).
+BROWSER_TIMEOUT_MS = 120_000
 SERVER_LOG = ARTIFACTS / "e2e-server.log"
+
+
+def browser_required() -> bool:
+    """In CI the browser tests must run: a skip there would hide a page nobody tested."""
+    return (
+        os.environ.get("GLASSBOX_REQUIRE_BROWSER") == "1"
+        or os.environ.get("CI", "").lower() == "true"
+    )
+
+
+def _fail_a_skip(report) -> None:
+    """Where the browser tests are required, turn a skip (a test's, a fixture's, or a whole
+    module's at import) into a failure that gives the skip's reason."""
+    if not (report.skipped and browser_required()) or hasattr(report, "wasxfail"):
+        return
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    report.outcome = "failed"
+    report.longrepr = (
+        f"{reason.removeprefix('Skipped: ')}: the browser tests must run here, not skip "
+        "(GLASSBOX_REQUIRE_BROWSER=1 or CI=true)"
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_a_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_a_skip(outcome.get_result())
 
 
 def chromium_path() -> str | None:
@@ -69,7 +108,7 @@ def server(browser) -> str:
         "GLASSBOX_MODEL_DIR": os.environ.get("GLASSBOX_E2E_MODEL_DIR", str(MODELS)),
         "PYTHONUNBUFFERED": "1",
         # The page sends requests together; behind a slow batch they must not time out.
-        "GLASSBOX_REQUEST_TIMEOUT_S": "30",
+        "GLASSBOX_REQUEST_TIMEOUT_S": str(BROWSER_TIMEOUT_MS // 1000),
     }
     with serve(SERVER_LOG, env, ready_timeout_s=READY_TIMEOUT_S) as running:
         yield running.base
@@ -80,7 +119,7 @@ def page(browser, server, request):
     """A fresh desktop-sized page on `/`, with every model's panel built. Fails the test on
     any uncaught script error; saves a screenshot as tests/artifacts/<test>.png."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(30_000)
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))

@@ -7,14 +7,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import BROWSER_TIMEOUT_MS, screenshot
 
 pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')"
 )
 from playwright.sync_api import expect
 
-expect.set_options(timeout=30_000)  # as in test_page.py: the machine's speed is not under test
+expect.set_options(timeout=BROWSER_TIMEOUT_MS)  # the machine's speed is not under test
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def offline_page(browser, server, request):
     """A page that can reach the service and nothing else; records what it tried elsewhere
     and every console message."""
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    context.set_default_timeout(30_000)
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
     page = context.new_page()
     own_host = urlsplit(server).netloc
     elsewhere: list[str] = []

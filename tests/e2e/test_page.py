@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import FIXTURES
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import BROWSER_TIMEOUT_MS, screenshot
 
 pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')"
@@ -21,7 +21,7 @@ from playwright.sync_api import expect
 
 # Each answer waits on a model call and drawing on two busy cores: Playwright's 5 s default
 # would make these tests a measure of the machine's speed.
-expect.set_options(timeout=30_000)
+expect.set_options(timeout=BROWSER_TIMEOUT_MS)
 
 MODELS = ("catdog", "housing", "iris", "mnist")
 # Strokes as fractions of the drawing canvas, drawn as a person would with a mouse.
@@ -111,7 +111,7 @@ def test_digit_drawn_with_a_finger_on_a_phone(browser, server):
     context = browser.new_context(
         viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True
     )
-    context.set_default_timeout(30_000)
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
     page = context.new_page()
     try:
         page.goto(server + "/")
@@ -134,7 +134,7 @@ def _a_photo(server: str, label: str) -> Path:
         response = httpx.post(
             f"{server}/api/models/catdog/predict",
             files={"file": (path.name, path.read_bytes(), "image/jpeg")},
-            timeout=30,
+            timeout=BROWSER_TIMEOUT_MS / 1000,
         )
         response.raise_for_status()
         if response.json()["label"] == label:
@@ -283,7 +283,7 @@ def overlapping_parts(page, model: str) -> list[str]:
 @pytest.mark.parametrize("model", ["mnist", "catdog", "iris"])
 def test_the_answer_never_covers_the_trace_while_scrolling(browser, server, model):
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    context.set_default_timeout(30_000)
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
     page = context.new_page()
     page.goto(server + "/")
     page.wait_for_selector("body[data-ready=true]")

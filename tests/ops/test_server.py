@@ -22,6 +22,7 @@ SMALL_MODEL = "iris"
 # of them have reached the server once the server has refused one.
 IN_PROGRESS_LIMIT = 16
 FLOWER = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+TIMEOUT_S = 120  # a bound on each wait for the server, reached only by a hang (httpx's own is 5 s)
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +32,8 @@ def server(tmp_path_factory):
         "GLASSBOX_MODEL_DIR": str(ROOT / "models"),
         "GLASSBOX_MODELS": SMALL_MODEL,
         "GLASSBOX_QUEUE_SIZE": str(IN_PROGRESS_LIMIT),
+        # The SIGTERM test's requests finish within this after SIGTERM: on a busy machine too.
+        "GLASSBOX_GRACEFUL_SHUTDOWN_S": "120",
     }
     with serve(log, env) as running:
         yield running
@@ -41,16 +44,18 @@ def json_lines(server: Server) -> list[dict]:
 
 
 def test_serves_the_request_id_and_metrics(server):
-    response = httpx.get(f"{server.base}/api/models", headers={"X-Request-ID": "ops-1"})
+    response = httpx.get(
+        f"{server.base}/api/models", headers={"X-Request-ID": "ops-1"}, timeout=TIMEOUT_S
+    )
     assert response.status_code == 200
     assert response.headers["x-request-id"] == "ops-1"
-    metrics = httpx.get(f"{server.base}/metrics").text
+    metrics = httpx.get(f"{server.base}/metrics", timeout=TIMEOUT_S).text
     assert 'glassbox_http_requests_total{method="GET",route="/api/models",status="200"}' in metrics
 
 
 def test_every_request_is_logged_once_as_json(server):
     ids = [f"one-line-{i}" for i in range(5)]
-    with httpx.Client(base_url=server.base) as client:
+    with httpx.Client(base_url=server.base, timeout=TIMEOUT_S) as client:
         for request_id in ids:
             response = client.post(
                 "/api/models/iris/predict", json=FLOWER, headers={"X-Request-ID": request_id}
@@ -79,7 +84,7 @@ def test_a_java_clients_h2c_upgrade_offer_is_answered_over_http_1_1(server):
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
     host, port = server.base.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT_S) as sock:
         sock.sendall(head)
         sock.sendall(body)
         first = read_answer(sock)
@@ -106,7 +111,7 @@ def read_answer(sock: socket.socket) -> tuple[int, bytes]:
 
 
 def test_sigterm_finishes_requests_in_flight_and_exits_0(server):
-    httpx.get(f"{server.base}/api/models", headers={"X-Request-ID": "ops-2"})
+    httpx.get(f"{server.base}/api/models", headers={"X-Request-ID": "ops-2"}, timeout=TIMEOUT_S)
     body = json.dumps({"instances": [FLOWER]}).encode()
     released = threading.Event()
 
@@ -114,14 +119,14 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(server):
         """Half the body at once and the rest only once the server is shutting down, so the
         request is inside the server, reading its body, when SIGTERM comes."""
         yield body[: len(body) // 2]
-        released.wait(60)
+        released.wait(TIMEOUT_S)
         yield body[len(body) // 2 :]
 
     answers: list[int | str] = []
 
     def post() -> None:
         headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
-        with httpx.Client(base_url=server.base, timeout=60) as client:
+        with httpx.Client(base_url=server.base, timeout=TIMEOUT_S) as client:
             try:
                 response = client.post(
                     "/api/models/iris/predict", content=held_body(), headers=headers
@@ -133,7 +138,7 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(server):
     threads = [threading.Thread(target=post) for _ in range(IN_PROGRESS_LIMIT + 1)]
     for thread in threads:
         thread.start()
-    with httpx.Client(base_url=server.base) as scraper:
+    with httpx.Client(base_url=server.base, timeout=TIMEOUT_S) as scraper:
         refused = {"model": SMALL_MODEL, "reason": "in_progress_limit"}
         wait_for(
             lambda: sample(scraper, "glassbox_rejected_requests_total", **refused) == 1,
@@ -149,7 +154,7 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(server):
     )
     released.set()
     for thread in threads:
-        thread.join(60)
+        thread.join(TIMEOUT_S)
     assert answers.count(200) == IN_PROGRESS_LIMIT, answers
     assert len(answers) == IN_PROGRESS_LIMIT + 1
     assert server.stop() == 0

@@ -1,6 +1,6 @@
 """Two workers from deploy/serve.sh: a listening socket each, connections spread over both, a
 dead worker replaced, and SIGTERM stopping them all with status 0 (Linux: sockets are read from
-/proc)."""
+/proc, and only those of the processes each test started: other processes come and go)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -18,7 +19,7 @@ import httpx
 import pytest
 
 from app.serve import TF_THREAD_SETTINGS, _balanced, _parse, share_cores
-from tests.ops.server import ROOT, Server, free_port, serve, wait_for
+from tests.ops.server import ROOT, Server, free_port, free_ports, serve, wait_for
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads sockets from /proc")
 
@@ -38,7 +39,7 @@ def serve_workers(log: Path) -> Iterator[Server]:
     with serve(log, env) as running:
         # Ready means one worker answers; each listens only once its own models have loaded.
         port = port_of(running)
-        wait_for(lambda: len(socket_owners(port, _LISTEN)) == WORKERS, "every worker", 120)
+        wait_for(lambda: len(owners_in(running, port, _LISTEN)) == WORKERS, "every worker", 120)
         yield running
 
 
@@ -82,7 +83,7 @@ def run_supervisor(
     command = supervisor_command(app, port, app_dir)
     environment = {**os.environ, "GLASSBOX_HOST": "127.0.0.1", **(env or {})}
     return subprocess.run(
-        command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+        command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300
     )
 
 
@@ -130,14 +131,20 @@ def test_ctrl_c_stops_the_workers_without_replacing_them(tmp_path):
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
+
+    def listening() -> list[int]:
+        assert supervisor.poll() is None, log.read_text()  # stopped: no use waiting
+        return socket_owners(port, _LISTEN, process_tree(supervisor.pid))
+
     try:
-        wait_for(lambda: len(socket_owners(port, _LISTEN)) == 2, "both workers", 60)
-        workers = socket_owners(port, _LISTEN)
-        for pid in [supervisor.pid, *workers]:
+        wait_for(lambda: len(listening()) == 2, "both workers", 120)
+        workers = [Process.of(pid) for pid in listening()]
+        for pid in [supervisor.pid, *(worker.pid for worker in workers)]:
             os.kill(pid, signal.SIGINT)
-        assert supervisor.wait(30) == 0
+        assert supervisor.wait(120) == 0
     finally:
         supervisor.kill()
+        supervisor.wait()
     output = log.read_text()
     assert "died" not in output
     assert "Stopped 2 workers" in output
@@ -147,42 +154,114 @@ def test_ctrl_c_stops_the_workers_without_replacing_them(tmp_path):
 def test_workers_stop_when_the_supervisor_is_killed(tmp_path):
     with serve_workers(tmp_path / "server.log") as running:
         port = port_of(running)
-        workers = socket_owners(port, _LISTEN)
+        tree = process_tree(running.process.pid)
+        workers = [Process.of(pid) for pid in socket_owners(port, _LISTEN, tree)]
+        sockets = set().union(*(socket_inodes(worker.pid) for worker in workers))
+        assert len(workers) == WORKERS
         running.process.kill()
-        running.process.wait(10)
-        wait_for(lambda: not alive(workers), "the workers to exit", 60)
-    assert socket_owners(port, _LISTEN) == []
+        running.process.wait(60)
+        # Orphaned now, the workers are no longer under the supervisor: they are followed by pid.
+        wait_for(lambda: not alive(workers), "the workers to exit", 120)
+    # Their listening sockets closed with them (another process may listen on the port now).
+    assert not sockets & tcp_sockets(port, _LISTEN)
 
 
 def port_of(server: Server) -> int:
     return int(server.base.rsplit(":", 1)[1])
 
 
-def alive(pids: list[int]) -> list[int]:
-    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+@dataclass(frozen=True)
+class Process:
+    """A process by its pid and its start time, so that a pid used again later is not taken
+    for it."""
+
+    pid: int
+    started: int | None
+
+    @classmethod
+    def of(cls, pid: int) -> Process:
+        stat = _stat(pid)
+        return cls(pid, None if stat is None else int(stat[19]))
+
+    def alive(self) -> bool:
+        """Running: not gone, not a zombie (exited, only waiting for its parent to reap it),
+        and not another process that got the pid since."""
+        stat = _stat(self.pid)
+        return stat is not None and stat[0] != "Z" and int(stat[19]) == self.started
 
 
-def socket_owners(port: int, state: str) -> list[int]:
-    """The pid holding each local TCP socket on `port` in `state`, one entry per socket."""
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (state first), or None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # gone, or going: its files vanish while they are read
+        return None
+    return text.rpartition(")")[2].split()
+
+
+def alive(processes: list[Process]) -> list[Process]:
+    return [process for process in processes if process.alive()]
+
+
+def process_tree(root: int) -> set[int]:
+    """`root` and every process under it: the processes a test started. Each process's parent
+    is read from /proc/PID/stat (this kernel may lack /proc/PID/task/TID/children), and a
+    process that exits meanwhile is left out."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and (stat := _stat(int(name))) is not None:
+            children.setdefault(int(stat[1]), []).append(int(name))
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in tree:
+            tree.add(pid)
+            todo.extend(children.get(pid, []))
+    return tree
+
+
+def tcp_sockets(port: int, state: str) -> set[str]:
+    """The inodes of the local TCP sockets on `port` in `state` (this network namespace)."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
             if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
                 inodes.add(fields[9])
-    owners = []
-    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+    return inodes
+
+
+def socket_inodes(pid: int) -> list[str]:
+    """The inode of each socket `pid` holds, one entry per descriptor; none once it is gone."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return []
+    inodes = []
+    for fd in fds:
         try:
-            target = os.readlink(fd)
-        except OSError:  # a process or descriptor that went away meanwhile
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # a descriptor closed, or the process gone, meanwhile
             continue
-        if target.startswith("socket:[") and target[8:-1] in inodes:
-            owners.append(int(fd.parts[2]))
-    return owners
+        if target.startswith("socket:["):
+            inodes.append(target[8:-1])
+    return inodes
+
+
+def socket_owners(port: int, state: str, pids: set[int]) -> list[int]:
+    """The pid holding each local TCP socket on `port` in `state`, one entry per socket, among
+    `pids` (a test's own processes)."""
+    inodes = tcp_sockets(port, state)
+    return [pid for pid in sorted(pids) for inode in socket_inodes(pid) if inode in inodes]
+
+
+def owners_in(server: Server, port: int, state: str) -> list[int]:
+    """`socket_owners` among the server's own processes: the supervisor and its workers."""
+    return socket_owners(port, state, process_tree(server.process.pid))
 
 
 def test_each_worker_listens_on_a_socket_of_its_own(server):
-    owners = socket_owners(port_of(server), _LISTEN)
+    owners = owners_in(server, port_of(server), _LISTEN)
     assert len(owners) == WORKERS, owners
     assert len(set(owners)) == WORKERS
     assert server.process.pid not in owners  # the supervisor itself takes no connections
@@ -194,8 +273,10 @@ def test_each_worker_serves_grpc_on_the_shared_port(server):
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     grpc_port = int(server.grpc_target.rsplit(":", 1)[1])
-    wait_for(lambda: len(socket_owners(grpc_port, _LISTEN)) == WORKERS, "every worker's gRPC")
-    owners = socket_owners(grpc_port, _LISTEN)
+    wait_for(
+        lambda: len(owners_in(server, grpc_port, _LISTEN)) == WORKERS, "every worker's gRPC", 120
+    )
+    owners = owners_in(server, grpc_port, _LISTEN)
     assert len(set(owners)) == WORKERS, owners
     with grpc.insecure_channel(server.grpc_target) as channel:
         answer = health_pb2_grpc.HealthStub(channel).Check(
@@ -205,7 +286,7 @@ def test_each_worker_serves_grpc_on_the_shared_port(server):
 
 
 def test_a_grpc_port_in_use_stops_the_workers_before_they_start():
-    port, grpc_port = free_port(), free_port()
+    port, grpc_port = free_ports(2)
     with socket.socket() as other:
         other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         other.bind(("127.0.0.1", grpc_port))
@@ -224,7 +305,7 @@ def test_connections_opened_together_reach_both_workers(server):
     try:
         for client in clients:
             assert client.get("/health/live").status_code == 200
-        owners = socket_owners(port_of(server), _ESTABLISHED)
+        owners = owners_in(server, port_of(server), _ESTABLISHED)
         assert len(owners) == CONNECTIONS
         assert len(set(owners)) == WORKERS, owners
     finally:
@@ -234,14 +315,15 @@ def test_connections_opened_together_reach_both_workers(server):
 
 def test_a_worker_that_dies_is_replaced(server):
     port = port_of(server)
-    killed = socket_owners(port, _LISTEN)[0]
+    killed = owners_in(server, port, _LISTEN)[0]
     os.kill(killed, signal.SIGKILL)
 
     def replaced() -> bool:
-        owners = socket_owners(port, _LISTEN)
+        owners = owners_in(server, port, _LISTEN)
         return len(owners) == WORKERS and killed not in owners
 
-    wait_for(replaced, "a new worker listening")
+    # A new worker imports TensorFlow and loads iris: on a busy machine that takes a while.
+    wait_for(replaced, "a new worker listening", 240)
     flower = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
     for _ in range(8):  # fresh connections, spread over both workers
         with httpx.Client(base_url=server.base, timeout=30) as client:
@@ -252,7 +334,7 @@ def test_a_worker_that_dies_is_replaced(server):
 
 
 def test_sigterm_stops_every_worker_and_exits_0(server):
-    workers = socket_owners(port_of(server), _LISTEN)
+    workers = [Process.of(pid) for pid in owners_in(server, port_of(server), _LISTEN)]
     assert server.stop() == 0
     assert not alive(workers)
     output = server.output()

@@ -35,7 +35,8 @@ def root(tmp_path):
 
 
 def service_for(root: Path) -> InferenceService:
-    return InferenceService(Settings(model_dir=root, poll_interval_s=0))
+    # Requests may queue behind a reload: a busy machine must not turn them into timeouts.
+    return InferenceService(Settings(model_dir=root, poll_interval_s=0, request_timeout_s=120))
 
 
 def states(service: InferenceService) -> dict[str, str]:
