@@ -5,8 +5,9 @@ temporary file, an `UploadFile` and a form for every part, and then through the 
 solver; for a few-kilobyte image that is about a seventh of what a whole prediction costs on
 the event loop. The routes read the body instead (the gateway's body limits have already
 bounded it) and take the one part they need with python-multipart, the parser Starlette itself
-uses. The OpenAPI schema is the one FastAPI writes for an `UploadFile`, so Swagger UI still
-shows a file picker.
+uses. The OpenAPI schema is the one FastAPI writes for an `UploadFile` (Swagger UI shows a file
+picker), with OpenAPI 3.0's form of a file beside it for client generators
+(`request_body_schema`).
 """
 
 from __future__ import annotations
@@ -38,8 +39,16 @@ _MAX_PADDING = 16
 
 
 def request_body_schema(description: str) -> dict[str, Any]:
-    """`openapi_extra` for a route that takes the upload: FastAPI's schema for `UploadFile`."""
-    field = {"type": "string", "contentMediaType": "application/octet-stream", "title": "File"}
+    """`openapi_extra` for a route that takes the upload: FastAPI's schema for `UploadFile`
+    (OpenAPI 3.1's `contentMediaType`) with OpenAPI 3.0's `format: binary` beside it. Client
+    generators that read only the 3.0 form (openapi-python-client 0.29) made the field a string
+    from the 3.1 one alone, and sent it as a text part; openapi-generator reads either."""
+    field = {
+        "type": "string",
+        "format": "binary",
+        "contentMediaType": "application/octet-stream",
+        "title": "File",
+    }
     schema = {
         "type": "object",
         "properties": {FIELD: {**field, "description": description}},
