@@ -507,6 +507,7 @@ class InferenceService:
                 self.settings.batch_policy(runtime.name),
                 observer=self.observer,
                 model=(runtime.name, runtime.version),
+                statistics=runtime.statistics,
             )
         return runtime.batcher
 
@@ -516,7 +517,16 @@ class InferenceService:
         """Every output of 'serving_default' or 'trace' by name, for the wire protocols."""
         if signature == SERVING_SIGNATURE:
             return {runtime.loaded_card.output.name: await self.predict(runtime, batch)}
-        return await self._in_executor(runtime.trace, batch)
+        started = time.perf_counter_ns()
+        try:
+            outputs = await self._in_executor(runtime.trace, batch)
+        except Exception:
+            runtime.statistics.failed(time.perf_counter_ns() - started)
+            raise
+        took = time.perf_counter_ns() - started
+        runtime.statistics.executed(1, len(batch), 0, took, 0)
+        runtime.statistics.answered(took)
+        return outputs
 
     async def predictions(self, runtime: ModelRuntime, batch: np.ndarray) -> list[Prediction]:
         outputs = await self.predict(runtime, batch)

@@ -184,6 +184,15 @@ class Shadow:
             self._failed(key)
             return
         tally.failures_in_a_row = 0
+        # A raw-tensor request may hold NaN or infinity (Open Inference v2 takes them as Triton
+        # does); such rows compare as nothing, rather than making every later mean NaN.
+        finite = np.isfinite(outputs).reshape(len(outputs), -1).all(axis=1) & np.isfinite(
+            candidate
+        ).reshape(len(candidate), -1).all(axis=1)
+        if not finite.all():
+            outputs, candidate = outputs[finite], candidate[finite]
+            if not len(outputs):
+                return
         changes, differences = disagreement(outputs, candidate, classifier)
         tally.compared_rows += len(differences)
         tally.class_changes += changes

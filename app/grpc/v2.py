@@ -17,12 +17,13 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 from pydantic import ValidationError
+from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
 from app.core.errors import ProtocolError
 from app.grpc.calls import GuardedServicer
-from app.protocols import tensors
+from app.protocols import tensors, triton
 from app.protocols import v2 as protocol
 from app.protocols.v2 import InferenceRequest
 
@@ -35,6 +36,8 @@ IMPLEMENTED = {
     "ServerMetadata",
     "ModelMetadata",
     "ModelInfer",
+    "ModelConfig",
+    "ModelStatistics",
 }
 
 # The contents field that holds each datatype's values; the model takes FP32 (or BYTES images).
@@ -84,6 +87,16 @@ def _packed(tensor: pb.ModelInferRequest.InferInputTensor, where: str) -> bytes:
     return b""  # another datatype: refused with the REST route's message
 
 
+def _parameters(parameters: Any) -> dict[str, Any] | None:
+    """A message's InferParameter map as the REST body's parameters (each its one value)."""
+    values = {
+        key: getattr(value, value.WhichOneof("parameter_choice"))
+        for key, value in parameters.items()
+        if value.WhichOneof("parameter_choice")
+    }
+    return values or None
+
+
 def inference_request(message: pb.ModelInferRequest) -> tuple[InferenceRequest, bytes]:
     """The request as the REST route's body, and its binary section."""
     raw = message.raw_input_contents
@@ -117,7 +130,11 @@ def inference_request(message: pb.ModelInferRequest) -> tuple[InferenceRequest, 
             {
                 "id": message.id or None,
                 "inputs": inputs,
-                "outputs": [{"name": output.name} for output in message.outputs] or None,
+                "outputs": [
+                    {"name": output.name, "parameters": _parameters(output.parameters)}
+                    for output in message.outputs
+                ]
+                or None,
             }
         )
     except ValidationError as error:
@@ -175,6 +192,36 @@ class InferenceServicer(GuardedServicer, service_pb2_grpc.GRPCInferenceServiceSe
 
         return await self.guard.run(PROTOCOL, "ModelMetadata", context, answer, model=request.name)
 
+    async def ModelConfig(
+        self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelConfigResponse:
+        async def answer() -> pb.ModelConfigResponse:
+            runtime = self.service.registry.get(request.name, *_version(request.version))
+            config = triton.model_config(runtime, self.service.settings)
+            return pb.ModelConfigResponse(
+                config=json_format.ParseDict(config.model_dump(), mc.ModelConfig())
+            )
+
+        return await self.guard.run(PROTOCOL, "ModelConfig", context, answer, model=request.name)
+
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelStatisticsResponse:
+        async def answer() -> pb.ModelStatisticsResponse:
+            registry = self.service.registry
+            if not request.name:
+                runtimes = registry.all()
+            elif not request.version:
+                runtimes = registry.versions(request.name)
+            else:
+                runtimes = [registry.get(request.name, *_version(request.version))]
+            statistics = triton.model_statistics(runtimes)
+            return json_format.ParseDict(statistics.model_dump(), pb.ModelStatisticsResponse())
+
+        return await self.guard.run(
+            PROTOCOL, "ModelStatistics", context, answer, model=request.name or None
+        )
+
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
@@ -189,11 +236,11 @@ class InferenceServicer(GuardedServicer, service_pb2_grpc.GRPCInferenceServiceSe
                 id=request.id,
                 outputs=[
                     pb.ModelInferResponse.InferOutputTensor(
-                        name=output, datatype="FP32", shape=values.shape
+                        name=output, datatype=protocol.datatype(values), shape=values.shape
                     )
                     for output, values in results.items()
                 ],
-                raw_output_contents=[values.tobytes() for values in results.values()],
+                raw_output_contents=[protocol.wire_bytes(values) for values in results.values()],
             )
 
         return await self.guard.run(

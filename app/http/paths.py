@@ -10,7 +10,8 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.types import Scope
 
 MODEL_PATH = re.compile(
-    r"^/(?P<api>api|v1|v2)/models/(?P<model>[^/:]+)(?:/versions/(?P<version>\d+))?"
+    # /v2/models/stats is every model's statistics (Triton's extension), not a model's path.
+    r"^/(?P<api>api|v1|v2)/models/(?P<model>(?!stats$)[^/:]+)(?:/versions/(?P<version>\d+))?"
 )
 # The surface of each path's API (`api` above), as the payload log names it.
 SURFACES = {"api": "http/typed", "v1": "http/tfserving", "v2": "http/v2"}

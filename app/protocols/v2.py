@@ -26,6 +26,7 @@ from app.protocols.tensors import (
     output_shapes,
     refuse_large_answer,
 )
+from app.protocols.triton import class_count, classify
 from app.runtime.model import ModelRuntime
 
 # -- bodies ------------------------------------------------------------------------------------
@@ -36,7 +37,7 @@ Parameters = dict[str, str | int | float | bool]
 class MetadataServerResponse(BaseModel):
     name: str
     version: str
-    extensions: list[str] = Field(description="Protocol extensions supported (none).")
+    extensions: list[str] = Field(description="Protocol extensions supported.")
 
 
 class MetadataTensor(BaseModel):
@@ -90,9 +91,10 @@ class ResponseOutput(BaseModel):
     shape: list[int]
     datatype: str
     parameters: Parameters | None = None
-    data: list[float] | None = Field(
+    data: list[float] | list[str] | None = Field(
         None,
-        description="Row-major values, flat; absent when the output is in the binary section "
+        description="Row-major values, flat (FP32 numbers, or BYTES strings: a classification's "
+        '"score:index:label"); absent when the output is in the binary section '
         "(parameters.binary_data_size).",
     )
 
@@ -109,7 +111,9 @@ class InferenceResponse(BaseModel):
 # The binary tensor data extension, as Triton documents it: a JSON header, then each binary
 # tensor's raw bytes in order (FP32 little-endian; BYTES as a 4-byte little-endian length before
 # each element's bytes).
-EXTENSIONS = ["binary_tensor_data"]
+# And Triton's extensions its tools look for by name here (app.protocols.triton):
+# perf_analyzer reads the server's statistics only when "statistics" is listed.
+EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics"]
 
 
 def v2_server_metadata(version: str) -> MetadataServerResponse:
@@ -161,6 +165,18 @@ def _length_prefixed(raw: bytes, where: str) -> list[bytes]:
         items.append(raw[offset : offset + size])
         offset += size
     return items
+
+
+def datatype(values: np.ndarray) -> str:
+    """An output's datatype: a classification's strings are BYTES, the rest FP32."""
+    return "BYTES" if values.dtype == object else "FP32"
+
+
+def wire_bytes(values: np.ndarray) -> bytes:
+    """An output in the binary layout (BYTES elements each after its 4-byte length)."""
+    if values.dtype != object:
+        return values.tobytes()
+    return b"".join(struct.pack("<I", len(item)) + item for item in values.reshape(-1))
 
 
 def v2_model_metadata(runtime: ModelRuntime, versions: list[ModelRuntime]) -> MetadataModelResponse:
@@ -264,10 +280,9 @@ def _raw_fp32(raw: bytes, shape: list[int], where: str) -> np.ndarray:
             f"{where} has {len(raw)} bytes of binary data; FP32 with shape {shape} takes "
             f"{4 * math.prod(shape)}."
         )
-    array = np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(shape)
-    if not np.isfinite(array).all():
-        raise ProtocolError(f"{where} holds a value that is not a finite float32 number.")
-    return array
+    # Raw bytes are used as sent, NaN and infinity included, as Triton does: its perf_analyzer
+    # sends random bytes by default, and an image's 784 random floats always hold some.
+    return np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(shape)
 
 
 def _v2_batch(
@@ -323,6 +338,10 @@ async def v2_outputs(
             f"Model '{card.name}' has no output '{unknown[0]}'. Outputs: '{card.output.name}', "
             f"and each layer's by trace key: {', '.join(list(shapes)[1:])}."
         )
+    counts = {
+        output.name: class_count(card, output.name, output.parameters)
+        for output in request.outputs or []
+    }
     parts = binary_parts(request, binary)
     if card.input.kind == "image":
         batch = await service.image_work(_v2_batch, service, card, request.inputs, parts)
@@ -334,7 +353,12 @@ async def v2_outputs(
         results[card.output.name] = await service.predict(runtime, batch)
     if any(name != card.output.name for name in names):
         results.update(await service.call_signature(runtime, TRACE_SIGNATURE, batch))
-    return {name: np.ascontiguousarray(results[name], dtype="<f4") for name in names}
+    return {
+        name: classify(card, results[name], counts[name])
+        if counts.get(name)
+        else np.ascontiguousarray(results[name], dtype="<f4")
+        for name in names
+    }
 
 
 async def v2_infer(
@@ -349,10 +373,12 @@ async def v2_infer(
     section: list[bytes] = []
     outputs = []
     for name, values in results.items():
-        output = ResponseOutput(name=name, shape=list(values.shape), datatype="FP32")
+        output = ResponseOutput(name=name, shape=list(values.shape), datatype=datatype(values))
         if name in in_binary:
-            section.append(values.tobytes())
+            section.append(wire_bytes(values))
             output.parameters = {"binary_data_size": len(section[-1])}
+        elif values.dtype == object:
+            output.data = [item.decode() for item in values.reshape(-1)]
         else:
             output.data = values.reshape(-1).tolist()
         outputs.append(output)

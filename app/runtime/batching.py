@@ -30,6 +30,7 @@ import numpy as np
 
 from app.core.errors import DeadlineExceeded, ModelNotReady, Overloaded
 from app.core.settings import BatchPolicy
+from app.runtime.statistics import InferenceStatistics
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class _Request:
     batch: np.ndarray
     future: asyncio.Future[np.ndarray]
     enqueued: float
+    arrived_ns: int  # perf_counter_ns, for the statistics
 
 
 class Batcher:
@@ -71,6 +73,7 @@ class Batcher:
         observer: BatchObserver | None = None,
         model: tuple[str, int] = ("", 0),
         clock: Callable[[], float] = time.monotonic,
+        statistics: InferenceStatistics | None = None,
     ):
         self._predict = predict
         self._clock = clock  # seconds; the tests' own clock makes the waiting rules exact
@@ -78,6 +81,7 @@ class Batcher:
         self.policy = policy
         self._observer = observer or _Unobserved()
         self._model = model  # (name, version): the metrics' labels
+        self.statistics = statistics or InferenceStatistics()
         self._queue: asyncio.Queue[_Request] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._carry: _Request | None = None
@@ -94,20 +98,29 @@ class Batcher:
         if self._worker is None or queue is None:
             queue = self._queue = asyncio.Queue()  # bounded by _in_flight below
             self._worker = asyncio.create_task(self._run(queue), name="batcher")
+        arrived = time.perf_counter_ns()
         if self._in_flight >= self.policy.queue_size:
             self._observer.count_rejected(*self._model, "queue_full")
+            self.statistics.failed(0)
             raise Overloaded(
                 f"The model is busy: {self.policy.queue_size} requests are already waiting or "
                 "running. Retry shortly."
             )
-        request = _Request(batch, asyncio.get_running_loop().create_future(), self._clock())
+        request = _Request(
+            batch, asyncio.get_running_loop().create_future(), self._clock(), arrived
+        )
         self._in_flight += 1
         try:
             queue.put_nowait(request)
             self._observer.set_queue_depth(*self._model, queue.qsize())
-            return await request.future
+            outputs = await request.future
+        except Exception:
+            self.statistics.failed(time.perf_counter_ns() - arrived)
+            raise
         finally:
             self._in_flight -= 1
+        self.statistics.answered(time.perf_counter_ns() - arrived)
+        return outputs
 
     async def drain_and_close(self, timeout_s: float = 30.0) -> None:
         """Finish what is queued and running, then stop (a removed model version)."""
@@ -150,22 +163,33 @@ class Batcher:
         requests = self._drop_expired(requests)
         if not requests:
             return
+        assembling = time.perf_counter_ns()
+        for request in requests:
+            self.statistics.queue.add(assembling - request.arrived_ns)
         batch = (
             requests[0].batch
             if len(requests) == 1
             else np.concatenate([request.batch for request in requests])
         )
-        started = time.perf_counter()
+        started = time.perf_counter_ns()
         outputs = await asyncio.get_running_loop().run_in_executor(
             self._executor, self._predict, batch
         )
-        self._observer.observe_inference(*self._model, time.perf_counter() - started, len(batch))
+        computed = time.perf_counter_ns()
+        self._observer.observe_inference(*self._model, (computed - started) / 1e9, len(batch))
         offset = 0
         for request in requests:
             rows = len(request.batch)
             if not request.future.done():  # the caller may have gone away
                 request.future.set_result(outputs[offset : offset + rows])
             offset += rows
+        self.statistics.executed(
+            len(requests),
+            len(batch),
+            started - assembling,
+            computed - started,
+            time.perf_counter_ns() - computed,
+        )
 
     async def _gather(self, queue: asyncio.Queue[_Request]) -> list[_Request]:
         first = self._carry or await queue.get()

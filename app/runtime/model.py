@@ -25,6 +25,7 @@ from app.artifact.card import (
 )
 from app.core.errors import ModelLoadError
 from app.runtime.batching import Batcher
+from app.runtime.statistics import InferenceStatistics
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class ModelRuntime:
         # Its dynamic batcher, made by the data plane on the first request (one object per
         # version in the registry's one map: the batcher goes when the version goes).
         self.batcher: Batcher | None = None
+        # What it has computed, for Triton's statistics (the batcher records into it).
+        self.statistics = InferenceStatistics()
 
     @property
     def ready(self) -> bool:

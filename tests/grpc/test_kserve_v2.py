@@ -256,7 +256,7 @@ def test_a_missing_or_wrong_key_is_unauthenticated(stub, case):
     assert stub.ModelReady(request, metadata=bearer).ready
 
 
-@pytest.mark.parametrize("method", ["RepositoryIndex", "ModelStatistics", "ModelConfig"])
+@pytest.mark.parametrize("method", ["RepositoryIndex", "TraceSetting", "LogSettings"])
 def test_methods_not_served_are_unimplemented_and_say_what_is(channel, method):
     call = channel.unary_unary(
         f"/inference.GRPCInferenceService/{method}",

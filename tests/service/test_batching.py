@@ -89,14 +89,22 @@ def test_concurrent_requests_share_batches_and_get_their_own_rows(executor):
         inputs = [np.full((1, 3), i, dtype=np.float32) for i in range(40)]
         outputs = await asyncio.gather(*(batcher.submit(x) for x in inputs))
         await batcher.close()
-        return inputs, outputs
+        return inputs, outputs, batcher.statistics
 
-    inputs, outputs = run(main())
+    inputs, outputs, statistics = run(main())
     for x, y in zip(inputs, outputs, strict=True):
         np.testing.assert_array_equal(y, x * 2)
     assert max(model.sizes) > 1
     assert max(model.sizes) <= 16
     assert sum(model.sizes) == 40
+    # Triton's statistics: requests, rows and model calls as they happened.
+    assert (statistics.success.count, statistics.fail.count) == (40, 0)
+    assert (statistics.inference_count, statistics.execution_count) == (40, len(model.sizes))
+    for part in (statistics.queue, statistics.compute_infer, statistics.compute_output):
+        assert part.count == 40
+    assert statistics.compute_infer.ns > 0
+    sizes = {size: batch.compute_infer.count for size, batch in statistics.batches.items()}
+    assert sizes == {size: model.sizes.count(size) for size in set(model.sizes)}
 
 
 def test_lone_request_runs_at_once_without_waiting(executor):
@@ -126,7 +134,7 @@ def sizes_for_arrivals(policy: BatchPolicy, turns_apart: list[int], executor) ->
         batcher = Batcher(model, executor, policy)
         # A minute-long max_wait_ms: only the quiet turns can close these batches in time.
         await asyncio.wait_for(
-            asyncio.gather(*(submit_after_turns(batcher, turns) for turns in turns_apart)), 10
+            asyncio.gather(*(submit_after_turns(batcher, turns) for turns in turns_apart)), 60
         )
         await batcher.close()
 
@@ -216,11 +224,12 @@ def test_full_queue_refuses_at_once_with_retry_after(executor):
         gate.set()
         await asyncio.gather(first, *queued)
         await batcher.close()
-        return refused.value
+        return refused.value, batcher.statistics
 
-    refused = run(main())
+    refused, statistics = run(main())
     assert refused.status_code == 503
     assert refused.headers["Retry-After"] == "1"
+    assert (statistics.success.count, statistics.fail.count) == (3, 1)
 
 
 def test_request_queued_past_its_deadline_is_not_computed(executor):
@@ -261,9 +270,12 @@ def test_model_error_reaches_every_caller_and_the_worker_survives(executor):
             await batcher.submit(np.ones((1, 1), np.float32))
         again = await batcher.submit(np.ones((1, 1), np.float32))
         await batcher.close()
-        return again
+        return again, batcher.statistics
 
-    np.testing.assert_array_equal(run(main()), np.ones((1, 1)))
+    again, statistics = run(main())
+    np.testing.assert_array_equal(again, np.ones((1, 1)))
+    assert (statistics.success.count, statistics.fail.count) == (1, 1)
+    assert statistics.execution_count == 1  # the call that raised computed nothing
 
 
 def outcome_of_ending_while_gathering(end, executor):
@@ -367,9 +379,9 @@ def test_a_batch_that_cannot_be_assembled_fails_its_requests_and_the_worker_live
                 batcher.submit(np.ones((1, 3), np.float32)),
                 return_exceptions=True,
             ),
-            5,
+            60,  # a bound on a hang, as every wait here: never a measure of speed
         )
-        again = await asyncio.wait_for(batcher.submit(np.ones((1, 2), np.float32)), 5)
+        again = await asyncio.wait_for(batcher.submit(np.ones((1, 2), np.float32)), 60)
         await batcher.close()
         return mismatched, again
 

@@ -22,7 +22,7 @@ from app.http.middleware.limits import json_depth
 from app.http.routes.deps import ServiceDep
 from app.http.routes.protocol_route import PROTOCOL_RESPONSES, ProtocolRoute
 from app.http.routes.responses import ModelJSON
-from app.protocols import tensors
+from app.protocols import tensors, triton
 from app.protocols import v2 as protocol
 from app.protocols.v2 import (
     InferenceRequest,
@@ -90,6 +90,7 @@ router = APIRouter(
     route_class=V2Route,
     responses=PROTOCOL_RESPONSES,
 )
+
 
 class LiveResponse(BaseModel):
     live: bool
@@ -207,6 +208,59 @@ async def server_live() -> Response:
 async def server_ready(service: ServiceDep) -> Response:
     ready = not service.missing()
     return _health(ReadyResponse(ready=ready), ready)
+
+
+# Before /models/{name}, which would take "stats" for a model's name.
+@router.get(
+    "/models/stats",
+    response_model=triton.ModelStatisticsResponse,
+    summary="Statistics of every model (Triton's statistics extension)",
+)
+async def all_statistics(service: ServiceDep) -> Response:
+    return ModelJSON(triton.model_statistics(service.registry.all()))
+
+
+@router.get(
+    "/models/{name}/stats",
+    response_model=triton.ModelStatisticsResponse,
+    summary="Statistics of a model's versions",
+    description="Per ready version: rows and model calls counted, and the cumulative time "
+    "requests spent queued, assembling their batch, in the model and getting their rows back, "
+    "in nanoseconds, as Triton's statistics extension reports them (this worker's).",
+)
+async def statistics(name: str, service: ServiceDep) -> Response:
+    return ModelJSON(triton.model_statistics(service.registry.versions(name)))
+
+
+@router.get(
+    "/models/{name}/versions/{version}/stats",
+    response_model=triton.ModelStatisticsResponse,
+    summary="Statistics of a model version",
+)
+async def version_statistics(name: str, version: str, service: ServiceDep) -> Response:
+    runtime = service.registry.get(name, *tensors.version_or_label(version))
+    return ModelJSON(triton.model_statistics([runtime]))
+
+
+@router.get(
+    "/models/{name}/config",
+    response_model=triton.ModelConfig,
+    summary="Model configuration (Triton's shape)",
+    description="The default version's tensors, batching and queue as Triton's model "
+    "configuration states them; what Triton's perf_analyzer reads before it starts.",
+)
+async def model_config(name: str, service: ServiceDep) -> Response:
+    return ModelJSON(triton.model_config(service.registry.get(name), service.settings))
+
+
+@router.get(
+    "/models/{name}/versions/{version}/config",
+    response_model=triton.ModelConfig,
+    summary="Model version configuration (Triton's shape)",
+)
+async def version_config(name: str, version: str, service: ServiceDep) -> Response:
+    runtime = service.registry.get(name, *tensors.version_or_label(version))
+    return ModelJSON(triton.model_config(runtime, service.settings))
 
 
 @router.get("/models/{name}", response_model=MetadataModelResponse, summary="Model metadata")
