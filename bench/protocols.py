@@ -3,7 +3,9 @@ Serving JSON, Open Inference JSON and binary) and gRPC (KServe v2 raw, TF Servin
 row and for a batch of 32 mnist images sent as one tensor. Rounds are interleaved, so the
 machine's noise falls on every row alike; the table gives the median and spread of req/s.
 
-REST rows are driven by wrk, gRPC rows by bench/grpc_load.py (Python, on the same two cores).
+REST rows are driven by wrk, gRPC rows by bench/grpc_load.py (Python, on the same two cores),
+and, where Triton's perf_analyzer can run (bench/perf_analyzer.py), two rows each driven by it
+over REST and gRPC with its own random inputs, as a Triton user would measure.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from tritonclient.grpc import service_pb2
 
 from app.artifact import imaging
 from app.artifact.card import ModelCard
-from bench import grpc_load, report, wrk
+from bench import grpc_load, perf_analyzer, report, wrk
 from bench.cards import newest_versions
 from bench.run_info import loadavg, run_header
 from bench.scenarios import EXAMPLES_DIR, Payload
@@ -42,6 +44,16 @@ class Case:
     http: Payload | None = None
     grpc_method: str | None = None
     grpc_request: bytes | None = None
+    # perf_analyzer's rows: its protocol ("http" or "grpc"), the model and the rows a request
+    analyzer: str | None = None
+    model: str = ""
+    rows: int = 1
+
+    @property
+    def driver(self) -> str:
+        if self.analyzer is not None:
+            return "perf_analyzer"
+        return "wrk" if self.http is not None else "grpc.aio"
 
 
 def mnist_batch(card: ModelCard, rows: int) -> np.ndarray:
@@ -60,7 +72,9 @@ def _json(body: dict) -> Payload:
     return Payload("", json.dumps(body).encode(), {"content-type": "application/json"})
 
 
-def cases_for(card: ModelCard, batch: np.ndarray, scenario: str) -> list[Case]:
+def cases_for(
+    card: ModelCard, batch: np.ndarray, scenario: str, with_analyzer: bool = False
+) -> list[Case]:
     name, input_name = card.name, card.input.name
     v2_tensor = {"name": input_name, "shape": list(batch.shape), "datatype": "FP32"}
     v2_json = _json({"inputs": [{**v2_tensor, "data": batch.reshape(-1).tolist()}]})
@@ -105,14 +119,51 @@ def cases_for(card: ModelCard, batch: np.ndarray, scenario: str) -> list[Case]:
             grpc_request=tf_grpc.SerializeToString(),
         ),
     ]
+    if with_analyzer:
+        cases += [
+            Case(scenario, f"{way} perf_analyzer", analyzer=protocol, model=name, rows=len(batch))
+            for way, protocol in (("REST v2", "http"), ("gRPC v2", "grpc"))
+        ]
     return cases
+
+
+Analyzer = tuple[Path, dict[str, str]]  # perf_analyzer's binary and its environment
+
+
+def find_analyzer() -> Analyzer | None:
+    try:
+        return perf_analyzer.perf_analyzer()
+    except perf_analyzer.Unavailable as why:
+        sys.stderr.write(f"no perf_analyzer rows: {why}\n")
+        return None
 
 
 def _at(payload: Payload, path: str) -> Payload:
     return Payload(path, payload.body, payload.headers)
 
 
-async def measure_case(case: Case, url: str, target: str, concurrency: int, seconds: float):
+async def measure_case(
+    case: Case,
+    url: str,
+    target: str,
+    concurrency: int,
+    seconds: float,
+    analyzer: Analyzer | None = None,
+):
+    if case.analyzer is not None:
+        assert analyzer is not None
+        binary, environment = analyzer
+        return await asyncio.to_thread(
+            perf_analyzer.measure,
+            binary,
+            environment,
+            model=case.model,
+            url=url.removeprefix("http://") if case.analyzer == "http" else target,
+            protocol=case.analyzer,
+            rows=case.rows,
+            concurrency=concurrency,
+            seconds=seconds,
+        )
     if case.http is not None:
         return await asyncio.to_thread(
             wrk.measure_warm, url, case.http, concurrency=concurrency, seconds=seconds
@@ -133,7 +184,7 @@ def table(cases: list[Case], runs: dict[tuple[str, str], list[dict]]) -> list[di
             {
                 "scenario": case.scenario,
                 "way": case.way,
-                "driver": "wrk" if case.http else "grpc.aio",
+                "driver": case.driver,
                 "rps_median": round(statistics.median(rps), 1),
                 "rps_min": round(min(rps), 1),
                 "rps_max": round(max(rps), 1),
@@ -187,7 +238,9 @@ def section(
         "their min and max; p50/p99: medians of the rounds'. vs_rest_v2_json: the row's "
         "median req/s over the same scenario's REST v2 JSON row. REST rows are driven by wrk "
         "(C), gRPC rows by a Python grpc.aio client on one channel (bench/grpc_load.py), "
-        "both on the same cores as the service.",
+        "perf_analyzer rows by Triton's perf_analyzer 2.41 (C++, its random inputs, three "
+        "windows of the row's seconds, no warm-up of its own), all on the same cores as the "
+        "service.",
         "",
         "| " + " | ".join(columns) + " |",
         "| " + " | ".join("---" for _ in columns) + " |",
@@ -207,8 +260,11 @@ async def measure_all(
     every run."""
     present = newest_versions(ROOT / "models", ["iris", "mnist"])
     cards = {name: ModelCard.read(path) for name, path in present.items()}
-    cases = cases_for(cards["iris"], iris_row(cards["iris"]), "iris x1") + cases_for(
-        cards["mnist"], mnist_batch(cards["mnist"], 32), "mnist x32"
+    analyzer = find_analyzer()
+    cases = cases_for(
+        cards["iris"], iris_row(cards["iris"]), "iris x1", analyzer is not None
+    ) + cases_for(
+        cards["mnist"], mnist_batch(cards["mnist"], 32), "mnist x32", analyzer is not None
     )
     grpc_port = free_port()
     env = {**env, "GLASSBOX_MODELS": "iris,mnist", "GLASSBOX_GRPC_PORT": str(grpc_port)}
@@ -218,7 +274,7 @@ async def measure_all(
     target = f"127.0.0.1:{grpc_port}"
     for round_number in range(rounds):
         for case in cases:
-            row = await measure_case(case, server.url, target, concurrency, seconds)
+            row = await measure_case(case, server.url, target, concurrency, seconds, analyzer)
             runs[(case.scenario, case.way)].append(row)
             sys.stderr.write(
                 f"round {round_number + 1} {case.scenario:<10} {case.way:<22} "

@@ -47,3 +47,14 @@ def test_every_way_in_carries_the_same_batch():
     assert "REST typed JSON" not in cases  # mnist has no typed JSON features route in the table
     iris = {case.way for case in cases_for(newest_card("iris"), iris_row(newest_card("iris")), "i")}
     assert "REST typed JSON" in iris
+
+
+def test_perf_analyzer_rows_are_added_only_where_it_can_run():
+    card = newest_card("iris")
+    plain = {case.way for case in cases_for(card, iris_row(card), "iris x1")}
+    with_it = cases_for(card, iris_row(card), "iris x1", with_analyzer=True)
+    added = [case for case in with_it if case.way not in plain]
+    assert [(case.analyzer, case.model, case.rows, case.driver) for case in added] == [
+        ("http", "iris", 1, "perf_analyzer"),
+        ("grpc", "iris", 1, "perf_analyzer"),
+    ]

