@@ -1,5 +1,5 @@
 """The gRPC server: KServe v2 and TF Serving gRPC, the standard health service and server
-reflection, on GLASSBOX_GRPC_PORT, in the HTTP app's process and event loop.
+reflection (v1 and v1alpha), on GLASSBOX_GRPC_PORT, in the HTTP app's process and event loop.
 
 `grpc_companion` is what `app.main` gives `create_app`: it starts the server once the models
 have loaded and stops it (after `graceful_shutdown_s` for calls in flight) before the service
@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from tensorflow_serving.apis import (
     model_service_pb2,
     model_service_pb2_grpc,
@@ -41,6 +42,10 @@ SERVICES = [
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# grpcio-reflection serves only v1alpha; grpcurl, Postman and grpc-go's clients ask for v1
+# first. v1 is v1alpha renamed (the same messages, field for field, so the same bytes).
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+_REFLECTION_V1_FILE = "grpc/reflection/v1/reflection.proto"
 
 
 def address(settings: Settings) -> str:
@@ -94,10 +99,49 @@ def build_server(service: InferenceService) -> tuple[grpc.aio.Server, HealthStat
     # protocols, never a model.
     health = HealthStatuses(service)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
-    reflection.enable_server_reflection(
-        [*SERVICES, HEALTH_SERVICE, reflection.SERVICE_NAME], server
-    )
+    serve_reflection(server, [*SERVICES, HEALTH_SERVICE])
     return server, health
+
+
+def serve_reflection(server: grpc.aio.Server, services: list[str]) -> None:
+    """Server reflection, v1alpha and v1, by one servicer describing `services` and itself."""
+    _describe_reflection_v1()
+    servicer = reflection.aio.ReflectionServicer(
+        [*services, REFLECTION_V1, reflection.SERVICE_NAME]
+    )
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    info = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": info}),)
+    )
+
+
+def _describe_reflection_v1() -> None:
+    """grpc/reflection/v1/reflection.proto in the default descriptor pool (where reflection
+    looks), made from v1alpha's file with the package renamed, unless a package put it there."""
+    pool = descriptor_pool.Default()
+    try:
+        pool.FindFileByName(_REFLECTION_V1_FILE)
+        return
+    except KeyError:
+        pass
+    file = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(file)
+    old, new = f".{file.package}.", ".grpc.reflection.v1."
+    file.name, file.package = _REFLECTION_V1_FILE, new.strip(".")
+    file.ClearField("options")
+    for message in file.message_type:
+        for field in message.field:
+            if field.type_name:
+                field.type_name = field.type_name.replace(old, new)
+    for method in file.service[0].method:
+        method.input_type = method.input_type.replace(old, new)
+        method.output_type = method.output_type.replace(old, new)
+    pool.AddSerializedFile(file.SerializeToString())
 
 
 @asynccontextmanager

@@ -45,6 +45,14 @@ class TFModelStatus(BaseModel):
     model_version_status: list[TFVersionStatus]
 
 
+class TFRestModelStatus(TFModelStatus):
+    """The REST answer: TF Serving's status and beside it KServe v1's model readiness, which
+    TF Serving clients ignore (KServe's SDK reads `ready` from the same path)."""
+
+    name: str = Field(description="The model's name (KServe v1).")
+    ready: bool = Field(description="Whether a version listed here serves (KServe v1).")
+
+
 class TFDim(BaseModel):
     size: str = Field(
         description="The size as TF Serving prints an int64: a string; '-1' where it varies."
@@ -153,6 +161,15 @@ def tf_model_status(runtimes: list[ModelRuntime]) -> TFModelStatus:
             )
         )
     return TFModelStatus(model_version_status=statuses)
+
+
+def tf_rest_model_status(name: str, runtimes: list[ModelRuntime]) -> TFRestModelStatus:
+    """`tf_model_status` with KServe v1's `name` and `ready` (true when a version serves)."""
+    return TFRestModelStatus(
+        model_version_status=tf_model_status(runtimes).model_version_status,
+        name=name,
+        ready=any(runtime.ready for runtime in runtimes),
+    )
 
 
 def _tensor_info(shape: list[int | None], graph_name: str) -> TFTensorInfo:

@@ -1,5 +1,7 @@
-"""API keys, admin reload, CORS, security headers and the JSON nesting limit."""
+"""API keys, admin reload, CORS, security headers, the JSON nesting limit and what a refused
+large body leaves behind."""
 
+import gc
 import re
 import shutil
 
@@ -8,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.core.settings import Settings
 from app.http.app import create_app
+from app.http.middleware import limits
 from tests.conftest import MODELS
 
 FLOWER = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -151,3 +154,40 @@ def test_unexpected_errors_hide_internals(open_client, monkeypatch):
     assert response.status_code == 500
     assert "secret" not in response.text
     assert response.json()["code"] == "internal_error"
+
+
+@pytest.fixture
+def collections(monkeypatch) -> list[int]:
+    """The generations `gc.collect` was asked to collect."""
+    asked: list[int] = []
+    real = gc.collect
+
+    def recording(generation: int = 2) -> int:
+        asked.append(generation)
+        return real(generation)
+
+    monkeypatch.setattr(gc, "collect", recording)
+    return asked
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/octet-stream"])
+def test_a_refused_large_body_is_collected_at_once(open_client, collections, content_type):
+    """Its body's remains sit in reference cycles, which the raised gc thresholds
+    (app.runtime.model.settle_heap) would leave for hundreds of requests."""
+    large = b" " * limits.COLLECT_AFTER_BYTES
+    headers = {"content-type": content_type}
+    refused = open_client.post("/v1/models/iris:predict", content=large, headers=headers)
+    assert refused.status_code == 400
+    assert collections == [0]
+
+
+def test_small_or_answered_bodies_are_not_collected(open_client, collections):
+    small = open_client.post("/v1/models/iris:predict", content=b"nonsense")
+    assert small.status_code == 400
+    flower = b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
+    padded = flower + b" " * limits.COLLECT_AFTER_BYTES
+    answered = open_client.post(
+        "/v1/models/iris:predict", content=padded, headers={"content-type": "application/json"}
+    )
+    assert answered.status_code == 200
+    assert collections == []

@@ -13,7 +13,12 @@ from fastapi.testclient import TestClient
 
 from app.http.app import create_app
 from app.protocols import tfserving as protocol
-from app.protocols.tfserving import TFModelMetadata, TFModelStatus, TFPredictResponse
+from app.protocols.tfserving import (
+    TFModelMetadata,
+    TFModelStatus,
+    TFPredictResponse,
+    TFRestModelStatus,
+)
 from app.runtime.model import ModelRuntime, ModelState
 from tests.http.protocol_cases import (
     assert_same_numbers,
@@ -148,6 +153,19 @@ def test_a_version_that_failed_to_load_is_end_with_its_error(small_limits_client
     response = small_limits_client.post("/v1/models/broken:predict", json={"instances": [[1.0]]})
     assert response.status_code == 503
     assert "failed to load" in response.json()["error"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_status_carries_kserve_v1_name_and_ready(app_client, name):
+    version = newest_version_dir(name).name
+    for path in (f"/v1/models/{name}", f"/v1/models/{name}/versions/{version}"):
+        status = TFRestModelStatus.model_validate(app_client.get(path).json())
+        assert (status.name, status.ready) == (name, True), path
+
+
+def test_a_model_with_no_version_serving_is_not_ready(small_limits_client):
+    status = small_limits_client.get("/v1/models/broken").json()
+    assert (status["name"], status["ready"]) == ("broken", False)
 
 
 def test_instance_and_answer_limits_are_413(small_limits_client, app_client):

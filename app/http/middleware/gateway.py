@@ -1,9 +1,10 @@
 """Every HTTP request's way in and out, as one pure ASGI middleware.
 
 In order: the request id, API keys (401), the caller (for a sticky canary split), the model's
-in-flight limit (503 with Retry-After) and the surface the payload log names, the body limits
-(413, 422); on the way out the request id and security headers on the answer, then the
-request's metrics and its log line. CORS, when configured, sits between the outer part (so its
+in-flight limit (503 with Retry-After) and the surface the payload log names, a compressed
+body decoded (400, 413, 415) and the body limits (413, 422); on the way out the answer
+compressed where Accept-Encoding asks, the request id and security headers on the answer, then
+the request's metrics and its log line. CORS, when configured, sits between the outer part (so its
 answers get ids, headers, metrics and logs) and the key check (so a preflight needs no key).
 One middleware instead of five: each wrapped `send` again and read the headers again, and
 together they cost a tenth of an iris prediction's time on the event loop.
@@ -21,6 +22,7 @@ from app.core.keys import caller_of
 from app.core.logging import request_id_from, request_id_var, surface_var
 from app.dataplane.admission import InFlightLimit
 from app.http import observability
+from app.http.middleware import compression
 from app.http.middleware.limits import BodyLimits
 from app.http.middleware.security import KeyCheck, with_security_headers
 from app.http.paths import MODEL_PATH, SURFACES
@@ -86,7 +88,7 @@ class Gateway:
             return
         model_path = MODEL_PATH.match(path) if method == "POST" else None
         if model_path is None:
-            await self.limits.run(self.app, scope, receive, send, headers)
+            await self._body(scope, receive, send, headers)
             return
         model = model_path["model"]
         caller_token = caller_var.set(
@@ -107,8 +109,32 @@ class Gateway:
             return
         surface = surface_var.set(SURFACES[model_path["api"]])
         try:
-            await self.limits.run(self.app, scope, receive, send, headers)
+            await self._body(scope, receive, send, headers)
         finally:
             self.admission.release(model)
             caller_var.reset(caller_token)
             surface_var.reset(surface)
+
+    async def _body(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes]
+    ) -> None:
+        """The body limits and the app, with the body decoded and the answer compressed
+        where the headers say so (two dict lookups when they do not)."""
+        accept = headers.get(b"accept-encoding")
+        if accept is not None and scope["method"] != "HEAD":
+            coding = compression.accepted(accept)
+            if coding is not None:
+                send = compression.compressing(send, coding)
+        sent_coding = headers.get(b"content-encoding")
+        if sent_coding is not None:
+            try:
+                coding = compression.coding_of(sent_coding)
+                if coding is not None:
+                    receive = await compression.decoded(
+                        scope, receive, coding, self.limits.max_bytes
+                    )
+                    headers = dict(scope["headers"])
+            except compression.BadBody as refused:
+                await compression.refuse(refused, scope, receive, send)
+                return
+        await self.limits.run(self.app, scope, receive, send, headers)

@@ -21,9 +21,9 @@ from app.protocols import tfserving as protocol
 from app.protocols.tfserving import (
     KServeExplainRequest,
     TFModelMetadata,
-    TFModelStatus,
     TFPredictRequest,
     TFPredictResponse,
+    TFRestModelStatus,
 )
 from app.runtime.model import ModelRuntime
 
@@ -66,17 +66,17 @@ PREDICT_DESCRIPTION = (
 )
 
 
-@router.get("/{name}", response_model=TFModelStatus, summary="Model status")
-async def model_status(name: str, service: ServiceDep) -> TFModelStatus:
-    return protocol.tf_model_status(service.registry.versions(name))
+@router.get("/{name}", response_model=TFRestModelStatus, summary="Model status")
+async def model_status(name: str, service: ServiceDep) -> TFRestModelStatus:
+    return protocol.tf_rest_model_status(name, service.registry.versions(name))
 
 
 @router.get(
-    "/{name}/versions/{version}", response_model=TFModelStatus, summary="Model version status"
+    "/{name}/versions/{version}", response_model=TFRestModelStatus, summary="Model version status"
 )
-async def version_status(name: str, version: str, service: ServiceDep) -> TFModelStatus:
+async def version_status(name: str, version: str, service: ServiceDep) -> TFRestModelStatus:
     runtime = service.registry.find(name, tensors.parse_version(name, version))
-    return protocol.tf_model_status([runtime])
+    return protocol.tf_rest_model_status(name, [runtime])
 
 
 @router.get("/{name}/metadata", response_model=TFModelMetadata, summary="Model metadata")
@@ -126,9 +126,11 @@ async def predict_version(
     return await _predict(service, runtime, body)
 
 
-@router.get("/{name}/labels/{label}", response_model=TFModelStatus, summary="Model label status")
-async def label_status(name: str, label: str, service: ServiceDep) -> TFModelStatus:
-    return protocol.tf_model_status([service.registry.find(name, label=label)])
+@router.get(
+    "/{name}/labels/{label}", response_model=TFRestModelStatus, summary="Model label status"
+)
+async def label_status(name: str, label: str, service: ServiceDep) -> TFRestModelStatus:
+    return protocol.tf_rest_model_status(name, [service.registry.find(name, label=label)])
 
 
 @router.get(
