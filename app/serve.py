@@ -32,6 +32,7 @@ from types import FrameType
 from typing import Any, NoReturn
 
 import click
+from prometheus_client import multiprocess
 from uvicorn import Config, Server
 from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 from uvicorn.main import main
@@ -169,7 +170,7 @@ class Workers:
             "Started %d workers, a SO_REUSEPORT socket each [%d]", len(processes), os.getpid()
         )
         while not received and status == 0:
-            time.sleep(0.5)
+            time.sleep(0.1)  # a signal is passed on to the workers within this
             if received:  # the workers got the signal too (Ctrl-C): they are stopping, not dead
                 break
             for index, process in enumerate(processes):
@@ -184,12 +185,14 @@ class Workers:
                     process.pid,
                     process.exitcode,
                 )
+                forget_metrics_of(process.pid)
                 processes[index] = self._start(context)
         for process in processes:
             if process.is_alive() and process.pid is not None:  # started: it has a pid
                 os.kill(process.pid, signal.SIGTERM)
         for process in processes:
             process.join()
+            forget_metrics_of(process.pid)
         logger.info("Stopped %d workers [%d]", len(processes), os.getpid())
         return status
 
@@ -197,6 +200,13 @@ class Workers:
         process = context.Process(target=_serve, args=(self.config, os.getpid()))
         process.start()
         return process
+
+
+def forget_metrics_of(pid: int | None) -> None:
+    """Stop summing a gone worker's live gauges (queue depth, in flight) into every scrape;
+    its counters stay, as the metrics library keeps them for a process marked dead."""
+    if pid is not None and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def _serve(config: Config, supervisor: int) -> None:

@@ -52,6 +52,33 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         16 * 1024 * 1024, gt=0, description="Largest request body accepted, in bytes (413)."
     )
+    body_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="A request's whole body must arrive within this many seconds of its head, "
+        "or it is answered 408 and its connection closed; it is read before the request takes "
+        "one of its model's places, so slow senders hold none.",
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A connection must send a whole request head within this many seconds of "
+        "opening or of starting the head, or it is closed (`python -m app.serve`).",
+    )
+    drain_grace_s: float = Field(
+        0.5,
+        ge=0,
+        description="After SIGTERM, an idle keep-alive connection stays open this long for a "
+        "request its client may already have sent (answered with `Connection: close`), then "
+        "closes; a busy one closes after its answer (`python -m app.serve`).",
+    )
+    max_connections: int = Field(
+        1024,
+        gt=0,
+        description="Open HTTP connections per worker (`python -m app.serve`): one more closes "
+        "the longest-idle connection, or is answered 503 and closed when none is idle. Keep it "
+        "below the process's descriptor limit (`ulimit -n`) less about 100 for models and gRPC.",
+    )
     max_image_bytes: int = Field(
         10 * 1024 * 1024, gt=0, description="Largest encoded image accepted, in bytes (413)."
     )
@@ -122,8 +149,8 @@ class Settings(BaseSettings):
     queue_size: int = Field(
         256,
         gt=0,
-        description="Requests in progress per model (being read, queued or computed); beyond "
-        "it, 503 at once with Retry-After.",
+        description="Requests in progress per model (queued or computed, their bodies read "
+        "first); beyond it, 503 at once with Retry-After.",
     )
     request_timeout_s: float = Field(
         5.0, gt=0, description="A request queued longer than this is answered 504, not computed."

@@ -1,9 +1,11 @@
 """Admission control shared by every transport: at most `limit` requests per model inside the
-service at once (being read, waiting for the batcher or computing), whether they came over
-HTTP or gRPC; one more is refused at once (503 and Retry-After, RESOURCE_EXHAUSTED on gRPC).
+service at once (parsing, waiting for the batcher or computing), whether they came over HTTP or
+gRPC; one more is refused at once (503 and Retry-After, RESOURCE_EXHAUSTED on gRPC). A request
+takes its place once its body has been read (HTTP: `BodyLimits.read`; gRPC reads a message
+whole itself), so a client sending slowly holds none.
 
 The batcher's queue alone does not bound this: under overload requests pile up before they
-reach it (in the event loop, reading bodies), and latency would grow without a refusal.
+reach it (in the event loop, parsing and decoding), and latency would grow without a refusal.
 """
 
 from __future__ import annotations

@@ -21,13 +21,14 @@ light background, so 0 is no ink) and a black photo for catdog.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
 from app.artifact.card import ModelCard
-from app.core.errors import BadInput
+from app.core.errors import BadInput, ClientGone
 from app.core.settings import Settings
 from app.dataplane import schemas
 from app.runtime.model import ModelRuntime
@@ -97,34 +98,79 @@ def target_index(card: ModelCard, prediction: np.ndarray, target: str | None) ->
     )
 
 
-# Rows per gradient call: a long path (or many noisy samples) of a large image is computed a
-# chunk at a time, so its activations never all sit in memory at once.
-CHUNK_ROWS = 64
+# What one gradient call may hold, about: the activations of every layer for each row in it,
+# which the tape keeps for the backward pass, with that pass's own of the same size. A long
+# path (or many noisy samples) is computed a chunk of rows at a time, its gradients summed as
+# they come, so memory follows this bound, not the number of steps.
+CHUNK_BYTES = 192 * 1024 * 1024
+_BYTES_PER_VALUE = 4 * 2 * 2  # float32; forward and backward; the mirrored batch of catdog
 
 
-def _gradients(
-    runtime: ModelRuntime, rows: np.ndarray, output: int
-) -> tuple[np.ndarray, np.ndarray]:
-    parts = [
-        runtime.output_gradients(rows[start : start + CHUNK_ROWS], output)
-        for start in range(0, len(rows), CHUNK_ROWS)
-    ]
-    return np.concatenate([v for v, _ in parts]), np.concatenate([g for _, g in parts])
+def chunk_rows(card: ModelCard) -> int:
+    """Rows per gradient call for `card`'s model, from its layers' output sizes."""
+    values = int(np.prod(card.input.shape[1:]))  # type: ignore[arg-type]
+    values += sum(int(np.prod(cast(list[int], layer.output_shape[1:]))) for layer in card.layers)
+    return max(1, CHUNK_BYTES // (values * _BYTES_PER_VALUE))
+
+
+def _summed_gradients(
+    runtime: ModelRuntime,
+    rows: Callable[[int, int], np.ndarray],
+    count: int,
+    weights: np.ndarray,
+    output: int,
+    stop: Callable[[], bool],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sum of the rows' gradients of `output`, each times its weight, with the first and
+    the last row's outputs. `rows(start, end)` makes rows start..end-1 when they are needed;
+    `stop()` is asked before each chunk, and ClientGone raised when it says so."""
+    size = chunk_rows(runtime.loaded_card)
+    total: np.ndarray | None = None
+    first = last = np.empty(0)
+    for start in range(0, count, size):
+        if stop():
+            raise ClientGone("The client went away; the explanation stopped before its end.")
+        end = min(start + size, count)
+        values, gradients = runtime.output_gradients(rows(start, end), output)
+        part = np.tensordot(weights[start:end], gradients, axes=1)
+        total = part if total is None else total + part
+        if start == 0:
+            first = values[0]
+        last = values[-1]
+    assert total is not None  # count >= 1
+    return total, first, last
+
+
+def _never() -> bool:
+    return False
 
 
 def integrated_gradients(
-    runtime: ModelRuntime, row: np.ndarray, output: int, steps: int
+    runtime: ModelRuntime,
+    row: np.ndarray,
+    output: int,
+    steps: int,
+    stop: Callable[[], bool] = _never,
 ) -> Attribution:
     start = baseline(runtime.loaded_card)
     alphas = np.linspace(0.0, 1.0, steps + 1, dtype=np.float32)
     shape = (-1, *[1] * row.ndim)
-    path = start[np.newaxis] + alphas.reshape(shape) * (row - start)[np.newaxis]
-    values, gradients = _gradients(runtime, path.astype(np.float32), output)
-    average = (gradients[:-1] + gradients[1:]).mean(axis=0) / 2  # trapezoid rule
+    change = (row - start)[np.newaxis]
+
+    def path(first: int, end: int) -> np.ndarray:
+        points = start[np.newaxis] + alphas[first:end].reshape(shape) * change
+        return cast(np.ndarray, points.astype(np.float32))
+
+    # The trapezoid rule: the mean of each interval's two ends, over `steps` intervals.
+    weights = np.full(steps + 1, 1.0 / steps, dtype=np.float64)
+    weights[[0, -1]] /= 2
+    average, at_baseline, at_input = _summed_gradients(
+        runtime, path, steps + 1, weights, output, stop
+    )
     return Attribution(
-        values=(row - start) * average,
-        output=float(values[-1, output]),
-        baseline_output=float(values[0, output]),
+        values=(row - start) * average.astype(np.float32),
+        output=float(at_input[output]),
+        baseline_output=float(at_baseline[output]),
     )
 
 
@@ -134,14 +180,24 @@ def gradient_x_input(runtime: ModelRuntime, row: np.ndarray, output: int) -> Att
 
 
 def smoothgrad(
-    runtime: ModelRuntime, row: np.ndarray, output: int, samples: int, seed: int = 0
+    runtime: ModelRuntime,
+    row: np.ndarray,
+    output: int,
+    samples: int,
+    seed: int = 0,
+    stop: Callable[[], bool] = _never,
 ) -> Attribution:
     """Noise of 15% of the input's value range (Smilkov et al. 2017), times the input."""
     low, high = runtime.loaded_card.input.image_spec.value_range
-    noise = np.random.default_rng(seed).normal(0, 0.15 * (high - low), (samples, *row.shape))
-    noisy = np.clip(row[np.newaxis] + noise, low, high).astype(np.float32)
-    _, gradients = _gradients(runtime, noisy, output)
-    return Attribution(gradients.mean(axis=0) * row)
+    generator = np.random.default_rng(seed)
+
+    def noisy(first: int, end: int) -> np.ndarray:
+        noise = generator.normal(0, 0.15 * (high - low), (end - first, *row.shape))
+        return np.clip(row[np.newaxis] + noise, low, high).astype(np.float32)
+
+    weights = np.full(samples, 1.0 / samples)
+    mean, _, _ = _summed_gradients(runtime, noisy, samples, weights, output, stop)
+    return Attribution(mean.astype(np.float32) * row)
 
 
 def grad_cam_layer(card: ModelCard) -> int | None:
@@ -351,19 +407,23 @@ def _sentence(card: ModelCard, found: Counterfactual | None, change: float) -> s
 
 
 def explanation(
-    runtime: ModelRuntime, row: np.ndarray, options: ExplainOptions
+    runtime: ModelRuntime,
+    row: np.ndarray,
+    options: ExplainOptions,
+    stop: Callable[[], bool] = _never,
 ) -> schemas.Explanation:
-    """The explanation of one input row (its preprocessing done), as the API answers it."""
+    """The explanation of one input row (its preprocessing done), as the API answers it;
+    ClientGone at the next chunk of gradients once `stop()` says the caller has gone."""
     card = runtime.loaded_card
     prediction = runtime.predict(row[np.newaxis])[0]
     output = target_index(card, prediction, options.target)
     steps = options.steps or default_steps(card)
     if options.method == "integrated_gradients":
-        attribution = integrated_gradients(runtime, row, output, steps)
+        attribution = integrated_gradients(runtime, row, output, steps, stop)
     elif options.method == "gradient_x_input":
         attribution = gradient_x_input(runtime, row, output)
     elif options.method == "smoothgrad":
-        attribution = smoothgrad(runtime, row, output, options.samples)
+        attribution = smoothgrad(runtime, row, output, options.samples, stop=stop)
     else:
         attribution = grad_cam(runtime, row, output)
     labels = card.output.labels or []

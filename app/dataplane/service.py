@@ -9,6 +9,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -562,22 +563,29 @@ class InferenceService:
                         "turn (GLASSBOX_EXPLAIN_TIMEOUT_S). Retry shortly."
                     ) from None
                 waiting -= 1
+                gone = threading.Event()
                 work = asyncio.get_running_loop().run_in_executor(
-                    self.executor, explain.explanation, runtime, row, options
+                    self.executor, explain.explanation, runtime, row, options, gone.is_set
                 )
                 # The slot and the place are given back when the thread is done, not when the
                 # caller stops waiting: a caller that goes away (a closed connection, a
-                # cancelled call) leaves the rows it has not started, but an explanation
-                # already running cannot be stopped and still counts until it ends.
+                # cancelled call) leaves the rows it has not started, and the one running
+                # stops at its next chunk of gradients, counted until it has.
                 work.add_done_callback(self._explanation_ended)
-                answers.append(await asyncio.shield(work))
+                try:
+                    answers.append(await asyncio.shield(work))
+                except asyncio.CancelledError:
+                    gone.set()
+                    raise
             return answers
         finally:
             self._explaining -= waiting
 
-    def _explanation_ended(self, _: asyncio.Future[Explanation]) -> None:
+    def _explanation_ended(self, work: asyncio.Future[Explanation]) -> None:
         self._explain_slots.release()
         self._explaining -= 1
+        if not work.cancelled():
+            work.exception()  # one stopped for a caller gone (ClientGone) is no one's to raise
 
     async def trace(
         self,

@@ -87,10 +87,28 @@ LATENCY = Histogram(
 _Response = TypeVar("_Response")
 
 
+KEY_REQUIRED = (
+    "A valid API key is required: call metadata 'authorization: Bearer KEY' or 'x-api-key: KEY'."
+)
+# Answered without a key, as /health/live and /health/ready are over HTTP: probes send none.
+OPEN_METHODS = {
+    "/inference.GRPCInferenceService/ServerLive",
+    "/inference.GRPCInferenceService/ServerReady",
+}
+
+
 class CallGuard:
     def __init__(self, api_keys: list[str], admission: InFlightLimit):
         self.keys = KeyRing(api_keys)
         self.admission = admission
+
+    def authorized(self, metadata: dict[str, Any]) -> bool:
+        """Whether the call's metadata presents an accepted key (always, with no keys set)."""
+        if not self.keys:
+            return True
+        return self.keys.accepts(
+            presented_key(metadata.get("x-api-key"), metadata.get("authorization"))
+        )
 
     async def run(
         self,
@@ -114,17 +132,8 @@ class CallGuard:
         trailer = (("x-request-id", request_id),)
         code, message = grpc.StatusCode.OK, ""
         try:
-            if (
-                not open_call
-                and self.keys
-                and not self.keys.accepts(
-                    presented_key(metadata.get("x-api-key"), metadata.get("authorization"))
-                )
-            ):
-                raise Unauthorized(
-                    "A valid API key is required: call metadata 'authorization: Bearer KEY' "
-                    "or 'x-api-key: KEY'."
-                )
+            if not open_call and not self.authorized(metadata):
+                raise Unauthorized(KEY_REQUIRED)
             remaining = context.time_remaining()
             if not infer or model is None:
                 answer = await _within(remaining, work())
@@ -225,7 +234,9 @@ class DecodeGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     f"({request.error})."
                 )
 
-            return await self.guard.run(protocol, name, context, refuse, open_call=True)
+            # The key first: a caller without one learns nothing of what the server parses.
+            open_call = method in OPEN_METHODS or protocol == "health"
+            return await self.guard.run(protocol, name, context, refuse, open_call=open_call)
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
@@ -28,7 +29,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from app.core.errors import GlassboxError
 from app.core.settings import Settings
 from app.dataplane.service import InferenceService
-from app.grpc.calls import CallGuard, DecodeGuard
+from app.grpc.calls import KEY_REQUIRED, CallGuard, DecodeGuard
 from app.grpc.tfserving import ModelServicer, PredictionServicer
 from app.grpc.v2 import InferenceServicer
 
@@ -40,6 +41,7 @@ SERVICES = [
     model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
 ]
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+OPEN_HEALTH = {"", *SERVICES}  # health names answered without a key
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 # grpcio-reflection serves only v1alpha; grpcurl, Postman and grpc-go's clients ask for v1
@@ -53,13 +55,42 @@ def address(settings: Settings) -> str:
     return f"{host}:{settings.grpc_port}"
 
 
+class KeyedHealth(HealthServicer):  # type: ignore[misc]
+    """The standard health service, with a model's own status behind the API keys, as a
+    model's readiness is over HTTP; the server's ('') and each protocol's stay open to probes."""
+
+    def __init__(self, guard: CallGuard):
+        super().__init__()
+        self.guard = guard
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
+        await self._refuse_without_key(request, context)
+        return await super().Check(request, context)
+
+    async def Watch(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+    ) -> Any:
+        await self._refuse_without_key(request, context)
+        await super().Watch(request, context)
+
+    async def _refuse_without_key(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        if request.service in OPEN_HEALTH or not self.guard.keys:
+            return
+        if not self.guard.authorized(dict(context.invocation_metadata() or ())):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, KEY_REQUIRED)
+
+
 class HealthStatuses:
     """The health service's statuses, following readiness: '' and each protocol's service are
     SERVING when /health/ready is 200; a model's name when it has a ready version."""
 
-    def __init__(self, service: InferenceService):
+    def __init__(self, service: InferenceService, guard: CallGuard):
         self.service = service
-        self.servicer = HealthServicer()
+        self.servicer = KeyedHealth(guard)
         self._models: set[str] = set()
 
     async def update(self) -> None:
@@ -94,10 +125,10 @@ def build_server(service: InferenceService) -> tuple[grpc.aio.Server, HealthStat
         PredictionServicer(service, guard), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service, guard), server)
-    # Health and reflection answer without a key, as /health/* do: probes (Kubernetes' gRPC
-    # probe, grpc_health_probe) send no metadata, and reflection describes only the public
-    # protocols, never a model.
-    health = HealthStatuses(service)
+    # Health (but a model's) and reflection answer without a key, as /health/* do: probes
+    # (Kubernetes' gRPC probe, grpc_health_probe) send no metadata, and reflection describes
+    # only the public protocols, never a model.
+    health = HealthStatuses(service, guard)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     serve_reflection(server, [*SERVICES, HEALTH_SERVICE])
     return server, health

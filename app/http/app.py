@@ -92,7 +92,9 @@ def create_app(settings: Settings | None = None, companions: Sequence[Companion]
         Gateway,
         keys=KeyCheck(settings.api_keys, settings.admin_api_keys),
         admission=admission,
-        limits=BodyLimits(settings.max_body_bytes, settings.max_json_depth),
+        limits=BodyLimits(
+            settings.max_body_bytes, settings.max_json_depth, settings.body_timeout_s
+        ),
         cors=cors,
     )
     errors.install(app)

@@ -15,6 +15,20 @@
   (uvicorn issue 2722). Here such a request is parsed again without its offer. WebSocket
   upgrades go to uvicorn as before.
 
+- **Connections are bounded** (docs/operations.md, "Deadlines and caps"). A connection must
+  send its request head within `GLASSBOX_HEADER_TIMEOUT_S` of opening it or of starting the
+  head, or it is closed: uvicorn's keep-alive timer starts only after an answer, so a
+  connection that never sent a request, or never finished its head, stayed open for good. At
+  `GLASSBOX_MAX_CONNECTIONS` open connections a new one closes the longest-idle connection
+  that has no request in progress, or, when every connection is busy, is answered 503 and
+  closed, so that a flood of connections cannot use up the process's file descriptors.
+- **A drain that stops taking requests.** On shutdown uvicorn closes idle connections and
+  lets a busy one finish its request, but a connection accepted just before the listening
+  socket closed, and not yet known to it, served its client until the graceful timeout (two
+  workers: 5 s of answers after SIGTERM). Here every connection of a stopping server answers at
+  most one more request, with `Connection: close`; an idle one is given `GLASSBOX_DRAIN_GRACE_S`
+  for a request its client may already have sent, then closed.
+
 `python -m app.serve` runs uvicorn with this protocol unless `--http` names another
 (docs/performance.md, "One write per answer"; docs/operations.md).
 """
@@ -22,22 +36,111 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
+import weakref
 from typing import Any, cast
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from app.core.settings import get_settings
 
 _JOIN_LIMIT = 64 * 1024  # bytes; past it a body is written on its own after the held head
 _OFFER_HEADERS = (b"upgrade", b"http2-settings")  # what an upgrade offer adds to a request
+_REFUSAL_BODY = json.dumps(
+    {"error": "The server has too many open connections. Retry shortly.", "code": "overloaded"}
+).encode()
+_REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\nconnection: close\r\n"
+    b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+    % (len(_REFUSAL_BODY), _REFUSAL_BODY)
+)
+_draining: weakref.WeakSet[ServerState] = weakref.WeakSet()  # servers that are shutting down
 
 
 class HttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._declining = False  # the request being parsed offers an upgrade not taken
+        self._draining = False  # answer at most one more request, then close
+        self._head_deadline: asyncio.TimerHandle | None = None
+        self._idle_since = time.monotonic()
+        settings = get_settings()
+        self._header_timeout_s = settings.header_timeout_s
+        self._max_connections = settings.max_connections
+        self._drain_grace_s = settings.drain_grace_s
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(cast(asyncio.Transport, HeldWrites(transport, self.loop)))
+        if len(self.connections) > self._max_connections and not self._close_longest_idle():
+            self.logger.warning("Refused a connection: %d are open.", len(self.connections) - 1)
+            self.transport.write(_REFUSAL)
+            self.transport.close()
+            return
+        self._arm_head_deadline()
+        if self.server_state in _draining:  # accepted as the listening socket closed
+            self.shutdown()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_deadline()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._head_deadline is None:
+            self._arm_head_deadline()
+
+    def on_response_complete(self) -> None:
+        self._idle_since = time.monotonic()
+        super().on_response_complete()
+
+    def shutdown(self) -> None:
+        _draining.add(self.server_state)
+        self._draining = True
+        if self._idle():
+            self.loop.call_later(self._drain_grace_s, self._close_if_idle)
+        else:
+            self.cycle.keep_alive = False
+
+    def _idle(self) -> bool:
+        """No request in progress (a head may be arriving)."""
+        return self.cycle is None or self.cycle.response_complete
+
+    def _close_if_idle(self) -> None:
+        if self._idle() and not self.transport.is_closing():
+            self.transport.close()
+
+    def _close_longest_idle(self) -> bool:
+        """Close the connection that has waited longest without a request in progress, to
+        make room for this one; False when there is none."""
+        idle = [
+            connection
+            for connection in self.connections
+            if connection is not self
+            and isinstance(connection, HttpProtocol)
+            and connection._idle()
+            and not connection.transport.is_closing()
+        ]
+        if not idle:
+            return False
+        min(idle, key=lambda connection: connection._idle_since).transport.close()
+        return True
+
+    def _arm_head_deadline(self) -> None:
+        self._head_deadline = self.loop.call_later(self._header_timeout_s, self._head_overdue)
+
+    def _disarm_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_overdue(self) -> None:
+        """No whole request head in time since the connection opened or the head began."""
+        self._head_deadline = None
+        if self._idle() and not self.transport.is_closing():
+            self.transport.close()
 
     def eof_received(self) -> None:
         # The client has half-closed. asyncio closes the transport itself when this returns,
@@ -76,7 +179,10 @@ class HttpProtocol(HttpToolsProtocol):
         if self._declines_upgrade():
             self._declining = True  # no cycle for it: it is parsed again (data_received)
             return
+        self._disarm_head_deadline()
         super().on_headers_complete()
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False  # its answer says `Connection: close`, then closes
 
     def on_body(self, body: bytes) -> None:
         if not self._declining:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, cast
@@ -75,11 +76,14 @@ class ModelRuntime:
             self._load(verify_hashes)
         except Exception as error:  # any broken artifact must leave the other models serving
             self.state = ModelState.FAILED
-            self.reason = str(error) if isinstance(error, ModelLoadError) else repr(error)
+            reason = str(error) if isinstance(error, ModelLoadError) else repr(error)
             logger.error(
                 "model failed to load",
-                extra={"model": self.name, "version": self.version, "reason": self.reason},
+                extra={"model": self.name, "version": self.version, "reason": reason},
             )
+            # Callers see it (/api/models, v2 metadata): paths from the model folder on, not
+            # where the server keeps its files.
+            self.reason = relative_paths(reason, self.path.parent.parent)
             return
         self.state = ModelState.READY
         logger.info("model ready", extra={"model": self.name, "version": self.version})
@@ -186,3 +190,11 @@ def settle_heap() -> None:
     # A request leaves a few hundred short-lived objects: collect the young generation every
     # 50,000 allocations rather than 700 (a few MB of garbage at most, waiting a little longer).
     gc.set_threshold(50_000, 20, 100)
+
+
+def relative_paths(text: str, model_dir: Path) -> str:
+    """`text` with the model folder's own path left out of any path in it."""
+    for root in {str(model_dir.resolve()), str(model_dir.absolute()), str(model_dir)}:
+        if root not in (".", ""):
+            text = text.replace(root.rstrip(os.sep) + os.sep, "")
+    return text

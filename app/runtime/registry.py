@@ -71,6 +71,14 @@ class ModelRegistry:
                 f"The rollout of '{name}' points at versions that are not ready: {states}. "
                 "The rollout in force keeps serving."
             )
+        if plan.shadow is not None:
+            default = _default_of(list(versions.values()), plan)
+            if plan.shadow.version == default.version:
+                raise RolloutRefused(
+                    f"The shadow of '{name}' is version {default.version}, the default version "
+                    "itself, which would only be compared with itself: name another version. "
+                    "The rollout in force keeps serving."
+                )
         self._plans[name] = plan
 
     def label_version(self, name: str, label: str) -> int:
@@ -90,15 +98,7 @@ class ModelRegistry:
     def default(self, name: str) -> ModelRuntime:
         """The version a request that names none gets, without the canary split: the `stable`
         label's when it is ready, else the newest ready one (the newest when none is)."""
-        versions = self.versions(name)
-        stable = self.plan(name).labels.get(STABLE)
-        newest_ready = None
-        for runtime in versions:
-            if runtime.ready:
-                if runtime.version == stable:
-                    return runtime
-                newest_ready = runtime
-        return newest_ready or versions[-1]
+        return _default_of(self.versions(name), self.plan(name))
 
     def serve(
         self, name: str, version: int | None = None, label: str | None = None
@@ -144,3 +144,15 @@ class ModelRegistry:
                 f"Model '{name}' version {runtime.version} is unavailable: it failed to load."
             )
         return runtime
+
+
+def _default_of(versions: list[ModelRuntime], plan: RolloutPlan) -> ModelRuntime:
+    """`Registry.default` of `versions` (ascending, at least one) under `plan`."""
+    stable = plan.labels.get(STABLE)
+    newest_ready = None
+    for runtime in versions:
+        if runtime.ready:
+            if runtime.version == stable:
+                return runtime
+            newest_ready = runtime
+    return newest_ready or versions[-1]

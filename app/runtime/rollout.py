@@ -28,6 +28,7 @@ from app.core.errors import BadInput
 
 ROLLOUT_FILE = "rollout.json"
 STABLE = "stable"
+MAX_WEIGHT = 1_000_000  # relative weights; a percentage or per-mille split fits well within
 
 
 def _not_a_number(label: str) -> str:
@@ -67,10 +68,14 @@ class RolloutPlan(BaseModel):
         "version go to `stable` when it is set (and no weights are), else to the newest ready "
         "version.",
     )
-    weights: dict[Annotated[int, Field(ge=1)], Annotated[float, Field(ge=0)]] = Field(
-        default_factory=dict,
-        description='Version to weight for requests that name no version, e.g. {"1": 90, '
-        '"2": 10}; empty: no split.',
+    # Bounded so that their sum stays finite (two weights of 1e308 added to infinity and sent
+    # every request to the last version).
+    weights: dict[Annotated[int, Field(ge=1)], Annotated[float, Field(ge=0, le=MAX_WEIGHT)]] = (
+        Field(
+            default_factory=dict,
+            description='Version to weight for requests that name no version, e.g. {"1": 90, '
+            f'"2": 10}}; empty: no split. Each weight at most {MAX_WEIGHT:,}.',
+        )
     )
     shadow: ShadowPlan | None = Field(
         None, description="A version that gets a copy of the default version's requests."

@@ -31,13 +31,26 @@ PROTOCOL_SERVICES = [
 ]
 
 
-def status(health, service: str) -> int:
-    return health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
+def status(health, service: str, metadata=METADATA) -> int:
+    request = health_pb2.HealthCheckRequest(service=service)
+    return health.Check(request, timeout=10, metadata=metadata).status
 
 
-def test_health_is_serving_overall_per_protocol_and_per_model_without_a_key(health):
-    for service in ["", *PROTOCOL_SERVICES, *MODELS]:
+def test_health_is_serving_overall_and_per_protocol_without_a_key(health):
+    for service in ["", *PROTOCOL_SERVICES]:
+        assert status(health, service, metadata=()) == SERVING, service
+
+
+def test_a_models_health_needs_a_key_as_its_http_readiness_does(health):
+    for service in MODELS:
         assert status(health, service) == SERVING, service
+        assert_status(
+            lambda service=service: status(health, service, metadata=()),
+            grpc.StatusCode.UNAUTHENTICATED,
+            "API key",
+        )
+        watched = health.Watch(health_pb2.HealthCheckRequest(service=service), timeout=10)
+        assert_status(lambda watched=watched: next(watched), grpc.StatusCode.UNAUTHENTICATED)
     assert_status(lambda: status(health, "nope"), grpc.StatusCode.NOT_FOUND)
 
 

@@ -9,6 +9,8 @@ from types import SimpleNamespace
 
 from grpc_health.v1 import health_pb2
 
+from app.dataplane.admission import InFlightLimit
+from app.grpc.calls import CallGuard
 from app.grpc.server import SERVICES, HealthStatuses
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -43,7 +45,7 @@ def statuses(health: HealthStatuses, names: list[str]) -> dict[str, int]:
 
 def test_every_status_follows_readiness_and_reloads():
     service = Service({"iris": [True], "mnist": [False]})  # mnist still loading
-    health = HealthStatuses(service)
+    health = HealthStatuses(service, CallGuard([], InFlightLimit(1)))
     names = ["", *SERVICES, "iris", "mnist"]
     first = statuses(health, names)
     assert first == {"": NOT_SERVING, **dict.fromkeys(SERVICES, NOT_SERVING), "iris": SERVING,

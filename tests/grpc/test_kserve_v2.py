@@ -298,6 +298,20 @@ def test_bytes_that_are_not_a_request_message_are_invalid_argument(channel, meth
         )
 
 
+@pytest.mark.parametrize(
+    "method",
+    [
+        "/inference.GRPCInferenceService/ModelInfer",
+        "/tensorflow.serving.PredictionService/Predict",
+    ],
+)
+def test_bytes_that_are_not_a_request_message_without_a_key_are_unauthenticated(channel, method):
+    """The key is checked first: a caller without one learns nothing of what was parsed."""
+    call = channel.unary_unary(method)
+    error = assert_status(lambda: call(b"\xff\xff\xff"), grpc.StatusCode.UNAUTHENTICATED, "key")
+    assert "not a valid" not in error.details()
+
+
 def test_negative_sizes_are_invalid_argument(stub, case):
     request = service_pb2.ModelInferRequest(model_name=case.card.name)
     tensor = request.inputs.add(name=case.card.input.name, datatype="FP32", shape=[-1, 4])

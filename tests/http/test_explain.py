@@ -9,12 +9,13 @@ import contextlib
 import io
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from app.core.errors import DeadlineExceeded, Overloaded
+from app.core.errors import ClientGone, DeadlineExceeded, Overloaded
 from app.dataplane import explain
 from tests.http.protocol_cases import EXAMPLES, newest_card
 
@@ -227,18 +228,26 @@ def test_an_explanation_too_costly_for_the_model_is_422_saying_how_far_it_may_go
     assert "at most 1156 for model 'catdog'" in error
 
 
-def _slow_explanations(monkeypatch) -> tuple[list[float], threading.Event]:
-    """explain.explanation replaced by one that records each row's first value and waits."""
+def _slow_explanations(monkeypatch) -> tuple[list[float], threading.Event, list[float]]:
+    """explain.explanation replaced by one that records each row's first value and waits
+    until released or told its caller has gone (as the real one stops at its next chunk):
+    (rows started, the release, rows stopped)."""
     started: list[float] = []
     release = threading.Event()
 
-    def slow(runtime, row, options):
+    def slow(runtime, row, options, stop):
         started.append(float(row[0]))
-        release.wait(30)
+        deadline = time.monotonic() + 30  # a bound on a wait for the test's release
+        while not release.wait(0.01) and time.monotonic() < deadline:
+            if stop():
+                stopped.append(float(row[0]))
+                raise ClientGone("gone")
         return {"row": float(row[0])}
 
+    stopped: list[float] = []
+
     monkeypatch.setattr(explain, "explanation", slow)
-    return started, release
+    return started, release, stopped
 
 
 def run_with_one_slot(service, release: threading.Event, main) -> None:
@@ -263,12 +272,12 @@ async def _until(condition, bound_s: float = 30.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def test_a_caller_that_goes_away_leaves_its_waiting_rows_and_the_running_one_keeps_its_slot(
+def test_a_caller_that_goes_away_leaves_its_waiting_rows_and_stops_the_running_one(
     app_client, monkeypatch
 ):
     service = app_client.app.state.service
     runtime = service.registry.get("iris")
-    started, release = _slow_explanations(monkeypatch)
+    started, release, stopped = _slow_explanations(monkeypatch)
     options = explain.ExplainOptions()
 
     async def main():
@@ -279,16 +288,15 @@ def test_a_caller_that_goes_away_leaves_its_waiting_rows_and_the_running_one_kee
         first.cancel()  # as a closed connection or a cancelled gRPC call does
         with contextlib.suppress(asyncio.CancelledError):
             await first
-        assert service._explaining == 1  # the waiting row left; the running one still counts
+        await _until(lambda: stopped == [1.0])  # the running row, at its next chunk
+        await _until(lambda: service._explaining == 0)  # its slot and places given back
         second = asyncio.ensure_future(
             service.explain(runtime, np.full((1, 4), 7, np.float32), options)
         )
-        await asyncio.sleep(0.05)
-        assert started == [1.0]  # its thread still holds the one slot
+        await _until(lambda: len(started) == 2)
         release.set()
         assert await second == [{"row": 7.0}]
         assert started == [1.0, 7.0]  # the first request's second row was never computed
-        await _until(lambda: service._explaining == 0)
 
     run_with_one_slot(service, release, main)
 
@@ -298,7 +306,7 @@ def test_an_explanation_whose_client_disconnects_while_it_waits_is_never_compute
 ):
     service = app_client.app.state.service
     runtime = service.registry.get("iris")
-    started, release = _slow_explanations(monkeypatch)
+    started, release, _ = _slow_explanations(monkeypatch)
     sent: list[dict] = []
 
     async def main():

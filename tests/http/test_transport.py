@@ -1,4 +1,5 @@
-"""The protocol python -m app.serve runs: one write per answer, and upgrade offers declined."""
+"""The protocol python -m app.serve runs: one write per answer, upgrade offers declined, and
+connections bounded (head deadline, a cap, a drain that answers one more request at most)."""
 
 import asyncio
 import socket
@@ -9,6 +10,7 @@ from uvicorn import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from app.core.settings import get_settings
 from app.http.transport import _JOIN_LIMIT, HeldWrites, HttpProtocol
 
 REQUEST = b"GET /hello HTTP/1.1\r\nHost: glassbox\r\n\r\n"
@@ -257,3 +259,160 @@ def test_a_client_that_half_closes_gets_the_whole_answer():
             server.close()
 
     assert asyncio.run(main()).endswith(b"\r\n\r\nhelloworld")
+
+
+# -- connections bounded -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bounds(monkeypatch):
+    """Sets the protocol's settings (environment variables, as a worker reads them)."""
+
+    def set_bounds(**values: object) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(f"GLASSBOX_{name.upper()}", str(value))
+        get_settings.cache_clear()
+
+    yield set_bounds
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+class Connection:
+    """One HttpProtocol on a recording transport, serving `hello`, on a shared ServerState."""
+
+    def __init__(self, state: ServerState, config: Config) -> None:
+        self.protocol = HttpProtocol(config, state, {}, asyncio.get_running_loop())
+        self.transport = RecordingTransport()
+        self.protocol.connection_made(self.transport)
+
+    async def send(self, data: bytes, turns: int = 20) -> bytes:
+        before = len(self.transport.writes)
+        if not self.transport.closed:
+            self.protocol.data_received(data)
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        return b"".join(self.transport.writes[before:])
+
+
+async def until_closed(connection: Connection, bound_s: float = 30) -> None:
+    """Polls until the connection is closed; the bound is reached only if it never is."""
+    deadline = time.monotonic() + bound_s
+    while not connection.transport.closed:
+        assert time.monotonic() < deadline, "the connection was never closed"
+        await asyncio.sleep(0.01)
+
+
+def test_a_connection_without_a_whole_head_in_time_is_closed(bounds):
+    bounds(header_timeout_s=0.05)
+
+    async def main() -> tuple[bool, bool, bool]:
+        state, config = ServerState(), loaded_config(hello, HttpProtocol)
+        config.timeout_keep_alive = 600  # only the head's deadline may close one here
+        silent, partial, served = (Connection(state, config) for _ in range(3))
+        await partial.send(b"POST /slow HTTP/1.1\r\nHost: glassbox\r\nX-Slow: ")
+        answered = await served.send(REQUEST)
+        await until_closed(silent)
+        await until_closed(partial)
+        await asyncio.sleep(0.2)  # past the deadline: a whole head disarmed it
+        return answered.endswith(b"hello /hello"), served.transport.closed, silent.transport.closed
+
+    answered, served_closed, silent_closed = asyncio.run(main())
+    assert answered
+    assert silent_closed
+    assert not served_closed
+
+
+def test_over_the_cap_the_longest_idle_connection_makes_room(bounds):
+    bounds(max_connections=2)
+
+    async def main() -> tuple[Connection, Connection, Connection]:
+        state, config = ServerState(), loaded_config(hello, HttpProtocol)
+        oldest = Connection(state, config)
+        await oldest.send(REQUEST)
+        newer = Connection(state, config)
+        await newer.send(REQUEST)
+        third = Connection(state, config)
+        return oldest, newer, third
+
+    oldest, newer, third = asyncio.run(main())
+    assert oldest.transport.closed
+    assert not newer.transport.closed
+    assert not third.transport.closed
+
+
+def test_over_the_cap_with_every_connection_busy_the_new_one_is_refused_503(bounds):
+    bounds(max_connections=2)
+    unfinished = b"POST /slow HTTP/1.1\r\nHost: glassbox\r\nContent-Length: 10\r\n\r\n"
+
+    async def main() -> tuple[bool, Connection]:
+        state, config = ServerState(), loaded_config(hello, HttpProtocol)
+        busy = [Connection(state, config) for _ in range(2)]
+        for connection in busy:
+            await connection.send(unfinished)  # a request in progress, its body awaited
+        refused = Connection(state, config)
+        await asyncio.sleep(0)
+        # Read before the loop ends: its end cancels the requests, which closes them.
+        return any(connection.transport.closed for connection in busy), refused
+
+    busy_closed, refused = asyncio.run(main())
+    assert not busy_closed
+    assert refused.transport.closed
+    answer = b"".join(refused.transport.writes)
+    assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert b"retry-after: 1\r\n" in answer
+    assert b"connection: close\r\n" in answer
+    assert answer.endswith(b'"code": "overloaded"}')
+
+
+def test_after_shutdown_an_idle_connection_answers_one_more_request_with_close(bounds):
+    bounds(drain_grace_s=30)
+
+    async def main() -> tuple[bytes, bytes, bool]:
+        state, config = ServerState(), loaded_config(hello, HttpProtocol)
+        connection = Connection(state, config)
+        first = await connection.send(REQUEST)
+        connection.protocol.shutdown()
+        last = await connection.send(REQUEST + REQUEST)  # the second is not taken
+        return first, last, connection.transport.closed
+
+    first, last, closed = asyncio.run(main())
+    assert b"connection: close" not in first.lower()
+    assert last.count(b"HTTP/1.1 200 OK") == 1
+    assert b"connection: close\r\n" in last
+    assert closed
+
+
+def test_after_shutdown_an_idle_connection_closes_once_its_grace_is_over(bounds):
+    bounds(drain_grace_s=0.05)
+
+    async def main() -> bool:
+        state, config = ServerState(), loaded_config(hello, HttpProtocol)
+        connection = Connection(state, config)
+        await connection.send(REQUEST)
+        connection.protocol.shutdown()
+        opened_after = not connection.transport.closed
+        await until_closed(connection)
+        return opened_after
+
+    assert asyncio.run(main())  # not closed at once: a request may be on its way
+
+
+def test_a_connection_accepted_as_the_server_drains_answers_once_and_closes(bounds):
+    """uvicorn tells the connections it knows of to shut down; one accepted in the same turn
+    as the listening socket closed was not among them, and served its client until the
+    graceful timeout."""
+    bounds(drain_grace_s=30)
+
+    async def main() -> tuple[bytes, bool]:
+        state, config = ServerState(), loaded_config(hello, HttpProtocol)
+        known = Connection(state, config)
+        known.protocol.shutdown()
+        late = Connection(state, config)
+        answer = await late.send(REQUEST)
+        return answer, late.transport.closed
+
+    answer, closed = asyncio.run(main())
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert b"connection: close\r\n" in answer
+    assert closed

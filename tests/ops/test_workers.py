@@ -4,14 +4,15 @@ dead worker replaced, and SIGTERM stopping them all with status 0 (Linux: socket
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -19,27 +20,43 @@ import httpx
 import pytest
 
 from app.serve import TF_THREAD_SETTINGS, _balanced, _parse, share_cores
+from tests.metrics import sample
 from tests.ops.server import ROOT, Server, free_port, free_ports, serve, wait_for
+from tests.ops.sockets import (
+    ESTABLISHED,
+    LISTEN,
+    Process,
+    alive,
+    owners_in,
+    port_of,
+    process_tree,
+    socket_inodes,
+    socket_owners,
+    tcp_sockets,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads sockets from /proc")
 
 WORKERS = 2
 CONNECTIONS = 16
-_LISTEN, _ESTABLISHED = "0A", "01"
 
 
 @contextmanager
 def serve_workers(log: Path) -> Iterator[Server]:
-    """deploy/serve.sh with WORKERS workers serving iris, once every worker listens."""
+    """deploy/serve.sh with WORKERS workers serving iris, once every worker listens; their
+    metrics files in `metrics` beside the log."""
+    metrics = log.parent / "metrics"
+    metrics.mkdir()
     env = {
         "GLASSBOX_MODEL_DIR": str(ROOT / "models"),
         "GLASSBOX_MODELS": "iris",
         "GLASSBOX_WORKERS": str(WORKERS),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
     }
     with serve(log, env) as running:
         # Ready means one worker answers; each listens only once its own models have loaded.
         port = port_of(running)
-        wait_for(lambda: len(owners_in(running, port, _LISTEN)) == WORKERS, "every worker", 120)
+        wait_for(lambda: len(owners_in(running, port, LISTEN)) == WORKERS, "every worker", 120)
         yield running
 
 
@@ -134,7 +151,7 @@ def test_ctrl_c_stops_the_workers_without_replacing_them(tmp_path):
 
     def listening() -> list[int]:
         assert supervisor.poll() is None, log.read_text()  # stopped: no use waiting
-        return socket_owners(port, _LISTEN, process_tree(supervisor.pid))
+        return socket_owners(port, LISTEN, process_tree(supervisor.pid))
 
     try:
         wait_for(lambda: len(listening()) == 2, "both workers", 120)
@@ -155,7 +172,7 @@ def test_workers_stop_when_the_supervisor_is_killed(tmp_path):
     with serve_workers(tmp_path / "server.log") as running:
         port = port_of(running)
         tree = process_tree(running.process.pid)
-        workers = [Process.of(pid) for pid in socket_owners(port, _LISTEN, tree)]
+        workers = [Process.of(pid) for pid in socket_owners(port, LISTEN, tree)]
         sockets = set().union(*(socket_inodes(worker.pid) for worker in workers))
         assert len(workers) == WORKERS
         running.process.kill()
@@ -163,105 +180,11 @@ def test_workers_stop_when_the_supervisor_is_killed(tmp_path):
         # Orphaned now, the workers are no longer under the supervisor: they are followed by pid.
         wait_for(lambda: not alive(workers), "the workers to exit", 120)
     # Their listening sockets closed with them (another process may listen on the port now).
-    assert not sockets & tcp_sockets(port, _LISTEN)
-
-
-def port_of(server: Server) -> int:
-    return int(server.base.rsplit(":", 1)[1])
-
-
-@dataclass(frozen=True)
-class Process:
-    """A process by its pid and its start time, so that a pid used again later is not taken
-    for it."""
-
-    pid: int
-    started: int | None
-
-    @classmethod
-    def of(cls, pid: int) -> Process:
-        stat = _stat(pid)
-        return cls(pid, None if stat is None else int(stat[19]))
-
-    def alive(self) -> bool:
-        """Running: not gone, not a zombie (exited, only waiting for its parent to reap it),
-        and not another process that got the pid since."""
-        stat = _stat(self.pid)
-        return stat is not None and stat[0] != "Z" and int(stat[19]) == self.started
-
-
-def _stat(pid: int) -> list[str] | None:
-    """/proc/PID/stat's fields after the command name (state first), or None once it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # gone, or going: its files vanish while they are read
-        return None
-    return text.rpartition(")")[2].split()
-
-
-def alive(processes: list[Process]) -> list[Process]:
-    return [process for process in processes if process.alive()]
-
-
-def process_tree(root: int) -> set[int]:
-    """`root` and every process under it: the processes a test started. Each process's parent
-    is read from /proc/PID/stat (this kernel may lack /proc/PID/task/TID/children), and a
-    process that exits meanwhile is left out."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit() and (stat := _stat(int(name))) is not None:
-            children.setdefault(int(stat[1]), []).append(int(name))
-    tree, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        if pid not in tree:
-            tree.add(pid)
-            todo.extend(children.get(pid, []))
-    return tree
-
-
-def tcp_sockets(port: int, state: str) -> set[str]:
-    """The inodes of the local TCP sockets on `port` in `state` (this network namespace)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
-                inodes.add(fields[9])
-    return inodes
-
-
-def socket_inodes(pid: int) -> list[str]:
-    """The inode of each socket `pid` holds, one entry per descriptor; none once it is gone."""
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return []
-    inodes = []
-    for fd in fds:
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:  # a descriptor closed, or the process gone, meanwhile
-            continue
-        if target.startswith("socket:["):
-            inodes.append(target[8:-1])
-    return inodes
-
-
-def socket_owners(port: int, state: str, pids: set[int]) -> list[int]:
-    """The pid holding each local TCP socket on `port` in `state`, one entry per socket, among
-    `pids` (a test's own processes)."""
-    inodes = tcp_sockets(port, state)
-    return [pid for pid in sorted(pids) for inode in socket_inodes(pid) if inode in inodes]
-
-
-def owners_in(server: Server, port: int, state: str) -> list[int]:
-    """`socket_owners` among the server's own processes: the supervisor and its workers."""
-    return socket_owners(port, state, process_tree(server.process.pid))
+    assert not sockets & tcp_sockets(port, LISTEN)
 
 
 def test_each_worker_listens_on_a_socket_of_its_own(server):
-    owners = owners_in(server, port_of(server), _LISTEN)
+    owners = owners_in(server, port_of(server), LISTEN)
     assert len(owners) == WORKERS, owners
     assert len(set(owners)) == WORKERS
     assert server.process.pid not in owners  # the supervisor itself takes no connections
@@ -274,9 +197,9 @@ def test_each_worker_serves_grpc_on_the_shared_port(server):
 
     grpc_port = int(server.grpc_target.rsplit(":", 1)[1])
     wait_for(
-        lambda: len(owners_in(server, grpc_port, _LISTEN)) == WORKERS, "every worker's gRPC", 120
+        lambda: len(owners_in(server, grpc_port, LISTEN)) == WORKERS, "every worker's gRPC", 120
     )
-    owners = owners_in(server, grpc_port, _LISTEN)
+    owners = owners_in(server, grpc_port, LISTEN)
     assert len(set(owners)) == WORKERS, owners
     with grpc.insecure_channel(server.grpc_target) as channel:
         answer = health_pb2_grpc.HealthStub(channel).Check(
@@ -305,7 +228,7 @@ def test_connections_opened_together_reach_both_workers(server):
     try:
         for client in clients:
             assert client.get("/health/live").status_code == 200
-        owners = owners_in(server, port_of(server), _ESTABLISHED)
+        owners = owners_in(server, port_of(server), ESTABLISHED)
         assert len(owners) == CONNECTIONS
         assert len(set(owners)) == WORKERS, owners
     finally:
@@ -313,28 +236,63 @@ def test_connections_opened_together_reach_both_workers(server):
             client.close()
 
 
-def test_a_worker_that_dies_is_replaced(server):
+FLOWER = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+
+
+def live_gauge_pids(server: Server) -> set[int]:
+    """The workers whose live gauges (queue depth) the metrics library sums into a scrape."""
+    metrics = Path(server.log).parent / "metrics"
+    return {int(path.stem.rsplit("_", 1)[1]) for path in metrics.glob("gauge_live*_*.db")}
+
+
+def test_a_worker_that_dies_with_requests_queued_is_replaced_and_its_gauges_forgotten(server):
+    """Killed while predictions stream in; the new worker serves, and the dead one's queue
+    depth is no longer summed into glassbox_queue_depth (its livesum file is removed)."""
     port = port_of(server)
-    killed = owners_in(server, port, _LISTEN)[0]
-    os.kill(killed, signal.SIGKILL)
+    stop = threading.Event()
 
-    def replaced() -> bool:
-        owners = owners_in(server, port, _LISTEN)
-        return len(owners) == WORKERS and killed not in owners
+    def predicting() -> None:
+        while not stop.is_set():
+            # New connections, spread over both workers; the killed worker's are cut off.
+            with (
+                httpx.Client(base_url=server.base, timeout=30) as client,
+                contextlib.suppress(httpx.TransportError),
+            ):
+                for _ in range(20):
+                    client.post("/api/models/iris/predict", json=FLOWER)
 
-    # A new worker imports TensorFlow and loads iris: on a busy machine that takes a while.
-    wait_for(replaced, "a new worker listening", 240)
-    flower = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+    load = [threading.Thread(target=predicting) for _ in range(4)]
+    for thread in load:
+        thread.start()
+    try:
+        workers = set(owners_in(server, port, LISTEN))
+        wait_for(lambda: workers <= live_gauge_pids(server), "both workers to have queued")
+        killed = sorted(workers)[0]
+        os.kill(killed, signal.SIGKILL)
+
+        def replaced() -> bool:
+            owners = owners_in(server, port, LISTEN)
+            return len(owners) == WORKERS and killed not in owners
+
+        # A new worker imports TensorFlow and loads iris: on a busy machine that takes a while.
+        wait_for(replaced, "a new worker listening", 240)
+    finally:
+        stop.set()
+        for thread in load:
+            thread.join(60)
+    assert killed not in live_gauge_pids(server)
     for _ in range(8):  # fresh connections, spread over both workers
         with httpx.Client(base_url=server.base, timeout=30) as client:
-            response = client.post("/api/models/iris/predict", json=flower)
+            response = client.post("/api/models/iris/predict", json=FLOWER)
             assert response.status_code == 200
             assert response.json()["label"] == "setosa"
+    with httpx.Client(base_url=server.base, timeout=30) as client:
+        assert sample(client, "glassbox_queue_depth", model="iris") == 0
     assert f"Worker [{killed}] died" in server.output()
 
 
 def test_sigterm_stops_every_worker_and_exits_0(server):
-    workers = [Process.of(pid) for pid in owners_in(server, port_of(server), _LISTEN)]
+    workers = [Process.of(pid) for pid in owners_in(server, port_of(server), LISTEN)]
     assert server.stop() == 0
     assert not alive(workers)
     output = server.output()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from app.core.errors import ClientGone
 from app.dataplane import explain
 from app.runtime.model import ModelRuntime
 from bench.explanations import attribute, completeness, deletion, inputs, relative_errors
@@ -49,6 +50,42 @@ def test_blanking_the_most_attributed_pixels_hurts_more_than_blanking_random_one
     runtime = runtimes["mnist"]
     top_drop, random_drop = deletion(runtime, inputs("mnist", runtime, 50), method)
     assert top_drop > random_drop
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "smoothgrad"])
+def test_a_long_explanation_is_computed_in_chunks_and_stops_at_the_next_when_asked(
+    runtimes, monkeypatch, method
+):
+    """Its gradients are summed chunk by chunk (so memory follows the chunk, not the steps),
+    and a caller gone stops it at the next chunk."""
+    runtime = runtimes["mnist"]
+    calls: list[int] = []
+    real = runtime.output_gradients
+
+    def counting(batch, output):
+        calls.append(len(batch))
+        return real(batch, output)
+
+    monkeypatch.setattr(runtime, "output_gradients", counting)
+    row = inputs("mnist", runtime, 1)[0]
+    size = explain.chunk_rows(runtime.loaded_card)
+    options = explain.ExplainOptions(method=method, steps=4 * size, samples=3 * size)
+    whole = explain.explanation(runtime, row, options)
+    assert max(calls) == size  # chunks of `size` rows
+    assert sum(calls) == (4 * size + 1 if method == "integrated_gradients" else 3 * size)
+    calls.clear()
+    stopped = iter([False, True])
+    with pytest.raises(ClientGone):
+        explain.explanation(runtime, row, options, stop=lambda: next(stopped))
+    assert calls == [size]  # one chunk, then it stopped
+    assert whole.attribution_map is not None
+
+
+def test_the_chunk_keeps_catdogs_largest_explanation_near_its_memory_budget(runtimes):
+    """The rows per chunk follow the model's activations: catdog's are ~900,000 values a row."""
+    card = runtimes["catdog"].loaded_card
+    assert 4 <= explain.chunk_rows(card) <= 32
+    assert explain.chunk_rows(runtimes["iris"].loaded_card) > 10_000
 
 
 def test_grad_cam_is_offered_where_the_head_can_be_reapplied(runtimes):

@@ -60,6 +60,25 @@ def test_missing_card_is_reported_and_others_serve(root):
     assert service.missing() == ["nocard/1"]
 
 
+def test_a_failed_versions_reason_names_paths_from_the_model_folder_only(root):
+    """The reason is public (/api/models, v2 metadata): where the server keeps its files is
+    not, and TensorFlow's own errors name absolute paths."""
+    broken = copy_version(root, 1, name="nograph")
+    (broken / "saved_model.pb").unlink()
+
+    async def main():
+        service = InferenceService(Settings(model_dir=root, poll_interval_s=0, verify_hashes=False))
+        await service.reload()
+        await service.aclose()
+        return service
+
+    service = run(main())
+    reason = service.registry.versions("nograph")[0].reason
+    assert "nograph/1" in reason
+    assert str(root) not in reason
+    assert str(root.resolve()) not in reason
+
+
 def test_folders_not_named_by_ascii_digits_are_not_versions(root):
     for name in ("latest", "²", "1.5"):
         (root / "iris" / name).mkdir()

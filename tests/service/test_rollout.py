@@ -88,6 +88,31 @@ def test_a_label_on_a_version_that_is_not_ready_is_refused_and_the_old_one_serve
     run(main())
 
 
+def test_a_shadow_that_is_the_default_version_itself_is_refused(root):
+    async def main():
+        async with serving(root) as service:
+            registry = service.registry
+            with pytest.raises(RolloutRefused, match="version 2, the default version itself"):
+                registry.set_plan("iris", RolloutPlan(shadow=ShadowPlan(version=2)))
+            with pytest.raises(RolloutRefused, match="version 1, the default version itself"):
+                registry.set_plan(
+                    "iris", RolloutPlan(labels={"stable": 1}, shadow=ShadowPlan(version=1))
+                )
+            registry.set_plan(
+                "iris", RolloutPlan(labels={"stable": 1}, shadow=ShadowPlan(version=2))
+            )
+            return registry.plan("iris").shadow
+
+    assert run(main()) == ShadowPlan(version=2)
+
+
+@pytest.mark.parametrize("weights", [{1: 1e308, 2: 1e308}, {1: 1_000_001}, {1: math.inf}])
+def test_weights_are_finite_and_bounded_so_their_sum_is_too(weights):
+    with pytest.raises(ValueError, match="weights"):
+        RolloutPlan.model_validate({"weights": weights})
+    assert RolloutPlan(weights={1: rollout.MAX_WEIGHT, 2: rollout.MAX_WEIGHT}).pick("iris", "a")
+
+
 def test_canary_split_of_unkeyed_requests_lands_within_three_points(root, monkeypatch):
     # Seeded: with the process's own generator, 2,000 draws miss by over 3 points in about one
     # run in 1,300.

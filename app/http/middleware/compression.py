@@ -24,8 +24,7 @@ import zlib
 
 from starlette.types import Message, Receive, Scope, Send
 
-from app.http.middleware.limits import replay
-from app.http.routes.errors import error_response
+from app.http.middleware.limits import BadBody, replay
 
 CODINGS = ("gzip", "deflate")
 MIN_SIZE = 1024  # smaller answers (most predictions) go as they are
@@ -49,14 +48,6 @@ _SKIPPED_TYPES = (
 # An answer with either header is sent as it is: encoded already, or a range of the identity.
 _KEPT_WITH = (b"content-encoding", b"content-range")
 _CONTENT_LENGTH = b"content-length"
-
-
-class BadBody(Exception):
-    """A compressed request body that cannot be used: its answer's status and message."""
-
-    def __init__(self, status: int, message: str, code: str):
-        super().__init__(message)
-        self.status, self.message, self.code = status, message, code
 
 
 # -- requests ------------------------------------------------------------------------------------
@@ -140,6 +131,7 @@ def coding_of(value: bytes) -> str | None:
             f"Content-Encoding '{coding[:40]}' is not supported: send the body as it is, or "
             f"compressed with {' or '.join(CODINGS)}.",
             "unsupported_media_type",
+            headers={"Accept-Encoding": ", ".join(CODINGS)},
         )
     return coding
 
@@ -150,17 +142,13 @@ async def decoded(scope: Scope, receive: Receive, coding: str, limit: int) -> Re
     inflater = Inflater(coding, limit)
     received = 0
     more = True
-    while more:
+    while more:  # the sent body is within the limit: BodyLimits.read has taken it
         message = await receive()
         if message["type"] != "http.request":  # the client left: what came is all there is
             break
         chunk = message.get("body", b"")
         more = message.get("more_body", False)
         received += len(chunk)
-        if received > limit:
-            raise BadBody(
-                413, f"The request body is over the limit of {limit} bytes.", "payload_too_large"
-            )
         rest = inflater.feed(chunk, INLINE_BYTES)
         if rest is not None:
             await asyncio.to_thread(inflater.feed, rest)
@@ -172,13 +160,6 @@ async def decoded(scope: Scope, receive: Receive, coding: str, limit: int) -> Re
     ]
     scope["headers"].append((_CONTENT_LENGTH, str(len(body)).encode("latin-1")))
     return replay(body, receive)
-
-
-async def refuse(error: BadBody, scope: Scope, receive: Receive, send: Send) -> None:
-    headers = {"Accept-Encoding": ", ".join(CODINGS)} if error.status == 415 else None
-    await error_response(error.status, error.message, error.code, headers=headers)(
-        scope, receive, send
-    )
 
 
 # -- answers -------------------------------------------------------------------------------------

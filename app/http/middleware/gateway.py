@@ -1,11 +1,13 @@
 """Every HTTP request's way in and out, as one pure ASGI middleware.
 
-In order: the request id, API keys (401), the caller (for a sticky canary split), the model's
-in-flight limit (503 with Retry-After) and the surface the payload log names, a compressed
-body decoded (400, 413, 415) and the body limits (413, 422); on the way out the answer
-compressed where Accept-Encoding asks, the request id and security headers on the answer, then
-the request's metrics and its log line. CORS, when configured, sits between the outer part (so its
-answers get ids, headers, metrics and logs) and the key check (so a preflight needs no key).
+In order: the request id, API keys (401), the whole body read within its deadline and size
+(408, 413: before a model's place is taken, so a slow sender holds none), the caller (for a
+sticky canary split), the model's in-flight limit (503 with Retry-After) and the surface the
+payload log names, a compressed body decoded (400, 413, 415) and the JSON depth limit (422);
+on the way out the answer compressed where Accept-Encoding asks, the request id and security
+headers on the answer, then the request's metrics and its log line. CORS, when configured, sits
+between the outer part (so its answers get ids, headers, metrics and logs) and the key check (so
+a preflight needs no key).
 One middleware instead of five: each wrapped `send` again and read the headers again, and
 together they cost a tenth of an iris prediction's time on the event loop.
 """
@@ -23,7 +25,7 @@ from app.core.logging import request_id_from, request_id_var, surface_var
 from app.dataplane.admission import InFlightLimit
 from app.http import observability
 from app.http.middleware import compression
-from app.http.middleware.limits import BodyLimits
+from app.http.middleware.limits import BadBody, BodyLimits
 from app.http.middleware.security import KeyCheck, with_security_headers
 from app.http.paths import MODEL_PATH, SURFACES
 from app.http.routes.errors import error_response
@@ -33,6 +35,17 @@ from app.runtime.rollout import caller_var
 def _text(headers: dict[bytes, bytes], name: bytes) -> str | None:
     value = headers.get(name)
     return None if value is None else value.decode("latin-1")
+
+
+def _headless(send: Send) -> Send:
+    """`send` with every body left out, its headers (Content-Length too) kept."""
+
+    async def headless(message: Message) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            message = {**message, "body": b""}
+        await send(message)
+
+    return headless
 
 
 class Gateway:
@@ -54,6 +67,13 @@ class Gateway:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        method = scope["method"]
+        if method == "HEAD":
+            # Answered as GET, without its body (RFC 9110 9.3.2): the routes declare GET only.
+            # Not compressed: its Content-Length says the identity's.
+            kept = [(k, v) for k, v in scope["headers"] if k != b"accept-encoding"]
+            scope = {**scope, "method": "GET", "headers": kept}
+            send = _headless(send)
         started = time.perf_counter()
         given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
         request_id = request_id_from(given.decode("latin-1"))
@@ -74,8 +94,10 @@ class Gateway:
             await self.inner(scope, receive, answer)
         except BaseException:
             # The id stays set: the 500 handler outside this middleware logs with it.
+            scope["method"] = method  # counted and logged as sent
             observability.record_request(scope, status, started)
             raise
+        scope["method"] = method
         observability.record_request(scope, status, started)
         request_id_var.reset(token)
 
@@ -86,6 +108,12 @@ class Gateway:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
+        if b"content-length" in headers or b"transfer-encoding" in headers:
+            try:
+                receive = await self.limits.read(receive, headers)
+            except BadBody as refused:
+                await refused.answer(scope, receive, send)
+                return
         model_path = MODEL_PATH.match(path) if method == "POST" else None
         if model_path is None:
             await self._body(scope, receive, send, headers)
@@ -121,7 +149,7 @@ class Gateway:
         """The body limits and the app, with the body decoded and the answer compressed
         where the headers say so (two dict lookups when they do not)."""
         accept = headers.get(b"accept-encoding")
-        if accept is not None and scope["method"] != "HEAD":
+        if accept is not None:
             coding = compression.accepted(accept)
             if coding is not None:
                 send = compression.compressing(send, coding)
@@ -134,7 +162,7 @@ class Gateway:
                         scope, receive, coding, self.limits.max_bytes
                     )
                     headers = dict(scope["headers"])
-            except compression.BadBody as refused:
-                await compression.refuse(refused, scope, receive, send)
+            except BadBody as refused:
+                await refused.answer(scope, receive, send)
                 return
         await self.limits.run(self.app, scope, receive, send, headers)

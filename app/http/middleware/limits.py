@@ -1,8 +1,13 @@
-"""Request body limits: size (413) and JSON nesting depth (422).
+"""Request body limits: time (408), size (413) and JSON nesting depth (422).
 
-The size is checked from Content-Length before reading, and again while the body streams in.
-A JSON body is read whole (it is within the size limit by then) and its nesting measured before
-any parser sees it, since a deeply nested document can exhaust the parser's recursion.
+`BodyLimits.read` takes the whole body before anything else happens to the request, in
+particular before the request takes one of its model's places (`gateway.Gateway`): a client
+sending its body slowly would otherwise hold a place, and 256 of them refused every other
+caller of the model with 503. The body must come within `timeout_s` of the request head
+(408, and the connection closed: the rest of a late body cannot be told from a next request),
+and its size is checked from Content-Length before reading and again as it streams in (413).
+A JSON body (within the size limit by then) has its nesting measured before any parser sees
+it, since a deeply nested document can exhaust the parser's recursion.
 
 A refused request leaves what was made of its body (the text, the parser's error with its
 input) in reference cycles through the error's traceback, and `settle_heap`
@@ -15,6 +20,7 @@ nothing.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
 import numpy as np
@@ -25,27 +31,70 @@ from app.http.routes.errors import error_response
 COLLECT_AFTER_BYTES = 64 * 1024
 
 
-class BodyLimits:
-    """413 over `max_bytes` (declared or streamed), 422 for JSON nested deeper than
-    `max_json_depth`; run by `gateway.Gateway` around the app."""
+class BadBody(Exception):
+    """A request body that cannot be used: its answer's status, message and code."""
 
-    def __init__(self, max_bytes: int, max_json_depth: int):
+    def __init__(self, status: int, message: str, code: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.headers = status, message, code, headers
+
+    async def answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(self.status, self.message, self.code, headers=self.headers)
+        await response(scope, receive, send)
+
+
+def too_large(limit: int) -> BadBody:
+    message = f"The request body is over the limit of {limit} bytes."
+    return BadBody(413, message, "payload_too_large")
+
+
+class BodyLimits:
+    """The body read within `timeout_s` and `max_bytes` (`read`), then 422 for JSON nested
+    deeper than `max_json_depth` (`run`); run by `gateway.Gateway` around the app."""
+
+    def __init__(self, max_bytes: int, max_json_depth: int, timeout_s: float = 5.0):
         self.max_bytes = max_bytes
         self.max_json_depth = max_json_depth
+        self.timeout_s = timeout_s
+
+    async def read(self, receive: Receive, headers: dict[bytes, bytes]) -> Receive:
+        """The whole body, read now; a `receive` that replays it. BadBody (408, 413) when it
+        is late or too large."""
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            raise too_large(self.max_bytes)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":  # the client left; it says so again
+                        return replay(b"".join(chunks), receive)
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise too_large(self.max_bytes)
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return replay(b"".join(chunks), receive)
+        except TimeoutError:
+            raise BadBody(
+                408,
+                f"The request body did not arrive within {self.timeout_s:g} s.",
+                "request_timeout",
+                headers={"Connection": "close"},
+            ) from None
 
     async def run(
         self, app: ASGIApp, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes]
     ) -> None:
-        declared = headers.get(b"content-length")
-        length = int(declared) if declared is not None and declared.isdigit() else None
-        if length is not None and length > self.max_bytes:
-            await self._too_large(scope, receive, send)
-            return
+        """The app, once a JSON body's depth is known to be within the limit; `receive`
+        replays a body `read` took (or has none)."""
         if b"json" in headers.get(b"content-type", b""):
-            body, complete = await self._read(receive)
-            if not complete:
-                await self._too_large(scope, receive, send)
-                return
+            message = await receive()
+            body = message.get("body", b"")
+            receive = replay(body, receive)
             if json_depth(body, self.max_json_depth) > self.max_json_depth:
                 response = error_response(
                     422,
@@ -54,58 +103,16 @@ class BodyLimits:
                 )
                 await response(scope, receive, send)
                 return
-            if len(body) < COLLECT_AFTER_BYTES:
-                await app(scope, replay(body, receive), send)
-            else:
-                await _collecting_if_refused(app, scope, replay(body, receive), send)
-            return
-
-        received = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge
-            return message
-
-        large = (
-            length >= COLLECT_AFTER_BYTES
-            if length is not None
-            else b"transfer-encoding" in headers  # sent in chunks: its length is not known
+        else:
+            body = b""
+        declared = headers.get(b"content-length")
+        large = len(body) >= COLLECT_AFTER_BYTES or (
+            declared is not None and declared.isdigit() and int(declared) >= COLLECT_AFTER_BYTES
         )
-        try:
-            if large:
-                await _collecting_if_refused(app, scope, counting_receive, send)
-            else:
-                await app(scope, counting_receive, send)
-        except _BodyTooLarge:
-            await self._too_large(scope, receive, send)
-
-    async def _read(self, receive: Receive) -> tuple[bytes, bool]:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return b"".join(chunks), True
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                return b"", False
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks), True
-
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            413,
-            f"The request body is over the limit of {self.max_bytes} bytes.",
-            "payload_too_large",
-        )
-        await response(scope, receive, send)
+        if large or b"transfer-encoding" in headers:
+            await _collecting_if_refused(app, scope, receive, send)
+        else:
+            await app(scope, receive, send)
 
 
 async def _collecting_if_refused(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
@@ -137,10 +144,6 @@ def replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 def json_depth(body: bytes, limit: int | None = None) -> int:
