@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -15,15 +15,6 @@ def _split_commas(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
-
-
-@dataclass(frozen=True)
-class BatchPolicy:
-    max_batch_size: int = 64
-    max_wait_ms: float = 2.0  # the longest a batch gathers once it has taken its first request
-    quiet_turns: int = 4  # event-loop turns without a new request that close a batch early
-    queue_size: int = 256  # requests waiting or running; more are refused at once
-    timeout_s: float = 5.0
 
 
 class BatchOverride(BaseModel):
@@ -318,6 +309,22 @@ class Settings(BaseSettings):
                 **override.model_dump(exclude_none=True),
             }
         )
+
+
+def _default(setting: str) -> Any:
+    return Settings.model_fields[setting].default
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """One model's batching and queue settings (`Settings.batch_policy`); the defaults are the
+    settings' own, written once there."""
+
+    max_batch_size: int = _default("batch_max_size")
+    max_wait_ms: float = _default("batch_max_wait_ms")  # a batch's gathering, from its first
+    quiet_turns: int = _default("batch_quiet_turns")  # idle loop turns that close it early
+    queue_size: int = _default("queue_size")  # in progress; admission refuses more at once
+    timeout_s: float = _default("request_timeout_s")
 
 
 @lru_cache

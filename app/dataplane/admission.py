@@ -10,24 +10,48 @@ reach it (in the event loop, parsing and decoding), and latency would grow witho
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Self
 
 from app.core.errors import Overloaded
+from app.core.settings import Settings
 
 
 class InFlightLimit:
-    def __init__(self, limit: int, on_reject: Callable[[str], None] | None = None):
+    """The one owner of the queue limit: `limit` places per model (GLASSBOX_QUEUE_SIZE), or the
+    model's own from `per_model` (GLASSBOX_BATCHING's `queue_size`), above or below it."""
+
+    def __init__(
+        self,
+        limit: int,
+        on_reject: Callable[[str], None] | None = None,
+        per_model: Mapping[str, int] | None = None,
+    ):
         self.limit = limit
+        self.per_model = dict(per_model or {})
         self.on_reject = on_reject or (lambda model: None)
         self.in_flight: dict[str, int] = {}
 
+    @classmethod
+    def of(cls, settings: Settings, on_reject: Callable[[str], None] | None = None) -> Self:
+        per_model = {
+            name: override.queue_size
+            for name, override in settings.batching.items()
+            if override.queue_size is not None
+        }
+        return cls(settings.queue_size, on_reject, per_model)
+
+    def limit_of(self, model: str) -> int:
+        return self.per_model.get(model, self.limit)
+
     def acquire(self, model: str) -> None:
         """Takes one of the model's places; Overloaded when none is free."""
-        if self.in_flight.get(model, 0) >= self.limit:
+        limit = self.per_model.get(model, self.limit) if self.per_model else self.limit
+        if self.in_flight.get(model, 0) >= limit:
             self.on_reject(model)
             raise Overloaded(
-                f"The model is busy: {self.limit} requests are already in progress. Retry shortly."
+                f"The model is busy: {limit} requests are already in progress. Retry shortly."
             )
         self.in_flight[model] = self.in_flight.get(model, 0) + 1
 

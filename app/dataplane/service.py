@@ -83,7 +83,7 @@ class InferenceService:
         self.registry = registry or ModelRegistry()
         self.observer = observer
         # One limit per model for every transport, so HTTP and gRPC share its places.
-        self.admission = admission or InFlightLimit(settings.queue_size)
+        self.admission = admission or InFlightLimit.of(settings)
         self._reload_listeners: list[Callable[[], Awaitable[None]]] = []
         self.executor = ThreadPoolExecutor(
             settings.inference_threads, thread_name_prefix="inference"

@@ -40,8 +40,8 @@ Companion = Callable[[InferenceService], AbstractAsyncContextManager[None]]
 def create_app(settings: Settings | None = None, companions: Sequence[Companion] = ()) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
-    admission = InFlightLimit(
-        settings.queue_size,
+    admission = InFlightLimit.of(
+        settings,
         on_reject=lambda model: observability.count_rejected(model, 0, "in_progress_limit"),
     )
 

@@ -1,9 +1,10 @@
 """Dynamic batching: concurrent predictions for one model version become one signature call.
 
-Each model version has one `Batcher`: a bounded queue and one worker task. The worker takes the
-oldest request and every request already waiting (up to `max_batch_size` rows); then lets the
-event loop run until `quiet_turns` turns in a row bring no new request, or `max_wait_ms` has
-passed; runs the batch on the inference executor; and hands each request its rows back.
+Each model version has one `Batcher`: a queue (bounded before it, by the model's admission
+places) and one worker task. The worker takes the oldest request and every request already
+waiting (up to `max_batch_size` rows); then lets the event loop run until `quiet_turns` turns
+in a row bring no new request, or `max_wait_ms` has passed; runs the batch on the inference
+executor; and hands each request its rows back.
 
 The quiet turns are what make batches on a busy server: when a batch finishes, its callers'
 next requests are already in the socket buffers or being parsed, and they reach the queue within
@@ -28,7 +29,7 @@ from typing import Protocol
 
 import numpy as np
 
-from app.core.errors import DeadlineExceeded, ModelNotReady, Overloaded
+from app.core.errors import DeadlineExceeded, ModelNotReady
 from app.core.settings import BatchPolicy
 from app.runtime.statistics import InferenceStatistics
 
@@ -86,7 +87,6 @@ class Batcher:
         self._worker: asyncio.Task[None] | None = None
         self._carry: _Request | None = None
         self._held: list[_Request] = []  # the batch being gathered or computed, off the queue
-        self._in_flight = 0  # requests queued or in the running batch
 
     @property
     def depth(self) -> int:
@@ -96,20 +96,14 @@ class Batcher:
         """The model's output rows for `batch`, computed in a shared batch."""
         queue = self._queue
         if self._worker is None or queue is None:
-            queue = self._queue = asyncio.Queue()  # bounded by _in_flight below
+            # Bounded before it: every request holds one of its model's admission places
+            # (app/dataplane/admission.py, the one owner of GLASSBOX_QUEUE_SIZE).
+            queue = self._queue = asyncio.Queue()
             self._worker = asyncio.create_task(self._run(queue), name="batcher")
         arrived = time.perf_counter_ns()
-        if self._in_flight >= self.policy.queue_size:
-            self._observer.count_rejected(*self._model, "queue_full")
-            self.statistics.failed(0)
-            raise Overloaded(
-                f"The model is busy: {self.policy.queue_size} requests are already waiting or "
-                "running. Retry shortly."
-            )
         request = _Request(
             batch, asyncio.get_running_loop().create_future(), self._clock(), arrived
         )
-        self._in_flight += 1
         try:
             queue.put_nowait(request)
             self._observer.set_queue_depth(*self._model, queue.qsize())
@@ -117,8 +111,6 @@ class Batcher:
         except Exception:
             self.statistics.failed(time.perf_counter_ns() - arrived)
             raise
-        finally:
-            self._in_flight -= 1
         self.statistics.answered(time.perf_counter_ns() - arrived)
         return outputs
 

@@ -3,6 +3,8 @@
 import asyncio
 import json
 
+import pytest
+
 from app.dataplane.admission import InFlightLimit
 from app.http.middleware.gateway import Gateway
 from app.http.middleware.limits import BodyLimits
@@ -56,3 +58,30 @@ def test_one_request_over_the_limit_gets_503_with_retry_after_and_others_pass():
     assert json.loads(body)["code"] == "overloaded"
     assert [answer[0] for answer in passed] == [200, 200, 200, 200]
     assert refused_models == ["iris"]
+
+
+def test_a_models_own_queue_size_is_its_limit_above_or_below_the_global_one():
+    """GLASSBOX_BATCHING's per-model queue_size is the model's limit, owned by admission alone:
+    before, one above GLASSBOX_QUEUE_SIZE did nothing (admission refused first), and one below
+    it was enforced by the batcher under another reason."""
+    from fastapi.testclient import TestClient
+
+    from app.core.errors import Overloaded
+    from app.core.settings import Settings
+    from app.http.app import create_app
+
+    settings = Settings(
+        models=["iris"],
+        queue_size=2,
+        batching={"iris": {"queue_size": 5}, "mnist": {"queue_size": 1}},
+    )
+    with TestClient(create_app(settings)) as client:
+        admission = client.app.state.service.admission
+        assert admission is client.app.state.service.admission  # the one both transports use
+        for model, limit in (("iris", 5), ("mnist", 1), ("housing", 2)):
+            for _ in range(limit):
+                admission.acquire(model)
+            with pytest.raises(Overloaded, match=f"{limit} requests"):
+                admission.acquire(model)
+            for _ in range(limit):
+                admission.release(model)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from app.core.errors import DeadlineExceeded, ModelNotReady, Overloaded
+from app.core.errors import DeadlineExceeded, ModelNotReady
 from app.core.settings import BatchPolicy, Settings
 from app.runtime.batching import Batcher
 
@@ -207,29 +207,6 @@ def test_max_wait_ms_closes_a_batch_that_keeps_growing():
     assert all(size <= most for size in model.sizes), model.sizes
     assert len(model.sizes) >= arrivals // most
     assert max(model.sizes) >= max_wait_ms // step_ms - 2  # the batches did grow
-
-
-def test_full_queue_refuses_at_once_with_retry_after(executor):
-    gate = threading.Event()
-    model = SlowDouble(gate=gate)
-
-    async def main():
-        batcher = Batcher(model, executor, BatchPolicy(max_batch_size=1, queue_size=3))
-        first = asyncio.create_task(batcher.submit(np.ones((1, 1), np.float32)))
-        await started(model)  # the first request is running (held at the gate)
-        queued = [asyncio.create_task(batcher.submit(np.ones((1, 1), np.float32))) for _ in "ab"]
-        await until(lambda: batcher.depth == 2)  # and two wait: three in flight
-        with pytest.raises(Overloaded) as refused:
-            await batcher.submit(np.ones((1, 1), np.float32))
-        gate.set()
-        await asyncio.gather(first, *queued)
-        await batcher.close()
-        return refused.value, batcher.statistics
-
-    refused, statistics = run(main())
-    assert refused.status_code == 503
-    assert refused.headers["Retry-After"] == "1"
-    assert (statistics.success.count, statistics.fail.count) == (3, 1)
 
 
 def test_request_queued_past_its_deadline_is_not_computed(executor):
