@@ -17,8 +17,9 @@
 
 - **Connections are bounded** (docs/operations.md, "Deadlines and caps"). A connection must
   send its request head within `GLASSBOX_HEADER_TIMEOUT_S` of opening it or of starting the
-  head, or it is closed: uvicorn's keep-alive timer starts only after an answer, so a
-  connection that never sent a request, or never finished its head, stayed open for good. At
+  head, or it is closed (a sweep of the connections every quarter of the deadline): uvicorn's
+  keep-alive timer starts only after an answer, so a connection that never sent a request, or
+  never finished its head, stayed open for good. At
   `GLASSBOX_MAX_CONNECTIONS` open connections a new one closes the longest-idle connection
   that has no request in progress, or, when every connection is busy, is answered 503 and
   closed, so that a flood of connections cannot use up the process's file descriptors.
@@ -65,7 +66,7 @@ class HttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._declining = False  # the request being parsed offers an upgrade not taken
         self._draining = False  # answer at most one more request, then close
-        self._head_deadline: asyncio.TimerHandle | None = None
+        self._head_since: float | None = None  # loop time a head began to be awaited
         self._idle_since = time.monotonic()
         settings = get_settings()
         self._header_timeout_s = settings.header_timeout_s
@@ -79,18 +80,15 @@ class HttpProtocol(HttpToolsProtocol):
             self.transport.write(_REFUSAL)
             self.transport.close()
             return
-        self._arm_head_deadline()
+        self._head_since = self.loop.time()
+        _sweep_soon(self.server_state, self.loop, self._header_timeout_s)
         if self.server_state in _draining:  # accepted as the listening socket closed
             self.shutdown()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_head_deadline()
-        super().connection_lost(exc)
-
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._head_deadline is None:
-            self._arm_head_deadline()
+        if self._head_since is None:
+            self._head_since = self.loop.time()
 
     def on_response_complete(self) -> None:
         self._idle_since = time.monotonic()
@@ -128,19 +126,14 @@ class HttpProtocol(HttpToolsProtocol):
         min(idle, key=lambda connection: connection._idle_since).transport.close()
         return True
 
-    def _arm_head_deadline(self) -> None:
-        self._head_deadline = self.loop.call_later(self._header_timeout_s, self._head_overdue)
-
-    def _disarm_head_deadline(self) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
-
-    def _head_overdue(self) -> None:
-        """No whole request head in time since the connection opened or the head began."""
-        self._head_deadline = None
-        if self._idle() and not self.transport.is_closing():
-            self.transport.close()
+    def close_if_head_overdue(self, now: float) -> None:
+        """Closed when no whole request head came in time since the connection opened, or
+        since a head began."""
+        since = self._head_since
+        if since is not None and now - since >= self._header_timeout_s and self._idle():
+            self._head_since = None
+            if not self.transport.is_closing():
+                self.transport.close()
 
     def eof_received(self) -> None:
         # The client has half-closed. asyncio closes the transport itself when this returns,
@@ -179,7 +172,7 @@ class HttpProtocol(HttpToolsProtocol):
         if self._declines_upgrade():
             self._declining = True  # no cycle for it: it is parsed again (data_received)
             return
-        self._disarm_head_deadline()
+        self._head_since = None
         super().on_headers_complete()
         if self._draining and self.cycle is not None:
             self.cycle.keep_alive = False  # its answer says `Connection: close`, then closes
@@ -215,6 +208,27 @@ class HttpProtocol(HttpToolsProtocol):
             lines += [name, b": ", value, b"\r\n"]
         lines.append(b"\r\n")
         return b"".join(lines)
+
+
+# One sweep of a server's connections every quarter of the head's deadline (at most a
+# second), rather than a timer armed and cancelled for every request (about 3 us each, and a
+# heap of cancelled timers): a head deadline ends within that quarter after it passes.
+_sweeps: weakref.WeakKeyDictionary[ServerState, asyncio.TimerHandle] = weakref.WeakKeyDictionary()
+
+
+def _sweep_soon(state: ServerState, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
+    if state not in _sweeps:
+        _sweeps[state] = loop.call_later(min(1.0, timeout_s / 4), _sweep, state, loop, timeout_s)
+
+
+def _sweep(state: ServerState, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
+    del _sweeps[state]
+    now = loop.time()
+    for connection in list(state.connections):
+        if isinstance(connection, HttpProtocol):
+            connection.close_if_head_overdue(now)
+    if state.connections:
+        _sweep_soon(state, loop, timeout_s)
 
 
 class HeldWrites:
