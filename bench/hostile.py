@@ -463,9 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     limit = raise_descriptor_limit()
     if limit < args.idle + args.slowloris + 100:
         args.idle = max(0, limit - args.slowloris - 100)
-    results = asyncio.run(run(args))
-    header = run_header()
+    header = run_header()  # the run's start: its time, commit and load
     stamp = time.strftime("%Y-%m-%d_%H%M%S")
+    results = asyncio.run(run(args))
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{stamp}_hostile.json"
     path.write_text(json.dumps({"meta": header.as_dict(), "results": results}, indent=1) + "\n")
