@@ -42,12 +42,9 @@ class InFlightLimit:
         }
         return cls(settings.queue_size, on_reject, per_model)
 
-    def limit_of(self, model: str) -> int:
-        return self.per_model.get(model, self.limit)
-
     def acquire(self, model: str) -> None:
         """Takes one of the model's places; Overloaded when none is free."""
-        limit = self.per_model.get(model, self.limit) if self.per_model else self.limit
+        limit = self.per_model.get(model, self.limit)
         if self.in_flight.get(model, 0) >= limit:
             self.on_reject(model)
             raise Overloaded(

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import weakref
 from typing import Any, cast
 
@@ -67,7 +66,7 @@ class HttpProtocol(HttpToolsProtocol):
         self._declining = False  # the request being parsed offers an upgrade not taken
         self._draining = False  # answer at most one more request, then close
         self._head_since: float | None = None  # loop time a head began to be awaited
-        self._idle_since = time.monotonic()
+        self._idle_since = self.loop.time()
         settings = get_settings()
         self._header_timeout_s = settings.header_timeout_s
         self._max_connections = settings.max_connections
@@ -91,7 +90,7 @@ class HttpProtocol(HttpToolsProtocol):
             self._head_since = self.loop.time()
 
     def on_response_complete(self) -> None:
-        self._idle_since = time.monotonic()
+        self._idle_since = self.loop.time()
         super().on_response_complete()
 
     def shutdown(self) -> None:
