@@ -194,7 +194,8 @@ def settle_heap() -> None:
 
 def relative_paths(text: str, model_dir: Path) -> str:
     """`text` with the model folder's own path left out of any path in it."""
-    for root in {str(model_dir.resolve()), str(model_dir.absolute()), str(model_dir)}:
-        if root not in (".", ""):
-            text = text.replace(root.rstrip(os.sep) + os.sep, "")
+    # The longest first: a relative folder ("models") is also the tail of its absolute paths.
+    roots = {str(model_dir.resolve()), str(model_dir.absolute()), str(model_dir)} - {".", ""}
+    for root in sorted(roots, key=len, reverse=True):
+        text = text.replace(root.rstrip(os.sep) + os.sep, "")
     return text

@@ -13,6 +13,7 @@ from app.artifact.layout import scan_versions
 from app.core.settings import Settings
 from app.dataplane import service as service_module
 from app.dataplane.service import InferenceService
+from app.runtime.model import relative_paths
 from tests.conftest import MODELS
 from tests.rollout_models import add_version
 
@@ -77,6 +78,13 @@ def test_a_failed_versions_reason_names_paths_from_the_model_folder_only(root):
     assert "nograph/1" in reason
     assert str(root) not in reason
     assert str(root.resolve()) not in reason
+
+
+def test_a_relative_model_folder_leaves_no_part_of_its_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    absolute = tmp_path.resolve() / "models" / "iris" / "1" / "saved_model.pb"
+    text = f"no file at: {absolute}"
+    assert relative_paths(text, Path("models")) == "no file at: iris/1/saved_model.pb"
 
 
 def test_folders_not_named_by_ascii_digits_are_not_versions(root):
