@@ -1,4 +1,4 @@
-"""The explanation methods on the committed models (app/dataplane/explain.py): integrated
+"""The explanation methods on the committed models (app/dataplane/explain/): integrated
 gradients' completeness, the deletion test of faithfulness, the model-randomisation sanity test,
 and counterfactuals that do what they say."""
 
@@ -17,10 +17,11 @@ from tests import conftest
 # networks' gradients are piecewise constant, so the error falls only as 1/steps.
 STEPS = {"iris": 4096, "housing": 4096, "mnist": 256, "catdog": 512}
 BOUND = {"iris": 0.02, "housing": 0.02, "mnist": 0.02, "catdog": 0.05}
-# catdog is checked at 512 steps, not its default 128 (app/dataplane/explain.py says why).
-# catdog calls a black image (the baseline) 97% cat, so for a cat photo the output moves by a
-# few hundredths and a relative error alone is ill-conditioned: there the bound is on the
-# error itself, half a percentage point of probability, as well.
+# catdog is checked at 512 steps, not its default 128 (`default_steps` in
+# app/dataplane/explain/answer.py says why). catdog calls a black image (the baseline) 97% cat,
+# so for a cat photo the output moves by a few hundredths and a relative error alone is
+# ill-conditioned: there the bound is on the error itself, half a percentage point of
+# probability, as well.
 ABSOLUTE = {"iris": 0.0, "housing": 0.0, "mnist": 0.0, "catdog": 0.005}
 
 
