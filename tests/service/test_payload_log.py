@@ -384,7 +384,7 @@ class Draws:
 
 
 def test_a_fraction_samples_each_prediction_at_random(tmp_path, monkeypatch):
-    monkeypatch.setattr(payload_log, "random", Draws(0.1, 0.9, 0.29, 0.3))
+    monkeypatch.setattr(payload_log.writer, "random", Draws(0.1, 0.9, 0.29, 0.3))
     _, path = serve_iris(tmp_path, 4, payload_log_sample=0.3)
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [record["request_id"] for record in records] == ["s0", "s2"]
