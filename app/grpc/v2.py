@@ -25,7 +25,8 @@ from app.core.errors import ProtocolError
 from app.grpc.calls import GuardedServicer
 from app.protocols import tensors, triton
 from app.protocols import v2 as protocol
-from app.protocols.v2 import InferenceRequest
+from app.protocols.v2_binary import wire_bytes
+from app.protocols.v2_bodies import InferenceRequest
 
 PROTOCOL = "v2"
 SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
@@ -240,7 +241,7 @@ class InferenceServicer(GuardedServicer, service_pb2_grpc.GRPCInferenceServiceSe
                     )
                     for output, values in results.items()
                 ],
-                raw_output_contents=[protocol.wire_bytes(values) for values in results.values()],
+                raw_output_contents=[wire_bytes(values) for values in results.values()],
             )
 
         return await self.guard.run(

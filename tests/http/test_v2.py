@@ -24,7 +24,7 @@ from tritonclient.utils import InferenceServerException
 
 from app.http.app import create_app
 from app.http.routes.responses import ModelJSON
-from app.protocols.v2 import InferenceResponse, MetadataModelResponse, ResponseOutput
+from app.protocols.v2_bodies import InferenceResponse, MetadataModelResponse, ResponseOutput
 from tests import conftest
 from tests.http.protocol_cases import (
     assert_same_numbers,

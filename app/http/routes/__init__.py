@@ -1,1 +1,2 @@
-"""One router per resource; `typed.ModelRoutes` builds each version's typed routes."""
+"""One router per resource; `model_routes.ModelRoutes` serves each version's typed routes,
+built from its card by `typed`."""

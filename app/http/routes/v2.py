@@ -24,7 +24,7 @@ from app.http.routes.protocol_route import PROTOCOL_RESPONSES, ProtocolRoute
 from app.http.routes.responses import ModelJSON
 from app.protocols import tensors, triton
 from app.protocols import v2 as protocol
-from app.protocols.v2 import (
+from app.protocols.v2_bodies import (
     InferenceRequest,
     InferenceResponse,
     MetadataModelResponse,
