@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import inspect
 import logging
 import sys
 import time
@@ -40,10 +41,15 @@ def gateway():
         limits = limits_class(16 * 1024 * 1024, 32, 5.0)
     except TypeError:  # a checkout from before the body deadline
         limits = limits_class(16 * 1024 * 1024, 32)
+    limit_class = module("app.dataplane.admission").InFlightLimit
+    if "registry" in inspect.signature(limit_class).parameters:
+        admission = limit_class(256, module("app.runtime.registry").ModelRegistry())
+    else:  # a checkout from before refusals were counted per version
+        admission = limit_class(256)
     return module("app.http.middleware.gateway").Gateway(
         _answer,
         keys=module("app.http.middleware.security").KeyCheck([], []),
-        admission=module("app.dataplane.admission").InFlightLimit(256),
+        admission=admission,
         limits=limits,
     )
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from app.core.settings import Settings
 from app.dataplane.service import InferenceService
+from app.runtime.registry import Asked
 from app.runtime.rollout import RolloutPlan, ShadowPlan
 from bench.run_info import run_header
 from bench.stats import percentile
@@ -41,14 +42,14 @@ def model_folder(root: Path) -> Path:
 
 
 async def one_round(service: InferenceService, requests: int, callers: int) -> list[float]:
-    runtime = service.registry.get("iris", 1)
+    runtime = service.registry.resolve("iris", Asked(version=1))
     latencies: list[float] = []
     per_caller = requests // callers
 
     async def caller() -> None:
         for _ in range(per_caller):
             started = time.perf_counter()
-            await service.predict(runtime, FLOWER)
+            await service.predictor.predict(runtime, FLOWER)
             latencies.append(time.perf_counter() - started)
 
     await asyncio.gather(*(caller() for _ in range(callers)))
@@ -60,7 +61,7 @@ def shadowed(service: InferenceService, shadow: str, release: threading.Event) -
     if shadow != "none":
         plan = RolloutPlan(labels={"stable": 1}, shadow=ShadowPlan(version=2))
     service.registry.set_plan("iris", plan)
-    candidate = service.registry.get("iris", 2)
+    candidate = service.registry.resolve("iris", Asked(version=2))
     behaviours: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "raising": _raise,
         "hanging": lambda batch: (release.wait(), np.zeros((len(batch), 3), np.float32))[1],
@@ -78,7 +79,7 @@ async def measure(rounds: int, requests: int, callers: int) -> dict[str, list[li
     with tempfile.TemporaryDirectory() as scratch:
         settings = Settings(model_dir=model_folder(Path(scratch)), poll_interval_s=0)
         service = InferenceService(settings)
-        await service.reload()
+        await service.catalog.reload()
         results: dict[str, list[list[float]]] = {shadow: [] for shadow in SHADOWS}
         try:
             await one_round(service, requests, callers)  # warm-up

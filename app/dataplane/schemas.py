@@ -198,12 +198,14 @@ class RolloutStatus(BaseModel):
 class RowComparison(BaseModel):
     a: Prediction
     b: Prediction
+    # Absent, not null, where they do not apply: answers leave out what is None.
     mean_abs_difference: float | None = Field(
-        description="Mean absolute difference of the two outputs (null if their shapes differ)."
+        None,
+        description="Mean absolute difference of the two outputs (absent if their shapes differ).",
     )
-    max_abs_difference: float | None
+    max_abs_difference: float | None = None
     class_changed: bool | None = Field(
-        description="Whether the top class differs (classifiers; null for a regressor)."
+        None, description="Whether the top class differs (classifiers; absent for a regressor)."
     )
 
 

@@ -94,7 +94,7 @@ class HealthStatuses:
         self._models: set[str] = set()
 
     async def update(self) -> None:
-        ready = not self.service.missing()
+        ready = not self.service.catalog.missing()
         for name in ["", *SERVICES]:
             await self.servicer.set(name, SERVING if ready else NOT_SERVING)
         names = set(self.service.registry.names())
@@ -189,7 +189,7 @@ async def grpc_serving(service: InferenceService) -> AsyncIterator[None]:
     except RuntimeError as error:  # grpcio's way of saying the port is taken
         raise GlassboxError(f"Cannot listen for gRPC on {where}: {error}") from None
     await health.update()
-    service.on_reload(health.update)
+    service.catalog.on_reload(health.update)
     await server.start()
     logger.info("gRPC listening", extra={"address": where})
     try:

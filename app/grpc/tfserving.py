@@ -35,16 +35,17 @@ from app.grpc.calls import GuardedServicer
 from app.protocols import tensors
 from app.protocols import tfserving as protocol
 from app.runtime.model import ModelRuntime
+from app.runtime.registry import DEFAULT, Asked
 
 PROTOCOL = "tfserving"
 SIGNATURE_DEF = "signature_def"
 
 
-def _asked(spec: model_pb2.ModelSpec) -> tuple[int | None, str | None]:
-    """The version or the version label a model spec asks for; (None, None) for the default."""
+def _asked(spec: model_pb2.ModelSpec) -> Asked:
+    """The version or the version label a model spec asks for (neither: the default)."""
     if spec.WhichOneof("version_choice") == "version_label":
-        return None, spec.version_label
-    return (spec.version.value if spec.HasField("version") else None), None
+        return Asked(label=spec.version_label)
+    return Asked(version=spec.version.value) if spec.HasField("version") else DEFAULT
 
 
 def _runtime(
@@ -52,12 +53,7 @@ def _runtime(
 ) -> ModelRuntime:
     """The runtime a call is answered with; with `split`, a spec naming neither version nor
     label goes through the model's canary split (metadata calls describe the default)."""
-    registry = service.registry
-    return (
-        registry.serve(spec.name, *_asked(spec))
-        if split
-        else registry.get(spec.name, *_asked(spec))
-    )
+    return service.registry.resolve(spec.name, _asked(spec), split=split)
 
 
 def _answered_spec(runtime: ModelRuntime, signature: str = "") -> model_pb2.ModelSpec:
@@ -105,7 +101,9 @@ class PredictionServicer(GuardedServicer, prediction_service_pb2_grpc.Prediction
                 )
             given = request.inputs[card.input.name]
             if card.input.kind == "image":
-                batch = await self.service.image_work(_predict_batch, self.service, card, given)
+                batch = await self.service.inputs.image_work(
+                    _predict_batch, self.service, card, given
+                )
             else:
                 batch = _predict_batch(self.service, card, given)
             if signature == SERVING_SIGNATURE:
@@ -120,7 +118,7 @@ class PredictionServicer(GuardedServicer, prediction_service_pb2_grpc.Prediction
                 )
             names = list(request.output_filter) or names
             tensors.refuse_large_answer(self.service, card, names, len(batch))
-            outputs = await self.service.call_signature(runtime, signature, batch)
+            outputs = await self.service.predictor.call_signature(runtime, signature, batch)
             response = predict_pb2.PredictResponse(model_spec=_answered_spec(runtime, signature))
             for name in names:
                 response.outputs[name].CopyFrom(codec.float_tensor(outputs[name]))
@@ -171,7 +169,7 @@ class PredictionServicer(GuardedServicer, prediction_service_pb2_grpc.Prediction
                     "use Regress or Predict."
                 )
             batch = codec.example_batch(self.service, card, request.input)
-            probabilities = await self.service.predict(runtime, batch)
+            probabilities = await self.service.predictor.predict(runtime, batch)
             classes = classification_pb2.Class
             return classification_pb2.ClassificationResponse(
                 model_spec=_answered_spec(runtime, SERVING_SIGNATURE),
@@ -204,7 +202,7 @@ class PredictionServicer(GuardedServicer, prediction_service_pb2_grpc.Prediction
                     "use Classify or Predict."
                 )
             batch = codec.example_batch(self.service, card, request.input)
-            values = await self.service.predict(runtime, batch)
+            values = await self.service.predictor.predict(runtime, batch)
             return regression_pb2.RegressionResponse(
                 model_spec=_answered_spec(runtime, SERVING_SIGNATURE),
                 result=regression_pb2.RegressionResult(
@@ -231,12 +229,12 @@ class ModelServicer(GuardedServicer, model_service_pb2_grpc.ModelServiceServicer
     ) -> get_model_status_pb2.GetModelStatusResponse:
         async def answer() -> get_model_status_pb2.GetModelStatusResponse:
             spec = request.model_spec
-            version, label = _asked(spec)
+            asked = _asked(spec)
             registry = self.service.registry
-            if version is None and label is None:
+            if asked == DEFAULT:
                 runtimes = registry.versions(spec.name)
             else:
-                runtimes = [registry.find(spec.name, version, label)]
+                runtimes = [registry.resolve(spec.name, asked, ready=False)]
             status = protocol.tf_model_status(runtimes)
             return json_format.ParseDict(
                 status.model_dump(), get_model_status_pb2.GetModelStatusResponse()

@@ -27,6 +27,7 @@ from app.protocols import tensors, triton
 from app.protocols import v2 as protocol
 from app.protocols.v2_binary import wire_bytes
 from app.protocols.v2_bodies import InferenceRequest
+from app.runtime.registry import Asked
 
 PROTOCOL = "v2"
 SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
@@ -56,11 +57,6 @@ _CONTENTS_FIELD = {
     "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
-
-
-def _version(text: str) -> tuple[int | None, str | None]:
-    """A v2 version string: a number, a version label, or empty for the default."""
-    return tensors.version_or_label(text) if text else (None, None)
 
 
 def _packed(tensor: pb.ModelInferRequest.InferInputTensor, where: str) -> bytes:
@@ -158,7 +154,7 @@ class InferenceServicer(GuardedServicer, service_pb2_grpc.GRPCInferenceServiceSe
         self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext
     ) -> pb.ServerReadyResponse:
         async def answer() -> pb.ServerReadyResponse:
-            return pb.ServerReadyResponse(ready=not self.service.missing())
+            return pb.ServerReadyResponse(ready=not self.service.catalog.missing())
 
         return await self.guard.run(PROTOCOL, "ServerReady", context, answer, open_call=True)
 
@@ -166,9 +162,9 @@ class InferenceServicer(GuardedServicer, service_pb2_grpc.GRPCInferenceServiceSe
         self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelReadyResponse:
         async def answer() -> pb.ModelReadyResponse:
-            version = _version(request.version)
+            version = Asked.of_text(request.name, request.version)
             return pb.ModelReadyResponse(
-                ready=self.service.registry.find(request.name, *version).ready
+                ready=self.service.registry.resolve(request.name, version, ready=False).ready
             )
 
         return await self.guard.run(PROTOCOL, "ModelReady", context, answer, model=request.name)
@@ -187,7 +183,7 @@ class InferenceServicer(GuardedServicer, service_pb2_grpc.GRPCInferenceServiceSe
     ) -> pb.ModelMetadataResponse:
         async def answer() -> pb.ModelMetadataResponse:
             registry = self.service.registry
-            runtime = registry.get(request.name, *_version(request.version))
+            runtime = registry.resolve(request.name, Asked.of_text(request.name, request.version))
             metadata = protocol.v2_model_metadata(runtime, registry.versions(request.name))
             return json_format.ParseDict(metadata.model_dump(), pb.ModelMetadataResponse())
 
@@ -197,7 +193,9 @@ class InferenceServicer(GuardedServicer, service_pb2_grpc.GRPCInferenceServiceSe
         self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelConfigResponse:
         async def answer() -> pb.ModelConfigResponse:
-            runtime = self.service.registry.get(request.name, *_version(request.version))
+            runtime = self.service.registry.resolve(
+                request.name, Asked.of_text(request.name, request.version)
+            )
             config = triton.model_config(runtime, self.service.settings)
             return pb.ModelConfigResponse(
                 config=json_format.ParseDict(config.model_dump(), mc.ModelConfig())
@@ -215,7 +213,9 @@ class InferenceServicer(GuardedServicer, service_pb2_grpc.GRPCInferenceServiceSe
             elif not request.version:
                 runtimes = registry.versions(request.name)
             else:
-                runtimes = [registry.get(request.name, *_version(request.version))]
+                runtimes = [
+                    registry.resolve(request.name, Asked.of_text(request.name, request.version))
+                ]
             statistics = triton.model_statistics(runtimes)
             return json_format.ParseDict(statistics.model_dump(), pb.ModelStatisticsResponse())
 
@@ -228,7 +228,9 @@ class InferenceServicer(GuardedServicer, service_pb2_grpc.GRPCInferenceServiceSe
     ) -> pb.ModelInferResponse:
         async def answer() -> pb.ModelInferResponse:
             name = request.model_name
-            runtime = self.service.registry.serve(name, *_version(request.model_version))
+            runtime = self.service.registry.resolve(
+                name, Asked.of_text(name, request.model_version), split=True
+            )
             body, binary = inference_request(request)
             results = await protocol.v2_outputs(self.service, runtime, body, binary)
             return pb.ModelInferResponse(

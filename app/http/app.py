@@ -19,7 +19,6 @@ from app.core.logging import configure_logging
 from app.core.settings import Settings, get_settings
 from app.dataplane.admission import InFlightLimit
 from app.dataplane.service import InferenceService
-from app.http import observability
 from app.http.middleware.gateway import Gateway
 from app.http.middleware.limits import BodyLimits
 from app.http.middleware.security import KeyCheck
@@ -28,6 +27,7 @@ from app.http.routes import admin, docs, errors, health, models, page, tfserving
 from app.http.routes.model_routes import ModelRoutes
 from app.protocols.tensors import SERVER_VERSION
 from app.runtime.model import configure_threads
+from app.runtime.registry import ModelRegistry
 
 logger = logging.getLogger("app")
 
@@ -40,20 +40,19 @@ Companion = Callable[[InferenceService], AbstractAsyncContextManager[None]]
 def create_app(settings: Settings | None = None, companions: Sequence[Companion] = ()) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
-    admission = InFlightLimit.of(
-        settings,
-        on_reject=lambda model: observability.count_rejected(model, 0, "in_progress_limit"),
-    )
+    # Made before the lifespan: the Gateway (built with the app) admits requests against it.
+    registry = ModelRegistry()
+    admission = InFlightLimit.of(settings, registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_threads(settings.tf_intra_op_threads, settings.tf_inter_op_threads)
-        service = InferenceService(settings, observer=observability, admission=admission)
+        service = InferenceService(settings, registry, admission)
         app.state.service = service
-        await service.reload()
+        await service.catalog.reload()
         model_routes.documented(service)  # built before the first request, not during it
         watcher = (
-            asyncio.create_task(service.watch(settings.poll_interval_s))
+            asyncio.create_task(service.catalog.watch(settings.poll_interval_s))
             if settings.poll_interval_s
             else None
         )

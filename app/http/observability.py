@@ -1,9 +1,9 @@
 """Metrics, request logs and log format: what an operator sees of the running service.
 
-- Prometheus metrics (`prometheus-client`), served at `/metrics` by `router`. Request metrics
-  come from `record_request` (called by `middleware.gateway.Gateway`); the batcher reports
-  inference through `observe_inference`, `set_queue_depth` and `count_rejected`; model states
-  are read from the registry at scrape time.
+- Prometheus metrics (`prometheus-client`), served at `/metrics` by `router`: every series of
+  the process, among them the data plane's (`app.dataplane.metrics`: model calls, queues,
+  refusals, shadows) and gRPC's. HTTP request metrics come from `record_request` (called by
+  `middleware.gateway.Gateway`); model states are read from the registry at scrape time.
 - One structured JSON log line per request (request id, method, route, model, version, status,
   latency), the request id taken from `X-Request-ID` or made up, and echoed back.
 - Log lines in JSON: `app.core.logging.configure_logging()`, with the request id set here.
@@ -20,10 +20,9 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
@@ -33,7 +32,7 @@ from starlette.types import Scope
 
 from app.core.logging import log_fields
 from app.core.metrics import series
-from app.http.paths import MODEL_PATH, asked_version
+from app.http.paths import model_request
 
 if TYPE_CHECKING:
     from app.dataplane.service import InferenceService
@@ -46,8 +45,6 @@ UNMATCHED_ROUTE = "<unmatched>"
 # Seconds. A full trace of an image model returns up to GLASSBOX_TRACE_MAX_VALUES numbers as
 # JSON, so the request buckets reach far past the model calls'.
 _REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-_INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 REQUESTS = Counter(
     "glassbox_http_requests",
@@ -60,81 +57,6 @@ REQUEST_LATENCY = Histogram(
     ["method", "route"],
     buckets=_REQUEST_BUCKETS,
 )
-INFERENCE_LATENCY = Histogram(
-    "glassbox_inference_duration_seconds",
-    "Time of one model call (one batch), by model and version.",
-    ["model", "version"],
-    buckets=_INFERENCE_BUCKETS,
-)
-BATCH_SIZE = Histogram(
-    "glassbox_inference_batch_size",
-    "Rows in one model call, by model and version.",
-    ["model", "version"],
-    buckets=_BATCH_BUCKETS,
-)
-# livesum: with several workers, the depth of the service is the sum over the live workers.
-QUEUE_DEPTH = Gauge(
-    "glassbox_queue_depth",
-    "Requests waiting for a model call, by model and version.",
-    ["model", "version"],
-    multiprocess_mode="livesum",
-)
-REJECTED = Counter(
-    "glassbox_rejected_requests",
-    "Requests refused without a model call (queue full, deadline passed), by reason.",
-    ["model", "version", "reason"],
-)
-
-
-SHADOW_ROWS = Counter(
-    "glassbox_shadow_compared_rows",
-    "Rows a shadow candidate answered and compared with the default version, by candidate.",
-    ["model", "version"],
-)
-SHADOW_CLASS_CHANGES = Counter(
-    "glassbox_shadow_class_changes",
-    "Compared rows whose top class differs between the default version and the candidate.",
-    ["model", "version"],
-)
-SHADOW_ABS_DIFFERENCE = Counter(
-    "glassbox_shadow_abs_difference",
-    "Sum over compared rows of the mean absolute difference of the outputs (divide by "
-    "glassbox_shadow_compared_rows_total for the mean).",
-    ["model", "version"],
-)
-SHADOW_FAILURES = Counter(
-    "glassbox_shadow_failures",
-    "Shadow copies not compared, by reason: error, timeout, dropped (too many in flight), "
-    "paused (the candidate kept failing).",
-    ["model", "version", "reason"],
-)
-
-
-def observe_shadow(
-    model: str, version: int, rows: int, class_changes: int, abs_differences: np.ndarray
-) -> None:
-    labels = (model, str(version))
-    series(SHADOW_ROWS, *labels).inc(rows)
-    series(SHADOW_CLASS_CHANGES, *labels).inc(class_changes)
-    series(SHADOW_ABS_DIFFERENCE, *labels).inc(float(abs_differences.sum()))
-
-
-def count_shadow_failure(model: str, version: int, reason: str) -> None:
-    series(SHADOW_FAILURES, model, str(version), reason).inc()
-
-
-def observe_inference(model: str, version: int, seconds: float, batch_size: int) -> None:
-    """Record one model call: its duration and how many rows it computed."""
-    series(INFERENCE_LATENCY, model, str(version)).observe(seconds)
-    series(BATCH_SIZE, model, str(version)).observe(batch_size)
-
-
-def set_queue_depth(model: str, version: int, depth: int) -> None:
-    series(QUEUE_DEPTH, model, str(version)).set(depth)
-
-
-def count_rejected(model: str, version: int, reason: str) -> None:
-    series(REJECTED, model, str(version), reason).inc()
 
 
 class ModelCollector:
@@ -167,7 +89,7 @@ class ModelCollector:
                     value = 1.0 if runtime.state.value == name else 0.0
                     state.add_metric([runtime.name, str(runtime.version), name], value)
             for name in self.service.registry.names():
-                serving = self.service.registry.default(name)
+                serving = self.service.registry.resolve(name, ready=False)
                 if serving.ready:
                     default.add_metric([name], float(serving.version))
         yield state
@@ -213,11 +135,8 @@ _QUIET_ROUTES = ("/health/live", "/health/ready", "/v2/health/live", "/v2/health
 
 
 def _model_and_version(scope: Scope) -> tuple[str | None, int | None]:
-    match = MODEL_PATH.match(scope.get("path", ""))
-    if not match:
-        return None, None
-    in_path = match.group("version")
-    return match.group("model"), int(in_path) if in_path else asked_version(scope)
+    asked = model_request(scope)
+    return (None, None) if asked is None else (asked.model, asked.asked.version)
 
 
 def _route_template(scope: Scope) -> str:

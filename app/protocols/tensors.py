@@ -18,7 +18,6 @@ import numpy as np
 from app.artifact.card import ModelCard
 from app.core.errors import (
     BadInput,
-    ModelNotFound,
     PayloadTooLarge,
     ProtocolError,
     UnsupportedMediaType,
@@ -45,21 +44,6 @@ def describe_invalid(problems: Sequence[Mapping[str, Any]]) -> str:
         where = ".".join(str(part) for part in problem["loc"] if part != "body")
         described.append(f"{where}: {problem['msg']}" if where else problem["msg"])
     return "Bad request: " + "; ".join(described) + "."
-
-
-def version_or_label(text: str) -> tuple[int | None, str | None]:
-    """A v2 version string: a number is a version, anything else a version label (its
-    rollout's `labels`; an unknown one is 404)."""
-    if text.isascii() and text.isdigit():
-        return int(text), None
-    return None, text
-
-
-def parse_version(name: str, text: str) -> int:
-    """A version from a URL path; anything but a number names no version (404)."""
-    if not (text.isascii() and text.isdigit()):
-        raise ModelNotFound(f"Model '{name}' has no version '{text}'; versions are numbers.")
-    return int(text)
 
 
 def dims(shape: list[int | None]) -> list[int]:
@@ -114,7 +98,7 @@ def image_decoder(service: InferenceService, card: ModelCard) -> ImageDecoder:
     def decode(encoded: str, where: str) -> np.ndarray:
         _require_image_model(card, where)
         try:
-            image: np.ndarray = service.base64_image_array(card, encoded, where)[0]
+            image: np.ndarray = service.inputs.base64_image_array(card, encoded, where)[0]
             return image
         except (BadInput, UnsupportedMediaType) as error:
             raise _as_protocol_error(error, where) from None
@@ -126,7 +110,7 @@ def image_file(service: InferenceService, card: ModelCard, data: bytes, where: s
     """One image file's bytes as the model's input, as the typed endpoints decode an upload."""
     _require_image_model(card, where)
     try:
-        image: np.ndarray = service.image_array(card, data)[0]
+        image: np.ndarray = service.inputs.image_array(card, data)[0]
         return image
     except (BadInput, UnsupportedMediaType) as error:
         raise _as_protocol_error(error, where) from None

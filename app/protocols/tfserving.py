@@ -295,7 +295,7 @@ async def tf_predict(
     else:
         build, given = _tf_column_batch, request.inputs
     if card.input.kind == "image":
-        batch = await service.image_work(build, card, given, decode_image)
+        batch = await service.inputs.image_work(build, card, given, decode_image)
     else:
         batch = build(card, given, decode_image)
     if instances is None:  # columnar: the count is known once the batch is built
@@ -305,7 +305,7 @@ async def tf_predict(
     else:
         names = [layer.trace_key for layer in card.layers]
     refuse_large_answer(service, card, names, len(batch))
-    outputs = await service.call_signature(runtime, signature, batch)
+    outputs = await service.predictor.call_signature(runtime, signature, batch)
     if len(outputs) == 1:  # TF Serving leaves a lone output unnamed
         (values,) = outputs.values()
         if row_format:
@@ -334,8 +334,12 @@ async def kserve_explain(
         )
     decode_image = image_decoder(service, card)
     if card.input.kind == "image":
-        batch = await service.image_work(_tf_row_batch, card, request.instances, decode_image)
+        batch = await service.inputs.image_work(
+            _tf_row_batch, card, request.instances, decode_image
+        )
     else:
         batch = _tf_row_batch(card, request.instances, decode_image)
     options = explain.ExplainOptions()
-    return KServeExplainResponse(explanations=await service.explain(runtime, batch, options))
+    return KServeExplainResponse(
+        explanations=await service.explainer.explain(runtime, batch, options)
+    )

@@ -105,15 +105,15 @@ async def v2_outputs(
     }
     parts = binary_parts(request, binary)
     if card.input.kind == "image":
-        batch = await service.image_work(_v2_batch, service, card, request.inputs, parts)
+        batch = await service.inputs.image_work(_v2_batch, service, card, request.inputs, parts)
     else:
         batch = _v2_batch(service, card, request.inputs, parts)
     refuse_large_answer(service, card, names, len(batch))
     results: dict[str, np.ndarray] = {}
     if card.output.name in names:
-        results[card.output.name] = await service.predict(runtime, batch)
+        results[card.output.name] = await service.predictor.predict(runtime, batch)
     if any(name != card.output.name for name in names):
-        results.update(await service.call_signature(runtime, TRACE_SIGNATURE, batch))
+        results.update(await service.predictor.call_signature(runtime, TRACE_SIGNATURE, batch))
     return {
         name: classify(card, results[name], counts[name])
         if counts.get(name)

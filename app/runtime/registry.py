@@ -1,10 +1,12 @@
-"""Name, version or label to runtime. A model is registered before it loads, so 'loading'
-shows. Each model's rollout (`app.runtime.rollout`) says which version a request that names
-none gets."""
+"""Name and asked version to runtime, one way for every surface: `Asked.of_text` reads version
+text (a path's, a protocol field's), `ModelRegistry.resolve` picks the version that answers by
+the rules of docs/rollouts.md. A model is registered before it loads, so 'loading' shows. Each
+model's rollout (`app.runtime.rollout`) says which version a request that names none gets."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from app.core.errors import BadInput, ModelNotFound, ModelNotReady, RolloutRefused, clipped
 from app.runtime.model import ModelRuntime, ModelState
@@ -14,6 +16,33 @@ logger = logging.getLogger(__name__)
 
 # Asked for on every request: one shared empty rollout rather than a new one each time.
 _NO_ROLLOUT = RolloutPlan()
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """What a request names of a model's versions: a version number, a version label, or
+    neither (the default, or the canary split's pick)."""
+
+    version: int | None = None
+    label: str | None = None
+
+    @classmethod
+    def of_text(cls, name: str, text: str, *, labels: bool = True) -> Asked:
+        """A version as a URL path or a protocol's field spells it, the one reading of version
+        text: empty for the default, ASCII digits for a version, anything else a label; where
+        a surface takes no labels there (`labels=False`: TF Serving's `/versions/`), 404."""
+        if not text:
+            return DEFAULT
+        if text.isascii() and text.isdigit():
+            return cls(version=int(text))
+        if not labels:
+            raise ModelNotFound(
+                f"Model '{clipped(name)}' has no version '{clipped(text)}'; versions are numbers."
+            )
+        return cls(label=text)
+
+
+DEFAULT = Asked()
 
 
 class ModelRegistry:
@@ -81,51 +110,59 @@ class ModelRegistry:
                 )
         self._plans[name] = plan
 
-    def label_version(self, name: str, label: str) -> int:
+    # -- the one resolution ------------------------------------------------------------------
+
+    def resolve(
+        self, name: str, asked: Asked = DEFAULT, *, split: bool = False, ready: bool = True
+    ) -> ModelRuntime:
+        """The version that answers a request for `name` that names `asked`, by the rules of
+        docs/rollouts.md, for every surface:
+
+        1. a version: that version (404 when the model has none such);
+        2. a label: the version the model's rollout gives it (404 for a label it has not, 503
+           when it points at a version gone since);
+        3. neither, with `split` (a request to answer, not a description of the model): the
+           canary split's pick for the caller in `caller_var` (a caller keeps its version while
+           the weights stay the same), when that version is ready;
+        4. otherwise the default: the `stable` label's version when it is ready, else the newest
+           ready one (the newest when none is).
+
+        With `ready` (requests to answer, metadata), a version still loading or failed is 503;
+        without it (status and readiness), it is returned whatever its state. Both a version and
+        a label is 400."""
+        if asked.version is not None and asked.label is not None:
+            raise BadInput("Ask for a version or a label, not both.", field="label")
         versions = self.versions(name)  # 404 for an unknown model first
+        if asked.label is not None:
+            runtime = self._by_version(name, versions, self._label_version(name, asked.label))
+        elif asked.version is not None:
+            runtime = self._by_version(name, versions, asked.version)
+        else:
+            picked = self.plan(name).pick(name, caller_var.get()) if split else None
+            split_to = self._models[name].get(picked) if picked is not None else None
+            if split_to is not None and split_to.ready:
+                runtime = split_to
+            else:  # no split, or the version it picks is not ready (removed since)
+                runtime = _default_of(versions, self.plan(name))
+        if ready:
+            _check_ready(runtime)
+        return runtime
+
+    def _label_version(self, name: str, label: str) -> int:
         version = self.plan(name).labels.get(label)
         if version is None:
             known = ", ".join(sorted(self.plan(name).labels)) or "none"
             raise ModelNotFound(
                 f"Model '{name}' has no version label '{clipped(label)}'. Labels: {known}."
             )
-        if not any(runtime.version == version for runtime in versions):
+        if version not in self._models[name]:
             raise ModelNotReady(
                 f"Model '{name}' label '{label}' points at version {version}, which is gone."
             )
         return version
 
-    def default(self, name: str) -> ModelRuntime:
-        """The version a request that names none gets, without the canary split: the `stable`
-        label's when it is ready, else the newest ready one (the newest when none is)."""
-        return _default_of(self.versions(name), self.plan(name))
-
-    def serve(
-        self, name: str, version: int | None = None, label: str | None = None
-    ) -> ModelRuntime:
-        """`get`, with the canary split for a request that names neither version nor label:
-        the caller (`caller_var`) keeps its version while the weights stay the same. A version
-        the split picks that is not ready (removed since) gives way to the default."""
-        if version is None and label is None:
-            picked = self.plan(name).pick(name, caller_var.get())
-            if picked is not None:
-                runtime = self._models.get(name, {}).get(picked)
-                if runtime is not None and runtime.ready:
-                    return runtime
-        return self.get(name, version, label)
-
-    # -- lookups -----------------------------------------------------------------------------
-
-    def find(self, name: str, version: int | None = None, label: str | None = None) -> ModelRuntime:
-        """The runtime for a name and a version or label (default: `default`), whatever its
-        state."""
-        if version is not None and label is not None:
-            raise BadInput("Ask for a version or a label, not both.", field="label")
-        if label is not None:
-            version = self.label_version(name, label)
-        if version is None:
-            return self.default(name)
-        versions = self.versions(name)
+    @staticmethod
+    def _by_version(name: str, versions: list[ModelRuntime], version: int) -> ModelRuntime:
         for runtime in versions:
             if runtime.version == version:
                 return runtime
@@ -134,20 +171,19 @@ class ModelRegistry:
             f"Versions: {', '.join(str(r.version) for r in versions)}."
         )
 
-    def get(self, name: str, version: int | None = None, label: str | None = None) -> ModelRuntime:
-        """The runtime to serve a request with; 503 when it is not ready."""
-        runtime = self.find(name, version, label)
-        if runtime.state is ModelState.LOADING:
-            raise ModelNotReady(f"Model '{name}' version {runtime.version} is still loading.")
-        if runtime.state is ModelState.FAILED:
-            raise ModelNotReady(
-                f"Model '{name}' version {runtime.version} is unavailable: it failed to load."
-            )
-        return runtime
+
+def _check_ready(runtime: ModelRuntime) -> None:
+    if runtime.state is ModelState.LOADING:
+        raise ModelNotReady(f"Model '{runtime.name}' version {runtime.version} is still loading.")
+    if runtime.state is ModelState.FAILED:
+        raise ModelNotReady(
+            f"Model '{runtime.name}' version {runtime.version} is unavailable: it failed to load."
+        )
 
 
 def _default_of(versions: list[ModelRuntime], plan: RolloutPlan) -> ModelRuntime:
-    """`Registry.default` of `versions` (ascending, at least one) under `plan`."""
+    """The default version (rule 4 of `ModelRegistry.resolve`) of `versions` (ascending, at
+    least one) under `plan`."""
     stable = plan.labels.get(STABLE)
     newest_ready = None
     for runtime in versions:

@@ -22,6 +22,7 @@ from app.core.errors import (
 from app.core.logging import surface_var
 from app.dataplane.admission import InFlightLimit
 from app.grpc.calls import CallGuard
+from app.runtime.registry import ModelRegistry
 
 
 class Aborted(Exception):
@@ -66,7 +67,7 @@ async def answered():
 
 def test_an_answer_passes_with_the_request_id_in_the_trailer():
     context = Context(metadata=(("x-request-id", "abc"),))
-    assert call(CallGuard([], InFlightLimit(1)), context, answered) == "answer"
+    assert call(CallGuard([], InFlightLimit(1, ModelRegistry())), context, answered) == "answer"
     assert context.trailing == (("x-request-id", "abc"),)
 
 
@@ -74,7 +75,7 @@ def test_the_work_sees_the_surface_the_payload_log_names():
     async def surface():
         return surface_var.get()
 
-    guard = CallGuard([], InFlightLimit(1))
+    guard = CallGuard([], InFlightLimit(1, ModelRegistry()))
     assert call(guard, Context(), surface) == "grpc/v2"
 
     async def main():
@@ -85,7 +86,7 @@ def test_the_work_sees_the_surface_the_payload_log_names():
 
 
 def test_an_inference_call_takes_a_place_http_shares_and_one_over_the_limit_is_exhausted():
-    limit = InFlightLimit(1)
+    limit = InFlightLimit(1, ModelRegistry())
     guard = CallGuard([], limit)
     with limit.admit("iris"):  # an HTTP request in progress
         context = Context()
@@ -106,7 +107,7 @@ def test_the_clients_deadline_bounds_the_work():
         await never().wait()
 
     context = Context(time_remaining=0.0)
-    call(CallGuard([], InFlightLimit(1)), context, waits_forever)
+    call(CallGuard([], InFlightLimit(1, ModelRegistry())), context, waits_forever)
     assert context.code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert "deadline" in context.details
 
@@ -129,7 +130,7 @@ def test_each_error_has_its_status_code_and_keeps_its_message(error, code):
         raise error
 
     context = Context()
-    call(CallGuard([], InFlightLimit(1)), context, fails)
+    call(CallGuard([], InFlightLimit(1, ModelRegistry())), context, fails)
     assert (context.code, context.details) == (code, error.message)
 
 
@@ -138,7 +139,7 @@ def test_an_unexpected_failure_is_internal_without_its_detail(caplog):
         raise RuntimeError("secret detail")
 
     context = Context(metadata=(("x-request-id", "r-1"),))
-    call(CallGuard([], InFlightLimit(1)), context, breaks)
+    call(CallGuard([], InFlightLimit(1, ModelRegistry())), context, breaks)
     assert context.code == grpc.StatusCode.INTERNAL
     assert "secret" not in context.details
     assert "r-1" in context.details
@@ -146,7 +147,7 @@ def test_an_unexpected_failure_is_internal_without_its_detail(caplog):
 
 
 def test_keys_are_checked_from_metadata_in_either_form():
-    guard = CallGuard(["k1"], InFlightLimit(1))
+    guard = CallGuard(["k1"], InFlightLimit(1, ModelRegistry()))
     for metadata in ((("x-api-key", "k1"),), (("authorization", "Bearer k1"),)):
         assert call(guard, Context(metadata=metadata), answered) == "answer"
     for metadata in ((), (("x-api-key", "k2"),), (("authorization", "k1"),)):

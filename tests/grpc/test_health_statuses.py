@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2
 from app.dataplane.admission import InFlightLimit
 from app.grpc.calls import CallGuard
 from app.grpc.server import SERVICES, HealthStatuses
+from app.runtime.registry import ModelRegistry
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -26,6 +27,7 @@ class Service:
             names=lambda: sorted(self.models),
             versions=lambda name: [SimpleNamespace(ready=ready) for ready in self.models[name]],
         )
+        self.catalog = SimpleNamespace(missing=self.missing)
 
     def missing(self) -> list[str]:
         return [name for name, versions in self.models.items() if not any(versions)]
@@ -45,7 +47,7 @@ def statuses(health: HealthStatuses, names: list[str]) -> dict[str, int]:
 
 def test_every_status_follows_readiness_and_reloads():
     service = Service({"iris": [True], "mnist": [False]})  # mnist still loading
-    health = HealthStatuses(service, CallGuard([], InFlightLimit(1)))
+    health = HealthStatuses(service, CallGuard([], InFlightLimit(1, ModelRegistry())))
     names = ["", *SERVICES, "iris", "mnist"]
     first = statuses(health, names)
     assert first == {"": NOT_SERVING, **dict.fromkeys(SERVICES, NOT_SERVING), "iris": SERVING,

@@ -133,24 +133,28 @@ def test_smoothgrad_samples_over_the_cap_is_422(app_client):
 
 def test_explanations_beyond_their_queue_are_refused_at_once_and_places_come_back(app_client):
     service = app_client.app.state.service
-    service._explaining = service.settings.explain_queue_size  # as if that many were running
+    service.explainer._explaining = (
+        service.settings.explain_queue_size
+    )  # as if that many were running
     try:
         refused = app_client.post("/api/models/iris/explain", json=FLOWER)
     finally:
-        service._explaining = 0
+        service.explainer._explaining = 0
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "1"
     assert "explanations at most wait or run at once" in refused.json()["error"]
     assert app_client.post("/api/models/iris/explain", json=FLOWER).status_code == 200
-    assert service._explaining == 0  # the place taken was given back
-    runtime = service.registry.get("iris")
-    call = service.explain(runtime, np.ones((1, 4), np.float32), explain.ExplainOptions())
-    service._explaining = service.settings.explain_queue_size  # the data plane's own check
+    assert service.explainer._explaining == 0  # the place taken was given back
+    runtime = service.registry.resolve("iris")
+    call = service.explainer.explain(runtime, np.ones((1, 4), np.float32), explain.ExplainOptions())
+    service.explainer._explaining = (
+        service.settings.explain_queue_size
+    )  # the data plane's own check
     try:
         with pytest.raises(Overloaded):
             asyncio.run(call)
     finally:
-        service._explaining = 0
+        service.explainer._explaining = 0
 
 
 @pytest.mark.parametrize(
@@ -171,7 +175,7 @@ def test_a_change_that_is_not_a_number_is_422(app_client):
 
 def test_a_request_takes_a_place_per_row_all_or_none(app_client):
     service = app_client.app.state.service
-    service._explaining = service.settings.explain_queue_size - 1  # room for one row only
+    service.explainer._explaining = service.settings.explain_queue_size - 1  # room for one row only
     try:
         refused = app_client.post(
             "/v1/models/iris:explain", json={"instances": [list(FLOWER.values())] * 2}
@@ -180,7 +184,7 @@ def test_a_request_takes_a_place_per_row_all_or_none(app_client):
             "/v1/models/iris:explain", json={"instances": [list(FLOWER.values())]}
         )
     finally:
-        service._explaining = 0
+        service.explainer._explaining = 0
     assert refused.status_code == 503
     assert "this request has 2" in refused.json()["error"]
     assert one.status_code == 200
@@ -188,20 +192,22 @@ def test_a_request_takes_a_place_per_row_all_or_none(app_client):
 
 def test_an_explanation_that_waits_past_the_timeout_is_504(app_client):
     service = app_client.app.state.service
-    runtime = service.registry.get("iris")
+    runtime = service.registry.resolve("iris")
 
     async def main():
-        service._explain_slots = asyncio.Semaphore(0)  # every turn taken, none given back
-        return await service.explain(runtime, np.ones((1, 4), np.float32), explain.ExplainOptions())
+        service.explainer._slots = asyncio.Semaphore(0)  # every turn taken, none given back
+        return await service.explainer.explain(
+            runtime, np.ones((1, 4), np.float32), explain.ExplainOptions()
+        )
 
-    saved, timeout = service._explain_slots, service.settings.explain_timeout_s
+    saved, timeout = service.explainer._slots, service.settings.explain_timeout_s
     service.settings.explain_timeout_s = 0.01
     try:
         with pytest.raises(DeadlineExceeded):
             asyncio.run(main())
     finally:
-        service._explain_slots, service.settings.explain_timeout_s = saved, timeout
-    assert service._explaining == 0
+        service.explainer._slots, service.settings.explain_timeout_s = saved, timeout
+    assert service.explainer._explaining == 0
 
 
 def test_kserve_v1_explain_answers_integrated_gradients_per_instance(app_client):
@@ -252,17 +258,17 @@ def _slow_explanations(monkeypatch) -> tuple[list[float], threading.Event, list[
 
 def run_with_one_slot(service, release: threading.Event, main) -> None:
     """asyncio.run(main()) with one explanation slot; the slow explanations released after."""
-    saved = service._explain_slots
+    saved = service.explainer._slots
 
     async def with_one_slot():
-        service._explain_slots = asyncio.Semaphore(1)
+        service.explainer._slots = asyncio.Semaphore(1)
         await main()
 
     try:
         asyncio.run(with_one_slot())
     finally:
         release.set()
-        service._explain_slots = saved
+        service.explainer._slots = saved
 
 
 async def _until(condition, bound_s: float = 30.0) -> None:
@@ -276,22 +282,22 @@ def test_a_caller_that_goes_away_leaves_its_waiting_rows_and_stops_the_running_o
     app_client, monkeypatch
 ):
     service = app_client.app.state.service
-    runtime = service.registry.get("iris")
+    runtime = service.registry.resolve("iris")
     started, release, stopped = _slow_explanations(monkeypatch)
     options = explain.ExplainOptions()
 
     async def main():
         rows = np.array([[1, 1, 1, 1], [2, 2, 2, 2]], np.float32)
-        first = asyncio.ensure_future(service.explain(runtime, rows, options))
+        first = asyncio.ensure_future(service.explainer.explain(runtime, rows, options))
         await _until(lambda: started)
-        assert service._explaining == 2
+        assert service.explainer._explaining == 2
         first.cancel()  # as a closed connection or a cancelled gRPC call does
         with contextlib.suppress(asyncio.CancelledError):
             await first
         await _until(lambda: stopped == [1.0])  # the running row, at its next chunk
-        await _until(lambda: service._explaining == 0)  # its slot and places given back
+        await _until(lambda: service.explainer._explaining == 0)  # its slot and places given back
         second = asyncio.ensure_future(
-            service.explain(runtime, np.full((1, 4), 7, np.float32), options)
+            service.explainer.explain(runtime, np.full((1, 4), 7, np.float32), options)
         )
         await _until(lambda: len(started) == 2)
         release.set()
@@ -305,13 +311,15 @@ def test_an_explanation_whose_client_disconnects_while_it_waits_is_never_compute
     app_client, monkeypatch
 ):
     service = app_client.app.state.service
-    runtime = service.registry.get("iris")
+    runtime = service.registry.resolve("iris")
     started, release, _ = _slow_explanations(monkeypatch)
     sent: list[dict] = []
 
     async def main():
         holder = asyncio.ensure_future(
-            service.explain(runtime, np.ones((1, 4), np.float32), explain.ExplainOptions())
+            service.explainer.explain(
+                runtime, np.ones((1, 4), np.float32), explain.ExplainOptions()
+            )
         )
         await _until(lambda: started)
         body = [{"type": "http.request", "body": json.dumps(FLOWER).encode(), "more_body": False}]
@@ -342,10 +350,10 @@ def test_an_explanation_whose_client_disconnects_while_it_waits_is_never_compute
             "state": {},
         }
         request = asyncio.ensure_future(app_client.app(scope, receive, send))
-        await _until(lambda: service._explaining == 2)  # the request waits for its turn
+        await _until(lambda: service.explainer._explaining == 2)  # the request waits for its turn
         gone.set()
         await asyncio.wait_for(request, 30)
-        assert service._explaining == 1  # only the one running
+        assert service.explainer._explaining == 1  # only the one running
         release.set()
         await holder
 

@@ -11,6 +11,7 @@ import time
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.core.logging import JsonFormatter, log_fields, request_id_var
+from app.dataplane import metrics
 from app.http import observability
 from tests.metrics import sample
 
@@ -74,9 +75,9 @@ def test_model_states_come_from_the_registry(app_client):
 
 
 def test_the_batcher_hooks_show_up(app_client):
-    observability.observe_inference("hook-test", 7, 0.012, batch_size=5)
-    observability.set_queue_depth("hook-test", 7, 3)
-    observability.count_rejected("hook-test", 7, "queue_full")
+    metrics.observe_inference("hook-test", 7, 0.012, batch_size=5)
+    metrics.set_queue_depth("hook-test", 7, 3)
+    metrics.count_rejected("hook-test", 7, "queue_full")
     labels = {"model": "hook-test", "version": "7"}
     assert sample(app_client, "glassbox_inference_duration_seconds_count", **labels) >= 1
     assert sample(app_client, "glassbox_inference_batch_size_sum", **labels) >= 5

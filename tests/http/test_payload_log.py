@@ -39,7 +39,7 @@ def client(log_path):
 
 
 def record_of(client: TestClient, path: Path, request_id: str) -> dict:
-    assert client.app.state.service.payload_log.flush(SAFETY_S)
+    assert client.app.state.service.predictor.payload_log.flush(SAFETY_S)
     records = [json.loads(line) for line in path.read_text().splitlines()]
     (record,) = [record for record in records if record["request_id"] == request_id]
     return record
@@ -100,7 +100,7 @@ def test_a_refused_request_is_not_logged(client, log_path):
     bad = {**FLOWER, "sepal_length": -1}
     headers = {"X-Request-ID": "payload-refused"}
     assert client.post("/api/models/iris/predict", json=bad, headers=headers).status_code == 422
-    assert client.app.state.service.payload_log.flush(SAFETY_S)
+    assert client.app.state.service.predictor.payload_log.flush(SAFETY_S)
     assert "payload-refused" not in log_path.read_text()
 
 
@@ -113,7 +113,7 @@ def test_a_full_disk_drops_and_counts_records_and_every_request_succeeds():
             assert response.status_code == 200, response.text
         response = client.post("/v2/models/iris/infer", json=V2_BODY)
         assert response.status_code == 200, response.text
-        assert client.app.state.service.payload_log.flush(SAFETY_S)
+        assert client.app.state.service.predictor.payload_log.flush(SAFETY_S)
         assert sample(client, "glassbox_payload_log_dropped_total", reason="write_error") == (
             dropped + 6
         )

@@ -86,13 +86,13 @@ def test_admin_reload_serves_a_new_version_at_once(open_client, iris_root):
     try:
         # the endpoint is open only with a key; call the service the endpoint calls
         service = open_client.app.state.service
-        report = open_client.portal.call(service.reload)
+        report = open_client.portal.call(service.catalog.reload)
         assert report.loaded == ["iris/7"]
         response = open_client.post("/api/models/iris/predict", json=FLOWER)
         assert response.json()["version"] == 7
     finally:
         shutil.rmtree(iris_root / "iris" / "7")
-        open_client.portal.call(open_client.app.state.service.reload)
+        open_client.portal.call(open_client.app.state.service.catalog.reload)
 
 
 def test_cors_allows_only_listed_origins(keyed, open_client):
@@ -148,7 +148,7 @@ def test_unexpected_errors_hide_internals(open_client, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("secret internal detail /srv/models")
 
-    monkeypatch.setattr(service, "feature_rows", explode)
+    monkeypatch.setattr(service.inputs, "feature_rows", explode)
     client = TestClient(open_client.app, raise_server_exceptions=False)
     response = client.post("/api/models/iris/predict", json=FLOWER)
     assert response.status_code == 500

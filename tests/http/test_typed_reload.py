@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from app.artifact.card import FeatureSpec, ModelCard, hash_files
 from app.core.settings import Settings
 from app.http.app import create_app
+from app.runtime.registry import Asked
 from tests.conftest import MODELS
 from training.common import export_savedmodel, layer_specs
 
@@ -92,7 +93,7 @@ def client(iris_root):
 
 
 def reload(client: TestClient) -> None:
-    report = client.portal.call(client.app.state.service.reload)
+    report = client.portal.call(client.app.state.service.catalog.reload)
     assert not report.failed, report.failed
 
 
@@ -204,7 +205,7 @@ def test_a_version_that_cannot_answer_is_a_clear_error_whatever_the_body(client,
 def test_the_new_versions_answers_match_its_network(client, iris_root):
     five_features(iris_root, 2)
     reload(client)
-    runtime = client.app.state.service.registry.get("iris", 2)
+    runtime = client.app.state.service.registry.resolve("iris", Asked(version=2))
     row = np.array([[5.1, 3.5, 1.4, 0.2, 4.0]], np.float32)
     expected = runtime.predict(row)[0]
     answer = predict(client, OLD | {"stem_length": 4.0}).json()

@@ -46,7 +46,7 @@ def with_chunk(png_data: bytes, kind: bytes, payload: bytes) -> bytes:
 
 def image_input(settings: Settings, model: str, data: bytes) -> np.ndarray:
     card = ModelCard.read(sorted((MODELS / model).iterdir())[-1])
-    return asyncio.run(InferenceService(settings).image_input(card, data))
+    return asyncio.run(InferenceService(settings).inputs.image_input(card, data))
 
 
 @pytest.mark.parametrize(("model", "example"), [("mnist", "mnist.png"), ("catdog", "catdog.jpg")])
@@ -138,7 +138,7 @@ def test_loading_models_freezes_the_heap():
     settings = Settings(model_dir=MODELS, models=["iris"], poll_interval_s=0)
     gc.unfreeze()
     try:
-        asyncio.run(InferenceService(settings).reload())
+        asyncio.run(InferenceService(settings).catalog.reload())
         # Everything alive after the load is left out of later collections (the p99).
         assert gc.get_freeze_count() > 100_000
         assert gc.get_threshold()[0] == 50_000

@@ -343,10 +343,10 @@ def serve_iris(tmp_path: Path, count: int, **settings) -> tuple[InferenceService
     )
 
     async def main():
-        await service.reload()
+        await service.catalog.reload()
         for number in range(count):
             request_id_var.set(f"s{number}")
-            await service.predict(service.registry.get("iris"), FLOWER)
+            await service.predictor.predict(service.registry.resolve("iris"), FLOWER)
         await service.aclose()  # no flush: closing writes what was queued
 
     asyncio.run(main())
@@ -356,8 +356,10 @@ def serve_iris(tmp_path: Path, count: int, **settings) -> tuple[InferenceService
 def test_the_service_logs_each_prediction_and_flushes_at_close(tmp_path):
     before = written()
     service, path = serve_iris(tmp_path, 3)
-    assert service.payload_log is not None
-    assert not service.payload_log._thread.is_alive()  # closed: its queue written, it stopped
+    assert service.predictor.payload_log is not None
+    assert (
+        not service.predictor.payload_log._thread.is_alive()
+    )  # closed: its queue written, it stopped
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [record["request_id"] for record in records] == ["s0", "s1", "s2"]
     assert all(record["inputs"][0]["petal_width"] == 0.2 for record in records)
@@ -368,7 +370,7 @@ def test_the_service_logs_each_prediction_and_flushes_at_close(tmp_path):
 def test_sampling_zero_writes_nothing(tmp_path):
     before = written()
     service, path = serve_iris(tmp_path, 3, payload_log_sample=0.0)
-    assert service.payload_log is None  # off: nothing is opened, no thread started
+    assert service.predictor.payload_log is None  # off: nothing is opened, no thread started
     assert not path.exists()
     assert written() == before
 

@@ -11,9 +11,10 @@ import tensorflow as tf
 from app.artifact.card import CARD_FILE, ModelCard, hash_files
 from app.artifact.layout import scan_versions
 from app.core.settings import Settings
-from app.dataplane import service as service_module
+from app.dataplane import catalog as catalog_module
 from app.dataplane.service import InferenceService
 from app.runtime.model import relative_paths
+from app.runtime.registry import Asked
 from tests.conftest import MODELS
 from tests.rollout_models import add_version
 
@@ -50,15 +51,15 @@ def test_missing_card_is_reported_and_others_serve(root):
 
     async def main():
         service = service_for(root)
-        report = await service.reload()
-        await service.predict(service.registry.get("iris"), FLOWER)
+        report = await service.catalog.reload()
+        await service.predictor.predict(service.registry.resolve("iris"), FLOWER)
         await service.aclose()
         return service, report
 
     service, report = run(main())
     assert states(service) == {"iris/1": "ready", "nocard/1": "failed"}
     assert "model card" in report.failed[0]
-    assert service.missing() == ["nocard/1"]
+    assert service.catalog.missing() == ["nocard/1"]
 
 
 def test_a_failed_versions_reason_names_paths_from_the_model_folder_only(root):
@@ -69,7 +70,7 @@ def test_a_failed_versions_reason_names_paths_from_the_model_folder_only(root):
 
     async def main():
         service = InferenceService(Settings(model_dir=root, poll_interval_s=0, verify_hashes=False))
-        await service.reload()
+        await service.catalog.reload()
         await service.aclose()
         return service
 
@@ -105,7 +106,7 @@ def test_savedmodel_without_trace_signature_is_refused(root):
 
     async def main():
         service = service_for(root)
-        report = await service.reload()
+        report = await service.catalog.reload()
         await service.aclose()
         return report
 
@@ -116,16 +117,16 @@ def test_savedmodel_without_trace_signature_is_refused(root):
 def test_new_version_is_loaded_and_served_then_removal_falls_back(root):
     async def main():
         service = service_for(root)
-        await service.reload()
-        assert service.registry.get("iris").version == 1
+        await service.catalog.reload()
+        assert service.registry.resolve("iris").version == 1
         copy_version(root, 2)
-        report = await service.reload()
+        report = await service.catalog.reload()
         assert report.loaded == ["iris/2"]
-        assert service.registry.get("iris").version == 2
+        assert service.registry.resolve("iris").version == 2
         shutil.rmtree(root / "iris" / "2")
-        report = await service.reload()
+        report = await service.catalog.reload()
         assert report.removed == ["iris/2"]
-        assert service.registry.get("iris").version == 1
+        assert service.registry.resolve("iris").version == 1
         await service.aclose()
 
     run(main())
@@ -134,19 +135,19 @@ def test_new_version_is_loaded_and_served_then_removal_falls_back(root):
 def test_a_version_that_fails_to_load_never_replaces_a_good_one(root):
     async def main():
         service = service_for(root)
-        await service.reload()
+        await service.catalog.reload()
         bad = copy_version(root, 2)
         (bad / "saved_model.pb").write_bytes(b"not a graph")
-        report = await service.reload()
+        report = await service.catalog.reload()
         assert report.failed
         assert report.failed[0].startswith("iris/2")
-        served = service.registry.get("iris")
+        served = service.registry.resolve("iris")
         assert served.version == 1
-        output = await service.predict(served, FLOWER)
+        output = await service.predictor.predict(served, FLOWER)
         # Fixed later (files replaced): the next poll loads it.
         shutil.rmtree(bad)
         copy_version(root, 2)
-        report = await service.reload()
+        report = await service.catalog.reload()
         assert report.loaded == ["iris/2"]
         await service.aclose()
         return output
@@ -157,13 +158,15 @@ def test_a_version_that_fails_to_load_never_replaces_a_good_one(root):
 def test_requests_in_flight_on_a_removed_version_finish(root):
     async def main():
         service = service_for(root)
-        await service.reload()
-        runtime = service.registry.get("iris")
-        in_flight = [asyncio.create_task(service.predict(runtime, FLOWER)) for _ in range(50)]
+        await service.catalog.reload()
+        runtime = service.registry.resolve("iris")
+        in_flight = [
+            asyncio.create_task(service.predictor.predict(runtime, FLOWER)) for _ in range(50)
+        ]
         await asyncio.sleep(0)
         shutil.rmtree(root / "iris" / "1")
         copy_version(root, 2)
-        await service.reload()
+        await service.catalog.reload()
         results = await asyncio.gather(*in_flight)
         await service.aclose()
         return results
@@ -177,17 +180,19 @@ def test_a_removal_settles_the_heap_once_after_its_requests_drain(root, monkeypa
     """A collection before the drain would find the removed model still referenced by its
     batcher, and each one holds up the event loop."""
     settled = []
-    monkeypatch.setattr(service_module, "settle_heap", lambda: settled.append("settled"))
+    monkeypatch.setattr(catalog_module, "settle_heap", lambda: settled.append("settled"))
 
     async def main():
         service = service_for(root)
         copy_version(root, 2)
-        await service.reload()
+        await service.catalog.reload()
         loading = len(settled)
-        await service.predict(service.registry.get("iris", 2), FLOWER)  # makes its batcher
+        await service.predictor.predict(
+            service.registry.resolve("iris", Asked(version=2)), FLOWER
+        )  # makes its batcher
         shutil.rmtree(root / "iris" / "2")
-        await service.reload()
-        await asyncio.gather(*service._background)
+        await service.catalog.reload()
+        await asyncio.gather(*service.catalog._background)
         await service.aclose()
         return loading
 

@@ -17,6 +17,7 @@ from app.dataplane.service import InferenceService
 from app.dataplane.shadow import FAILURES_BEFORE_PAUSE
 from app.runtime import rollout
 from app.runtime.model import ModelState
+from app.runtime.registry import Asked
 from app.runtime.rollout import ROLLOUT_FILE, RolloutPlan, ShadowPlan, caller_var
 from tests.rollout_models import FLOWERS, IRIS, add_version
 
@@ -36,7 +37,7 @@ async def started(root, **settings) -> InferenceService:
     # A shadow copy has all the time a busy machine needs, but where a test sets its own timeout.
     settings = {"shadow_timeout_s": 120, **settings}
     service = InferenceService(Settings(model_dir=root, poll_interval_s=0, **settings))
-    await service.reload()
+    await service.catalog.reload()
     return service
 
 
@@ -52,7 +53,9 @@ async def serving(root, **settings):
 def test_without_a_rollout_the_newest_ready_version_serves(root):
     async def main():
         async with serving(root) as service:
-            return service.registry.serve("iris").version, service.registry.default("iris").version
+            return service.registry.resolve("iris", split=True).version, service.registry.resolve(
+                "iris", ready=False
+            ).version
 
     assert run(main()) == (2, 2)
 
@@ -62,12 +65,12 @@ def test_stable_label_is_the_default_and_labels_address_versions(root):
         async with serving(root) as service:
             service.registry.set_plan("iris", RolloutPlan(labels={"stable": 1, "canary": 2}))
             registry = service.registry
-            assert registry.serve("iris").version == 1
-            assert registry.get("iris", label="canary").version == 2
-            assert registry.get("iris", 2).version == 2
+            assert registry.resolve("iris", split=True).version == 1
+            assert registry.resolve("iris", Asked(label="canary")).version == 2
+            assert registry.resolve("iris", Asked(version=2)).version == 2
             with pytest.raises(ModelNotFound, match=r"no version label 'beta'\. Labels: canary"):
-                registry.get("iris", label="beta")
-            assert service.summary("iris").default_version == 1
+                registry.resolve("iris", Asked(label="beta"))
+            assert service.catalog.summary("iris").default_version == 1
 
     run(main())
 
@@ -77,13 +80,13 @@ def test_a_label_on_a_version_that_is_not_ready_is_refused_and_the_old_one_serve
         async with serving(root) as service:
             registry = service.registry
             registry.set_plan("iris", RolloutPlan(labels={"stable": 1}))
-            registry.find("iris", 2).state = ModelState.LOADING
+            registry.resolve("iris", Asked(version=2), ready=False).state = ModelState.LOADING
             with pytest.raises(RolloutRefused, match=r"not ready: 2 \(loading\)"):
                 registry.set_plan("iris", RolloutPlan(labels={"stable": 2}))
             with pytest.raises(RolloutRefused, match=r"not ready: 7 \(absent\)"):
                 registry.set_plan("iris", RolloutPlan(weights={1: 50, 7: 50}))
             assert registry.plan("iris") == RolloutPlan(labels={"stable": 1})
-            assert registry.serve("iris").version == 1
+            assert registry.resolve("iris", split=True).version == 1
 
     run(main())
 
@@ -121,7 +124,9 @@ def test_canary_split_of_unkeyed_requests_lands_within_three_points(root, monkey
     async def main():
         async with serving(root) as service:
             service.registry.set_plan("iris", RolloutPlan(weights={1: 80, 2: 20}))
-            return Counter(service.registry.serve("iris").version for _ in range(2000))
+            return Counter(
+                service.registry.resolve("iris", split=True).version for _ in range(2000)
+            )
 
     counts = run(main())
     assert set(counts) == {1, 2}
@@ -137,7 +142,7 @@ def test_keyed_callers_never_switch_versions(root):
                 for index in range(300):
                     token = caller_var.set(f"caller-{index}")
                     seen.setdefault(f"caller-{index}", set()).add(
-                        service.registry.serve("iris").version
+                        service.registry.resolve("iris", split=True).version
                     )
                     caller_var.reset(token)
             return seen
@@ -152,7 +157,10 @@ def test_a_version_asked_for_bypasses_the_split(root):
     async def main():
         async with serving(root) as service:
             service.registry.set_plan("iris", RolloutPlan(weights={2: 100}))
-            return {service.registry.serve("iris", 1).version for _ in range(50)}
+            return {
+                service.registry.resolve("iris", Asked(version=1), split=True).version
+                for _ in range(50)
+            }
 
     assert run(main()) == {1}
 
@@ -166,9 +174,13 @@ def test_shadow_disagreement_matches_a_count_made_here(root):
             )
             answers = []
             for row in FLOWERS:
-                answers.append(await service.predict(registry.serve("iris"), row[np.newaxis]))
+                answers.append(
+                    await service.predictor.predict(
+                        registry.resolve("iris", split=True), row[np.newaxis]
+                    )
+                )
                 await _shadows_done(service)
-            return answers, service.rollout_status("iris")
+            return answers, service.catalog.rollout_status("iris")
 
     answers, status = run(main())
     first = np.concatenate(answers)
@@ -194,7 +206,7 @@ def test_a_nan_row_leaves_the_shadow_tally_as_the_finite_rows_make_it(root):
 
     async def main():
         async with serving(root) as service:
-            candidate = service.registry.get("iris", 2)
+            candidate = service.registry.resolve("iris", Asked(version=2))
             answered = _outputs(IRIS, FLOWERS[:2])
             answered[0, 0] = np.nan
             service.shadow.offer(candidate, 1.0, FLOWERS[:2], answered)
@@ -218,19 +230,23 @@ def test_a_shadow_that_raises_never_changes_the_answer(root):
             def broken(batch):
                 raise RuntimeError("candidate is broken")
 
-            registry.find("iris", 2).predict = broken
+            registry.resolve("iris", Asked(version=2), ready=False).predict = broken
             loop, tally = asyncio.get_running_loop(), service.shadow.tally("iris", 2)
             answers = []
             for index, row in enumerate(FLOWERS):
                 before = loop.time()
-                answers.append(await service.predict(registry.serve("iris"), row[np.newaxis]))
+                answers.append(
+                    await service.predictor.predict(
+                        registry.resolve("iris", split=True), row[np.newaxis]
+                    )
+                )
                 await _shadows_done(service)
                 if index == FAILURES_BEFORE_PAUSE - 1:
                     # The third failure in a row pauses the candidate for 1 s from then...
                     assert before + 1 <= tally.paused_until <= loop.time() + 1
                     # ...held open here, so the rest come within it however slow the machine.
                     tally.paused_until = math.inf
-            return np.concatenate(answers), service.rollout_status("iris").shadow
+            return np.concatenate(answers), service.catalog.rollout_status("iris").shadow
 
     answers, shadow = run(main())
     np.testing.assert_allclose(answers, _outputs(IRIS, FLOWERS), atol=1e-6)
@@ -257,15 +273,19 @@ def test_a_shadow_that_hangs_holds_up_no_request_and_its_copies_are_dropped(root
                 release.wait(30)
                 return np.zeros((len(batch), 3), np.float32)
 
-            registry.find("iris", 2).predict = hanging
+            registry.resolve("iris", Asked(version=2), ready=False).predict = hanging
             answers = []
             for row in FLOWERS:
-                answers.append(await service.predict(registry.serve("iris"), row[np.newaxis]))
+                answers.append(
+                    await service.predictor.predict(
+                        registry.resolve("iris", split=True), row[np.newaxis]
+                    )
+                )
             # Every request was answered while the candidate's first copy is still running.
             assert entered.wait(30)
             assert not release.is_set()
             await asyncio.sleep(0.2)  # past the shadow timeout
-            status = service.rollout_status("iris").shadow
+            status = service.catalog.rollout_status("iris").shadow
             release.set()
             await _shadows_done(service)
             return np.concatenate(answers), status
@@ -287,9 +307,9 @@ def test_requests_served_by_the_candidate_or_another_version_are_not_copied(root
             registry.set_plan(
                 "iris", RolloutPlan(labels={"stable": 1}, shadow=ShadowPlan(version=2))
             )
-            await service.predict(registry.get("iris", 2), FLOWERS)
+            await service.predictor.predict(registry.resolve("iris", Asked(version=2)), FLOWERS)
             await _shadows_done(service)
-            return service.rollout_status("iris").shadow
+            return service.catalog.rollout_status("iris").shadow
 
     assert run(main()).compared_rows == 0
 
@@ -298,21 +318,23 @@ def test_the_rollout_file_is_read_at_reload_and_a_refused_one_keeps_the_old(root
     async def main():
         async with serving(root) as service:
             (root / "iris" / ROLLOUT_FILE).write_text(json.dumps({"labels": {"stable": 1}}))
-            await service.reload()
-            assert service.registry.serve("iris").version == 1
+            await service.catalog.reload()
+            assert service.registry.resolve("iris", split=True).version == 1
             (root / "iris" / ROLLOUT_FILE).write_text(json.dumps({"labels": {"stable": 9}}))
-            await service.reload()
-            status = service.rollout_status("iris")
+            await service.catalog.reload()
+            status = service.catalog.rollout_status("iris")
             assert status.labels == {"stable": 1}
             assert "not ready: 9 (absent)" in (status.refused or "")
             (root / "iris" / ROLLOUT_FILE).write_text("{not json")
-            await service.reload()
-            assert "is not a valid rollout" in (service.rollout_status("iris").refused or "")
-            assert service.registry.serve("iris").version == 1
+            await service.catalog.reload()
+            assert "is not a valid rollout" in (
+                service.catalog.rollout_status("iris").refused or ""
+            )
+            assert service.registry.resolve("iris", split=True).version == 1
             (root / "iris" / ROLLOUT_FILE).unlink()
-            await service.reload()
-            assert service.rollout_status("iris").refused is None
-            return service.registry.serve("iris").version
+            await service.catalog.reload()
+            assert service.catalog.rollout_status("iris").refused is None
+            return service.registry.resolve("iris", split=True).version
 
     assert run(main()) == 2
 
@@ -322,10 +344,10 @@ def test_set_rollout_writes_the_file_other_workers_read(root):
         service = await started(root)
         other = await started(root)
         try:
-            await service.set_rollout(
+            await service.catalog.set_rollout(
                 "iris", RolloutPlan(labels={"stable": 1}, weights={1: 9, 2: 1})
             )
-            await other.reload()  # another worker's poll
+            await other.catalog.reload()  # another worker's poll
             return other.registry.plan("iris")
         finally:
             await service.aclose()
@@ -339,7 +361,11 @@ def test_compare_answers_both_versions_and_layer_distances(root):
     async def main():
         async with serving(root) as service:
             registry = service.registry
-            return await service.compare(registry.get("iris", 1), registry.get("iris", 2), FLOWERS)
+            return await service.predictor.compare(
+                registry.resolve("iris", Asked(version=1)),
+                registry.resolve("iris", Asked(version=2)),
+                FLOWERS,
+            )
 
     comparison = run(main())
     v1, v2 = _outputs(IRIS, FLOWERS), _outputs(_version_folder(root, 2), FLOWERS)
@@ -375,14 +401,18 @@ def test_compare_refuses_versions_with_other_inputs_but_not_other_ranges(root):
     async def main():
         async with serving(root) as service:
             registry = service.registry
-            second = registry.get("iris", 2)
+            second = registry.resolve("iris", Asked(version=2))
             card = second.loaded_card
             assert card.input.features is not None
             card.input.features[0].allowed_max += 1  # a retrained version's ranges differ
-            await service.compare(registry.get("iris", 1), second, FLOWERS)
+            await service.predictor.compare(
+                registry.resolve("iris", Asked(version=1)), second, FLOWERS
+            )
             card.input.features[0].name = "sepal_len"
             with pytest.raises(BadInput, match="take different inputs"):
-                await service.compare(registry.get("iris", 1), second, FLOWERS)
+                await service.predictor.compare(
+                    registry.resolve("iris", Asked(version=1)), second, FLOWERS
+                )
 
     run(main())
 
@@ -395,20 +425,20 @@ def test_a_paused_candidate_gets_copies_again_once_it_answers(root, monkeypatch)
             registry = service.registry
             plan = RolloutPlan(labels={"stable": 1}, shadow=ShadowPlan(version=2))
             registry.set_plan("iris", plan)
-            candidate = registry.find("iris", 2)
+            candidate = registry.resolve("iris", Asked(version=2), ready=False)
             working = candidate.predict
 
             def broken(batch):
                 raise RuntimeError("candidate is broken")
 
             candidate.predict = broken
-            await service.predict(registry.serve("iris"), FLOWERS[:1])
+            await service.predictor.predict(registry.resolve("iris", split=True), FLOWERS[:1])
             await _shadows_done(service)
             tally = service.shadow.tally("iris", 2)
             assert (tally.errors, tally.paused_until > 0) == (1, True)
             tally.paused_until = 0.0  # as if the pause had passed
             candidate.predict = working
-            await service.predict(registry.serve("iris"), FLOWERS[:1])
+            await service.predictor.predict(registry.resolve("iris", split=True), FLOWERS[:1])
             await _shadows_done(service)
             return tally
 

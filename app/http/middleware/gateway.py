@@ -27,7 +27,7 @@ from app.http import observability
 from app.http.middleware import compression
 from app.http.middleware.limits import BadBody, BodyLimits
 from app.http.middleware.security import KeyCheck, with_security_headers
-from app.http.paths import MODEL_PATH, SURFACES
+from app.http.paths import model_request
 from app.http.routes.errors import error_response
 from app.runtime.rollout import caller_var
 
@@ -114,11 +114,11 @@ class Gateway:
             except BadBody as refused:
                 await refused.answer(scope, receive, send)
                 return
-        model_path = MODEL_PATH.match(path) if method == "POST" else None
-        if model_path is None:
+        target = model_request(scope) if method == "POST" else None
+        if target is None:
             await self._body(scope, receive, send, headers)
             return
-        model = model_path["model"]
+        model = target.model
         caller_token = caller_var.set(
             caller_of(
                 _text(headers, b"x-caller-id"),
@@ -127,7 +127,7 @@ class Gateway:
             )
         )
         try:
-            self.admission.acquire(model)
+            self.admission.acquire(model, target.asked)
         except Overloaded as overloaded:
             response = error_response(
                 503, overloaded.message, overloaded.code, headers=overloaded.headers
@@ -135,7 +135,7 @@ class Gateway:
             await response(scope, receive, send)
             caller_var.reset(caller_token)
             return
-        surface = surface_var.set(SURFACES[model_path["api"]])
+        surface = surface_var.set(target.surface)
         try:
             await self._body(scope, receive, send, headers)
         finally:

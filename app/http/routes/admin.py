@@ -18,7 +18,7 @@ router = APIRouter(prefix="/admin", tags=["admin"], responses=ERROR_RESPONSES)
     "GLASSBOX_POLL_INTERVAL_S seconds). Needs an admin key (GLASSBOX_ADMIN_API_KEYS).",
 )
 async def reload(service: ServiceDep) -> ReloadReport:
-    return await service.reload()
+    return await service.catalog.reload()
 
 
 @router.put(
@@ -31,4 +31,4 @@ async def reload(service: ServiceDep) -> ReloadReport:
     "body ({}) clears the rollout: the newest ready version serves every request again.",
 )
 async def set_rollout(name: str, plan: RolloutPlan, service: ServiceDep) -> RolloutStatus:
-    return await service.set_rollout(name, plan)
+    return await service.catalog.set_rollout(name, plan)

@@ -16,6 +16,6 @@ async def live() -> Liveness:
 
 @router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
 async def ready(service: ServiceDep) -> JSONResponse:
-    missing = service.missing()
-    body = Readiness(ready=not missing, models=service.summaries(), missing=missing)
+    missing = service.catalog.missing()
+    body = Readiness(ready=not missing, models=service.catalog.summaries(), missing=missing)
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)

@@ -7,10 +7,11 @@ from starlette.types import Receive, Scope, Send
 from app.artifact.card import ModelCard
 from app.core.errors import GlassboxError
 from app.dataplane.service import InferenceService
-from app.http.paths import asked_label, asked_version
+from app.http.paths import model_request
 from app.http.routes.deps import SERVING
 from app.http.routes.typed import PREFIX, model_router
 from app.runtime.model import ModelRuntime
+from app.runtime.registry import DEFAULT, Asked
 
 
 class ModelRoutes(BaseRoute):
@@ -38,7 +39,8 @@ class ModelRoutes(BaseRoute):
         if service is None:
             return Match.NONE, {}
         name = path[len(PREFIX) :].partition("/")[0]
-        serving, described = _resolve(service, name, asked_version(scope), asked_label(scope))
+        request = model_request(scope)
+        serving, described = _resolve(service, name, request.asked if request else DEFAULT)
         if described is None:
             return Match.NONE, {}
         partial: tuple[Match, Scope] | None = None
@@ -87,12 +89,12 @@ class ModelRoutes(BaseRoute):
 
 
 def _resolve(
-    service: InferenceService, name: str, version: int | None, label: str | None
+    service: InferenceService, name: str, asked: Asked
 ) -> tuple[ModelRuntime | GlassboxError, ModelRuntime | None]:
     """(what answers: the ready runtime or the registry's error; the runtime whose card
     describes the request, or None when no version of `name` has a card)."""
     try:
-        runtime = service.registry.serve(name, version, label)
+        runtime = service.registry.resolve(name, asked, split=True)
         return runtime, runtime
     except GlassboxError as error:
         return error, service.registry.described(name)

@@ -7,23 +7,24 @@ from app.dataplane.schemas import ModelSummary, RolloutStatus
 from app.http.routes.deps import ServiceDep, VersionQuery
 from app.http.routes.errors import ERROR_RESPONSES
 from app.http.schemas import ModelList
+from app.runtime.registry import Asked
 
 router = APIRouter(prefix="/api/models", tags=["models"], responses=ERROR_RESPONSES)
 
 
 @router.get("", response_model=ModelList, summary="List the models and their versions")
 async def list_models(service: ServiceDep) -> ModelList:
-    return ModelList(models=service.summaries())
+    return ModelList(models=service.catalog.summaries())
 
 
 @router.get("/{name}", response_model=ModelSummary, summary="One model's versions and status")
 async def model_status(name: str, service: ServiceDep) -> ModelSummary:
-    return service.summary(name)
+    return service.catalog.summary(name)
 
 
 @router.get("/{name}/card", response_model=ModelCard, summary="A model version's card")
 async def model_card(name: str, service: ServiceDep, version: VersionQuery = None) -> ModelCard:
-    return service.registry.get(name, version).loaded_card
+    return service.registry.resolve(name, Asked(version=version)).loaded_card
 
 
 @router.get(
@@ -35,4 +36,4 @@ async def model_card(name: str, service: ServiceDep, version: VersionQuery = Non
 )
 async def rollout_status(name: str, service: ServiceDep) -> RolloutStatus:
     service.registry.versions(name)  # 404 for an unknown model
-    return service.rollout_status(name)
+    return service.catalog.rollout_status(name)

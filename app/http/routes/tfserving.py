@@ -16,7 +16,6 @@ from app.dataplane.service import InferenceService
 from app.http.routes.deps import ServiceDep, while_connected
 from app.http.routes.protocol_route import PROTOCOL_RESPONSES, ProtocolRoute
 from app.http.routes.responses import MODEL_VERSION_HEADER, ModelJSON
-from app.protocols import tensors
 from app.protocols import tfserving as protocol
 from app.protocols.tfserving import (
     KServeExplainRequest,
@@ -26,6 +25,7 @@ from app.protocols.tfserving import (
     TFRestModelStatus,
 )
 from app.runtime.model import ModelRuntime
+from app.runtime.registry import Asked
 
 router = APIRouter(
     prefix="/v1/models",
@@ -75,13 +75,15 @@ async def model_status(name: str, service: ServiceDep) -> TFRestModelStatus:
     "/{name}/versions/{version}", response_model=TFRestModelStatus, summary="Model version status"
 )
 async def version_status(name: str, version: str, service: ServiceDep) -> TFRestModelStatus:
-    runtime = service.registry.find(name, tensors.parse_version(name, version))
+    runtime = service.registry.resolve(
+        name, Asked.of_text(name, version, labels=False), ready=False
+    )
     return protocol.tf_rest_model_status(name, [runtime])
 
 
 @router.get("/{name}/metadata", response_model=TFModelMetadata, summary="Model metadata")
 async def model_metadata(name: str, service: ServiceDep) -> TFModelMetadata:
-    return protocol.tf_model_metadata(service.registry.get(name))
+    return protocol.tf_model_metadata(service.registry.resolve(name))
 
 
 @router.get(
@@ -90,7 +92,7 @@ async def model_metadata(name: str, service: ServiceDep) -> TFModelMetadata:
     summary="Model version metadata",
 )
 async def version_metadata(name: str, version: str, service: ServiceDep) -> TFModelMetadata:
-    runtime = service.registry.get(name, tensors.parse_version(name, version))
+    runtime = service.registry.resolve(name, Asked.of_text(name, version, labels=False))
     return protocol.tf_model_metadata(runtime)
 
 
@@ -102,7 +104,7 @@ async def version_metadata(name: str, version: str, service: ServiceDep) -> TFMo
     description=PREDICT_DESCRIPTION,
 )
 async def predict(name: str, body: PredictBody, service: ServiceDep) -> Response:
-    return await _predict(service, service.registry.serve(name), body)
+    return await _predict(service, service.registry.resolve(name, split=True), body)
 
 
 async def _predict(
@@ -122,7 +124,7 @@ async def _predict(
 async def predict_version(
     name: str, version: str, body: PredictBody, service: ServiceDep
 ) -> Response:
-    runtime = service.registry.get(name, tensors.parse_version(name, version))
+    runtime = service.registry.resolve(name, Asked.of_text(name, version, labels=False))
     return await _predict(service, runtime, body)
 
 
@@ -130,7 +132,9 @@ async def predict_version(
     "/{name}/labels/{label}", response_model=TFRestModelStatus, summary="Model label status"
 )
 async def label_status(name: str, label: str, service: ServiceDep) -> TFRestModelStatus:
-    return protocol.tf_rest_model_status(name, [service.registry.find(name, label=label)])
+    return protocol.tf_rest_model_status(
+        name, [service.registry.resolve(name, Asked(label=label), ready=False)]
+    )
 
 
 @router.get(
@@ -139,7 +143,7 @@ async def label_status(name: str, label: str, service: ServiceDep) -> TFRestMode
     summary="Model label metadata",
 )
 async def label_metadata(name: str, label: str, service: ServiceDep) -> TFModelMetadata:
-    return protocol.tf_model_metadata(service.registry.get(name, label=label))
+    return protocol.tf_model_metadata(service.registry.resolve(name, Asked(label=label)))
 
 
 @router.post(
@@ -150,7 +154,7 @@ async def label_metadata(name: str, label: str, service: ServiceDep) -> TFModelM
     description=PREDICT_DESCRIPTION,
 )
 async def predict_label(name: str, label: str, body: PredictBody, service: ServiceDep) -> Response:
-    return await _predict(service, service.registry.get(name, label=label), body)
+    return await _predict(service, service.registry.resolve(name, Asked(label=label)), body)
 
 
 @router.post(
@@ -173,7 +177,8 @@ async def explain(
 ) -> Response:
     return ModelJSON(
         await while_connected(
-            request, protocol.kserve_explain(service, service.registry.serve(name), body)
+            request,
+            protocol.kserve_explain(service, service.registry.resolve(name, split=True), body),
         )
     )
 

@@ -11,7 +11,7 @@ from app.dataplane import explain
 from app.dataplane.schemas import ClassPrediction, ValuePrediction
 from app.dataplane.service import InferenceService
 from app.http.routes.responses import ModelJSON
-from app.protocols import tensors
+from app.runtime.registry import Asked
 
 FullQuery = Annotated[
     bool,
@@ -44,7 +44,9 @@ CompareA = Annotated[
     str | None,
     Query(description="The first version: a number or a label; default: the default version."),
 ]
-CompareB = Annotated[str, Query(description="The second version: a number or a label.")]
+CompareB = Annotated[
+    str, Query(min_length=1, description="The second version: a number or a label.")
+]
 COMPARE_DESCRIPTION = (
     "Runs the input (or batch) through two versions and answers both outputs, their "
     "difference, whether the class flipped, and per layer (where both versions have a layer of "
@@ -60,7 +62,6 @@ async def compare_versions(
     service: InferenceService, name: str, a: str | None, b: str, rows: np.ndarray
 ) -> Response:
     """Both versions' answers to `rows`: `a` (default: the default version) and `b`."""
-    first = service.registry.get(name, *tensors.version_or_label(a)) if a else None
-    second = service.registry.get(name, *tensors.version_or_label(b))
-    first = first or service.registry.get(name)
-    return ModelJSON(await service.compare(first, second, rows))
+    first = service.registry.resolve(name, Asked.of_text(name, a or ""))
+    second = service.registry.resolve(name, Asked.of_text(name, b))
+    return ModelJSON(await service.predictor.compare(first, second, rows))

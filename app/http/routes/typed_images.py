@@ -114,10 +114,10 @@ def add_image_routes(
 
     async def upload_input(request: Request, runtime: ModelRuntime) -> np.ndarray:
         data = await uploads.read_upload(request, service.settings.max_image_bytes)
-        return await service.image_input(runtime.loaded_card, data)
+        return await service.inputs.image_input(runtime.loaded_card, data)
 
     async def answer(runtime: ModelRuntime, batch: np.ndarray, return_input: bool) -> Response:
-        prediction = (await service.predictions(runtime, batch))[0]
+        prediction = (await service.predictor.predictions(runtime, batch))[0]
         if return_input:
             assert isinstance(prediction, ClassPrediction)  # image models classify
             prediction.model_input = batch[0].tolist()
@@ -127,8 +127,8 @@ def add_image_routes(
         if (body.image_base64 is None) == (body.pixels is None):
             raise BadInput("Send exactly one of image_base64 and pixels.", field="image_base64")
         if body.image_base64 is not None:
-            return await service.base64_image_input(runtime_card, body.image_base64)
-        return service.pixel_array(runtime_card, body.pixels)
+            return await service.inputs.base64_image_input(runtime_card, body.image_base64)
+        return service.inputs.pixel_array(runtime_card, body.pixels)
 
     @router.post(
         "/predict",
@@ -189,7 +189,7 @@ def add_image_routes(
     ) -> Response:
         runtime = serving_runtime(request)
         batch = await upload_input(request, runtime)
-        return ModelJSON(await service.trace(runtime, batch, full=full, weights=weights))
+        return ModelJSON(await service.predictor.trace(runtime, batch, full=full, weights=weights))
 
     @router.post(
         "/trace/json",
@@ -208,7 +208,7 @@ def add_image_routes(
     ) -> Response:
         runtime = serving_runtime(request)
         batch = await from_json(body, runtime.loaded_card)
-        return ModelJSON(await service.trace(runtime, batch, full=full, weights=weights))
+        return ModelJSON(await service.predictor.trace(runtime, batch, full=full, weights=weights))
 
     async def explained(
         request: Request,
@@ -218,16 +218,18 @@ def add_image_routes(
         format: str,
         photo: bytes | None = None,
     ) -> Response:
-        (answer,) = await while_connected(request, service.explain(runtime, batch, options))
+        (answer,) = await while_connected(
+            request, service.explainer.explain(runtime, batch, options)
+        )
         if format == "json":
             return ModelJSON(answer)
         card, attribution_map = runtime.loaded_card, np.asarray(answer.attribution_map)
         if photo is None:
-            png = await service.image_work(
+            png = await service.inputs.image_work(
                 explain.input_overlay_png, card, batch[0], attribution_map
             )
         else:
-            png = await service.image_work(
+            png = await service.inputs.image_work(
                 explain.photo_overlay_png, card, photo, attribution_map, service.settings
             )
         return Response(png, media_type="image/png")
@@ -258,7 +260,7 @@ def add_image_routes(
                 field="onto",
             )
         data = await uploads.read_upload(request, service.settings.max_image_bytes)
-        batch = await service.image_input(runtime.loaded_card, data)
+        batch = await service.inputs.image_input(runtime.loaded_card, data)
         photo = data if format == "png" and onto == "photo" else None
         return await explained(request, runtime, batch, options, format, photo)
 

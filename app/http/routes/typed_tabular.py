@@ -80,8 +80,10 @@ def add_tabular_routes(
     ) -> Response:
         runtime = serving_runtime(request)
         instances = body.instances if isinstance(body, Batch) else [body]
-        rows = service.feature_rows(runtime.loaded_card, [item.model_dump() for item in instances])
-        predictions = await service.predictions(runtime, rows)
+        rows = service.inputs.feature_rows(
+            runtime.loaded_card, [item.model_dump() for item in instances]
+        )
+        predictions = await service.predictor.predictions(runtime, rows)
         if isinstance(body, Batch):
             return ModelJSON(
                 BatchPrediction(model=name, version=runtime.version, predictions=predictions)
@@ -104,8 +106,8 @@ def add_tabular_routes(
         weights: WeightsQuery = False,
     ) -> Response:
         runtime = serving_runtime(request)
-        rows = service.feature_rows(runtime.loaded_card, [body.model_dump()])
-        return ModelJSON(await service.trace(runtime, rows, full=full, weights=weights))
+        rows = service.inputs.feature_rows(runtime.loaded_card, [body.model_dump()])
+        return ModelJSON(await service.predictor.trace(runtime, rows, full=full, weights=weights))
 
     @router.post(
         "/explain",
@@ -127,10 +129,10 @@ def add_tabular_routes(
         change: ChangeQuery = None,
     ) -> Response:
         runtime = serving_runtime(request)
-        rows = service.feature_rows(runtime.loaded_card, [body.model_dump()])
+        rows = service.inputs.feature_rows(runtime.loaded_card, [body.model_dump()])
         options = explain.ExplainOptions(method=method, target=target, steps=steps, change=change)
         return ModelJSON(
-            (await while_connected(request, service.explain(runtime, rows, options)))[0]
+            (await while_connected(request, service.explainer.explain(runtime, rows, options)))[0]
         )
 
     @router.post(
@@ -151,5 +153,5 @@ def add_tabular_routes(
     ) -> Response:
         card = serving_runtime(request).loaded_card
         instances = body.instances if isinstance(body, Batch) else [body]
-        rows = service.feature_rows(card, [item.model_dump() for item in instances])
+        rows = service.inputs.feature_rows(card, [item.model_dump() for item in instances])
         return await compare_versions(service, name, a, b, rows)

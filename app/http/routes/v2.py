@@ -22,7 +22,7 @@ from app.http.middleware.limits import json_depth
 from app.http.routes.deps import ServiceDep
 from app.http.routes.protocol_route import PROTOCOL_RESPONSES, ProtocolRoute
 from app.http.routes.responses import ModelJSON
-from app.protocols import tensors, triton
+from app.protocols import triton
 from app.protocols import v2 as protocol
 from app.protocols.v2_bodies import (
     InferenceRequest,
@@ -30,6 +30,7 @@ from app.protocols.v2_bodies import (
     MetadataModelResponse,
     MetadataServerResponse,
 )
+from app.runtime.registry import Asked
 
 # The length of the JSON header of a body in the binary tensor data extension (and of an answer).
 BINARY_HEADER = "inference-header-content-length"
@@ -176,7 +177,9 @@ INFER_DESCRIPTION = (
 )
 async def infer(name: str, body: InferBody, service: ServiceDep, request: Request) -> Response:
     section = request.scope.get(BINARY_SECTION, b"")
-    return _answer(await protocol.v2_infer(service, service.registry.serve(name), body, section))
+    return _answer(
+        await protocol.v2_infer(service, service.registry.resolve(name, split=True), body, section)
+    )
 
 
 @router.post(
@@ -189,7 +192,7 @@ async def infer(name: str, body: InferBody, service: ServiceDep, request: Reques
 async def infer_version(
     name: str, version: str, body: InferBody, service: ServiceDep, request: Request
 ) -> Response:
-    runtime = service.registry.get(name, *tensors.version_or_label(version))
+    runtime = service.registry.resolve(name, Asked.of_text(name, version))
     section = request.scope.get(BINARY_SECTION, b"")
     return _answer(await protocol.v2_infer(service, runtime, body, section))
 
@@ -206,7 +209,7 @@ async def server_live() -> Response:
 
 @router.get("/health/ready", response_model=ReadyResponse, responses=HEALTH_RESPONSES)
 async def server_ready(service: ServiceDep) -> Response:
-    ready = not service.missing()
+    ready = not service.catalog.missing()
     return _health(ReadyResponse(ready=ready), ready)
 
 
@@ -238,7 +241,7 @@ async def statistics(name: str, service: ServiceDep) -> Response:
     summary="Statistics of a model version",
 )
 async def version_statistics(name: str, version: str, service: ServiceDep) -> Response:
-    runtime = service.registry.get(name, *tensors.version_or_label(version))
+    runtime = service.registry.resolve(name, Asked.of_text(name, version))
     return ModelJSON(triton.model_statistics([runtime]))
 
 
@@ -250,7 +253,7 @@ async def version_statistics(name: str, version: str, service: ServiceDep) -> Re
     "configuration states them; what Triton's perf_analyzer reads before it starts.",
 )
 async def model_config(name: str, service: ServiceDep) -> Response:
-    return ModelJSON(triton.model_config(service.registry.get(name), service.settings))
+    return ModelJSON(triton.model_config(service.registry.resolve(name), service.settings))
 
 
 @router.get(
@@ -259,13 +262,15 @@ async def model_config(name: str, service: ServiceDep) -> Response:
     summary="Model version configuration (Triton's shape)",
 )
 async def version_config(name: str, version: str, service: ServiceDep) -> Response:
-    runtime = service.registry.get(name, *tensors.version_or_label(version))
+    runtime = service.registry.resolve(name, Asked.of_text(name, version))
     return ModelJSON(triton.model_config(runtime, service.settings))
 
 
 @router.get("/models/{name}", response_model=MetadataModelResponse, summary="Model metadata")
 async def model_metadata(name: str, service: ServiceDep) -> MetadataModelResponse:
-    return protocol.v2_model_metadata(service.registry.get(name), service.registry.versions(name))
+    return protocol.v2_model_metadata(
+        service.registry.resolve(name), service.registry.versions(name)
+    )
 
 
 @router.get(
@@ -274,13 +279,13 @@ async def model_metadata(name: str, service: ServiceDep) -> MetadataModelRespons
     summary="Model version metadata",
 )
 async def version_metadata(name: str, version: str, service: ServiceDep) -> MetadataModelResponse:
-    runtime = service.registry.get(name, *tensors.version_or_label(version))
+    runtime = service.registry.resolve(name, Asked.of_text(name, version))
     return protocol.v2_model_metadata(runtime, service.registry.versions(name))
 
 
 @router.get("/models/{name}/ready", response_model=ReadyResponse, responses=HEALTH_RESPONSES)
 async def model_ready(name: str, service: ServiceDep) -> Response:
-    ready = service.registry.find(name).ready
+    ready = service.registry.resolve(name, ready=False).ready
     return _health(ReadyResponse(ready=ready), ready)
 
 
@@ -290,5 +295,5 @@ async def model_ready(name: str, service: ServiceDep) -> Response:
     responses=HEALTH_RESPONSES,
 )
 async def version_ready(name: str, version: str, service: ServiceDep) -> Response:
-    ready = service.registry.find(name, *tensors.version_or_label(version)).ready
+    ready = service.registry.resolve(name, Asked.of_text(name, version), ready=False).ready
     return _health(ReadyResponse(ready=ready), ready)
