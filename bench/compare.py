@@ -39,7 +39,7 @@ from pathlib import Path
 import httpx
 
 from app.artifact.card import ModelCard
-from bench import report, wrk
+from bench import report, server_matrix, wrk
 from bench.cards import newest_versions
 from bench.peers.registry import PEERS
 from bench.run_info import loadavg, run_header
@@ -56,6 +56,7 @@ READY_PATHS = {
 HOW = {
     "service": "Glassbox, `python -m app.serve app.main:app` as deploy/serve.sh runs it, defaults",
     "floor": "bench/floor_app.py: FastAPI, the same validated bodies, a constant answer",
+    **server_matrix.HOW,
     **{name: peer.description for name, peer in PEERS.items()},
 }
 
@@ -131,6 +132,16 @@ def groups(sent: dict[str, Payload], peers: list[str]) -> list[Group]:
     return made
 
 
+def server_groups(sent: dict[str, Payload]) -> list[Group]:
+    """The HTTP servers side by side (bench/server_matrix.py), with one and two workers."""
+    rows = [Row(*cell) for cell in server_matrix.matrix(sent)]
+    servers = list(dict.fromkeys(row.server for row in rows))
+    return [
+        Group(name, workers, rows, servers)
+        for name, workers in (("servers one worker", 1), ("servers two workers", 2))
+    ]
+
+
 def tree_rss_mib(pid: int) -> float:
     """Resident memory of a process and all its descendants, MiB (Linux /proc)."""
     children: dict[int, list[int]] = {}
@@ -169,8 +180,13 @@ async def start(
         )
         await servers.wait_ready(server, limit_s, READY_PATHS[name], started_lines=0)
     else:
-        server = servers.start(name, child_env(["iris", "mnist"]), label=f"{name}-{workers}w")
-        await servers.wait_ready(server, limit_s, READY_PATHS[name])
+        server = servers.start(
+            server_matrix.target(name),
+            child_env(["iris", "mnist"]),
+            label=f"{name.replace('@', '-')}-{workers}w",
+            http=server_matrix.http_server(name),
+        )
+        await servers.wait_ready(server, limit_s, READY_PATHS[server_matrix.base_name(name)])
     startup = round(time.perf_counter() - began, 1)
     return server, {"startup_s": startup, "rss_ready_mib": tree_rss_mib(server.process.pid)}
 
@@ -201,7 +217,7 @@ async def run_group(
                 runs[index].append(result)
                 say(
                     f"{group.name} round {round_index + 1}: {row.scenario:<12} "
-                    f"c={row.concurrency:<3} {row.server:<9} {result['rps'] or 0:>8.1f} req/s  "
+                    f"c={row.concurrency:<3} {row.server:<21} {result['rps'] or 0:>8.1f} req/s  "
                     f"p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  "
                     f"errors {result['errors']}"
                 )
@@ -359,8 +375,8 @@ def markdown(meta: dict, rows: list[dict], facts: dict, overload: dict | None, n
             (
                 r["rps_median"]
                 for r in rows
-                if (r["group"], r["scenario"], r["server"])
-                == (row["group"], row["scenario"], "service")
+                if (r["group"], r["scenario"], r["concurrency"], r["server"])
+                == (row["group"], row["scenario"], row["concurrency"], "service")
             ),
             None,
         )
@@ -371,10 +387,19 @@ def markdown(meta: dict, rows: list[dict], facts: dict, overload: dict | None, n
             f"{row['rps_max']:,.0f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
             f"| {row['errors']} | {versus} |"
         )
-    lines += ["", "**Targets** (issue 19), from this run's medians:", ""]
-    lines += ["| target | measured | met |", "|---|---|---|"]
-    for text, shown, met in targets(rows, overload):
-        lines.append(f"| {text} | {shown} | {'-' if met is None else 'yes' if met else 'no'} |")
+    peer_rows = [row for row in rows if not row["group"].startswith("servers")]
+    matrix_rows = [row for row in rows if row["group"].startswith("servers")]
+    for title, verdicts in (
+        ("issue 19", targets(peer_rows, overload) if peer_rows else []),
+        ("issue 33, the HTTP servers", server_matrix.targets(matrix_rows) if matrix_rows else []),
+    ):
+        if not verdicts:
+            continue
+        lines += ["", f"**Targets** ({title}), from this run's medians:", ""]
+        lines += ["| target | measured | met |", "|---|---|---|"]
+        for text, shown, met in verdicts:
+            mark = "-" if met is None else "yes" if met else "no"
+            lines.append(f"| {text} | {shown} | {mark} |")
     lines += [
         "",
         "**Start-up and memory**: seconds from the process start to its ready route answering "
@@ -386,9 +411,10 @@ def markdown(meta: dict, rows: list[dict], facts: dict, overload: dict | None, n
         "|---|---:|---|---:|---:|---:|---:|",
     ]
     for key, fact in facts.items():
-        name = key.rsplit("@", 1)[0]
+        name = key.rsplit("#", 1)[0]
         lines.append(
-            f"| {name} | {fact['workers']} | {READY_PATHS[name]} | {fact['startup_s']} "
+            f"| {name} | {fact['workers']} | {READY_PATHS[server_matrix.base_name(name)]} "
+            f"| {fact['startup_s']} "
             f"| {fact['rss_ready_mib']} | {fact['rss_after_mib']} "
             f"| {fact['rss_after_mib'] / fact['workers']:.0f} |"
         )
@@ -427,7 +453,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0, help="one measured row (10)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
-    parser.add_argument("--groups", default="one,two", help="one,two (default both)")
+    parser.add_argument(
+        "--groups",
+        default="one,two",
+        help="one,two (Glassbox beside its peers, the default) and/or servers (the HTTP servers "
+        "side by side, bench/server_matrix.py)",
+    )
     parser.add_argument("--no-overload", action="store_true")
     parser.add_argument("--overload-concurrency", type=int, default=256)
     parser.add_argument("--overload-queue-size", type=int, default=32)
@@ -447,14 +478,17 @@ async def measure_all(args: argparse.Namespace) -> tuple[str, dict]:
         if name not in peers
     ]
     sent = payloads(model_dir)
-    chosen = [g for g in groups(sent, peers) if g.name.split()[0] in args.groups]
+    wanted = args.groups.split(",")
+    chosen = [g for g in groups(sent, peers) if g.name.split()[0] in wanted]
+    if "servers" in wanted:
+        chosen += server_groups(sent)
     work_dir = Path(tempfile.mkdtemp(prefix="glassbox-compare-"))
     rows: list[dict] = []
     facts: dict[str, dict] = {}
     for group in chosen:
         group_rows, group_facts = await run_group(group, args, model_dir, work_dir)
         rows += group_rows
-        facts.update({f"{name}@{group.workers}": fact for name, fact in group_facts.items()})
+        facts.update({f"{name}#{group.workers}": fact for name, fact in group_facts.items()})
     overload = None if args.no_overload else await run_overload(args, sent["iris typed"], work_dir)
     meta = {
         **header.as_dict(),

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 TARGETS = {
     "service": "app.main:app",
+    "service-plain": "bench.plain_app:app",
     "baseline": "bench.baseline_app:app",
     "floor": "bench.floor_app:app",
 }
@@ -42,6 +43,10 @@ UVICORN_OPTIONS = [
 ]  # fmt: skip
 
 
+# What each server logs once per worker when that worker's lifespan has started.
+STARTED = {"uvicorn": "Application startup complete", "granian": "Started worker-"}
+
+
 class ServerFailed(RuntimeError):
     pass
 
@@ -52,6 +57,7 @@ class Server:
     process: subprocess.Popen
     url: str
     log_path: Path
+    started: str = STARTED["uvicorn"]  # the line each worker logs once it has started
 
     def log_text(self) -> str:
         try:
@@ -100,7 +106,19 @@ def uvicorn_command(target: str, port: int, workers: int = 1) -> list[str]:
     ]
 
 
-STARTED = "Application startup complete"
+def granian_command(target: str, port: int, workers: int = 1) -> list[str]:
+    """Granian's command line at its defaults (its Rust HTTP/1.1 server, its own workers on one
+    shared socket, no access log), as a deployment on Granian would run it."""
+    return [
+        sys.executable, "-m", "granian", "--interface", "asgi", target,
+        "--host", HOST, "--port", str(port), "--workers", str(workers),
+        "--log-level", "info", "--http1-keep-alive",
+        # As uvicorn's --timeout-graceful-shutdown 5 above.
+        "--workers-kill-timeout", "5",
+    ]  # fmt: skip
+
+
+COMMANDS = {"uvicorn": uvicorn_command, "granian": granian_command}
 
 
 class Servers:
@@ -115,8 +133,11 @@ class Servers:
     def __exit__(self, *exc) -> None:
         self.stop_all()
 
-    def start(self, name: str, env: dict[str, str], label: str | None = None) -> Server:
-        """Start `name` (service, baseline or floor) on a free port; returns at once."""
+    def start(
+        self, name: str, env: dict[str, str], label: str | None = None, http: str = "uvicorn"
+    ) -> Server:
+        """Start `name` (a key of TARGETS) on a free port on the `http` server (a key of
+        COMMANDS); returns at once."""
         port = free_port()
         if self.workers > 1:
             # As deploy/serve.sh runs several workers: their metrics summed through files here.
@@ -124,9 +145,11 @@ class Servers:
             shutil.rmtree(metrics_dir, ignore_errors=True)
             metrics_dir.mkdir()
             env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-        return self.start_command(
-            label or name, uvicorn_command(TARGETS[name], port, self.workers), env, port
+        server = self.start_command(
+            label or name, COMMANDS[http](TARGETS[name], port, self.workers), env, port
         )
+        server.started = STARTED[http]
+        return server
 
     def start_command(self, label: str, command: list[str], env: dict[str, str], port: int):
         """Start any server's command line, which listens on `port`; returns at once."""
@@ -169,7 +192,7 @@ class Servers:
                     )
                 with contextlib.suppress(httpx.HTTPError):
                     answered = (await client.get(path)).status_code == 200
-                    if answered and server.log_text().count(STARTED) >= expected:
+                    if answered and server.log_text().count(server.started) >= expected:
                         return
                 if time.monotonic() > deadline:
                     raise ServerFailed(

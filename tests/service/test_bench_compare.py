@@ -110,3 +110,62 @@ def test_mlserver_gets_a_settings_folder_with_both_models_and_adaptive_batching(
 
 def test_memory_is_read_for_a_process_and_its_children():
     assert tree_rss_mib(os.getpid()) > 10
+
+
+def matrix_row(scenario, concurrency, server, workers, rps, p50=10.0, p99=20.0, errors=0):
+    return {
+        **row(scenario, server, workers, rps, p50, p99, errors),
+        "concurrency": concurrency,
+    }
+
+
+def test_the_server_matrix_runs_every_server_on_every_scenario_it_has_a_route_for():
+    from bench.compare import server_groups
+
+    one, two = server_groups(payloads(MODELS))
+    assert (one.workers, two.workers) == (1, 2)
+    cells = {(r.scenario, r.concurrency, r.server) for r in one.rows}
+    assert len(cells) == len(one.rows) == 3 * (5 + 3 + 5)  # the floor has no v2 route
+    assert ("iris v2 JSON", 64, "floor") not in cells
+    assert set(one.servers) == {
+        "service", "service@granian", "service-plain@granian", "floor", "floor@granian"
+    }  # fmt: skip
+
+
+def test_each_service_is_judged_against_the_floor_on_its_own_server():
+    from bench import server_matrix
+
+    rows = [
+        matrix_row("iris", 64, "service", 1, 850, p99=25),
+        matrix_row("iris", 64, "floor", 1, 1000, p99=20),
+        matrix_row("iris", 64, "service@granian", 1, 800),
+        matrix_row("iris", 64, "floor@granian", 1, 1000),
+        matrix_row("iris", 1, "service", 1, 500, p50=0.9),
+        matrix_row("iris", 1, "floor", 1, 2000, p50=0.3),
+        matrix_row("iris", 64, "service-plain@granian", 1, 806),
+    ]
+    verdicts = {text: (shown, met) for text, shown, met in server_matrix.targets(rows)}
+    assert verdicts["service: iris c=64, 1 worker(s) >= 0.85 of floor"] == ("0.850x", True)
+    assert verdicts["service@granian: iris c=64, 1 worker(s) >= 0.85 of floor@granian"] == (
+        "0.800x",
+        False,
+    )
+    assert verdicts["service: iris c=64, 1 worker(s) p99 <= 1.25x floor's"] == ("1.250x", True)
+    assert verdicts["service: iris c=1 p50 within 0.5 ms of floor's"] == ("+0.60 ms", False)
+    plain = "plain routes on Granian within 5% of the hand-made path: iris c=64, 1 worker(s)"
+    assert verdicts[plain] == ("0.948x", False)
+    missing = "service: iris c=64, 2 worker(s) >= 0.90 of floor"
+    assert verdicts[missing] == ("-", None)  # a row not measured is no verdict
+
+
+def test_a_server_name_says_its_app_its_routes_and_its_http_server():
+    from bench import server_matrix
+
+    assert [
+        (server_matrix.target(name), server_matrix.base_name(name), server_matrix.http_server(name))
+        for name in ("service", "service-plain@granian", "floor@granian")
+    ] == [
+        ("service", "service", "uvicorn"),
+        ("service-plain", "service", "granian"),
+        ("floor", "floor", "granian"),
+    ]
