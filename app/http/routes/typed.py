@@ -30,10 +30,10 @@ from app.dataplane.schemas import (
     ValuePrediction,
 )
 from app.dataplane.service import InferenceService
+from app.http.framework_overrides.lean import LeanRoute
 from app.http.routes import uploads
 from app.http.routes.deps import LabelQuery, VersionQuery, serving_runtime, while_connected
 from app.http.routes.errors import ERROR_RESPONSES
-from app.http.routes.lean import LeanRoute
 from app.http.routes.responses import ModelJSON
 from app.http.schemas import ImageInput, batch_model, features_model
 from app.protocols import tensors
