@@ -2,7 +2,10 @@
 
 Each module here subclasses or replaces a part of a framework that the framework does not offer
 for changing (private methods, internal classes, the shape of internal data), for a measured
-reason. An upgrade can break them without an error at import.
+reason. An upgrade can break them without an error at import, so
+`tests/http/test_framework_contract.py` pins the versions in `WRITTEN_AGAINST` (the same as
+requirements.lock) and checks the shape of everything they rely on; its failures name the code to
+re-check.
 
 - `transport.py`, `HttpProtocol`: uvicorn's `HttpToolsProtocol`
   (`uvicorn.protocols.http.httptools_impl`) subclassed. It overrides `connection_made`,
@@ -29,10 +32,37 @@ reason. An upgrade can break them without an error at import.
   uvicorn's shared socket split 16 connections 1/15, 12/4 and 5/11 between two workers
   (docs/operations.md, "Scaling").
 
-Relied on outside this folder:
+Relied on outside this folder, and checked by the same test:
 - app/http/routes/model_routes.py, `ModelRoutes`: a Starlette `BaseRoute` (`matches`, `handle`,
   `Match`) that hands a request on to `scope["route"]`, the inner route FastAPI's
   `APIRoute.matches` puts in the scope (routes/errors.py and observability.py read it too).
 - app/serve.py: uvicorn's `main` command (`make_context`, `main`) and the SIGTERM uvicorn's
   `Server` raises again after its drain, which app/serve.py turns into exit status 0.
 """
+
+from typing import NamedTuple
+
+
+class Pin(NamedTuple):
+    version: str
+    recheck: str  # what depends on the package: to read again against a new version
+
+
+WRITTEN_AGAINST = {
+    "fastapi": Pin(
+        "0.165.0",
+        "lean.py (LeanRoute: APIRoute.get_route_handler, Dependant, ModelField, params.Body) and "
+        "app/http/routes/model_routes.py (APIRoute.matches puts the route in the scope)",
+    ),
+    "starlette": Pin(
+        "1.10.0", "app/http/routes/model_routes.py (ModelRoutes: BaseRoute, Match, Router)"
+    ),
+    "uvicorn": Pin(
+        "0.54.0",
+        "transport.py (HttpProtocol: HttpToolsProtocol, ServerState), workers.py (Workers: "
+        "main's options as Config, Server.run) and app/serve.py (main, the re-raised SIGTERM)",
+    ),
+    "httptools": Pin(
+        "0.9.0", "transport.py (HttpProtocol.data_received: the parser and HttpParserUpgrade)"
+    ),
+}
