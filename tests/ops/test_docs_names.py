@@ -6,27 +6,32 @@ Paths: anything in a page (prose, backticks, code blocks) that starts with `app/
 checkout; `<name>` or `{name}` stand for any name; `path:123` names a line of the file,
 `path:name` a name defined in it, and `path::test_name` a test in it.
 
-Code names: a backticked span outside code blocks is one when it is a dotted Python identifier
-(a leading `@` and a trailing `()` aside) and has a dot, or ends in `()`, or is CamelCase (a
-capital first, a lowercase letter and a second capital), unless it is a file name (it ends in an
-extension such as `.py`) or a Kubernetes field path (`spec.`, `metadata.`). Besides, every
-`python -m module` and every `module:attribute` import string of this project's packages, in
-code blocks too. A code name resolves when it is
+Code names: a backticked span outside code blocks is one when it is a Python identifier or a
+dotted one (a leading `@` and a trailing `()` aside) and has a dot, or ends in `()`, or is
+CamelCase (a capital first, a lowercase letter and a second capital), or is snake_case (two
+words or more, the last not a number: `grpc_serving`, not `dense_1`); unless it is a file name
+(it ends in an extension such as `.py`) or a Kubernetes field path (`spec.`, `metadata.`).
+Besides, every module run with `python -m` and every `module:attribute` import string of this
+project's packages, in code blocks too. A code name resolves when it is
 
 - defined in app/, bench/, training/ or tests/ (`ast`): a module by its dotted path or a tail of
   it (`traces.describe`), a class, function or module-level assignment, and a class's methods,
-  class-level fields and `self.` attributes; a bare `name()` may also be a method the code calls;
+  class-level fields and `self.` attributes; a bare name may also be any name the code defines
+  at any depth, calls (`is_server_live()`) or passes as a keyword (`compression_algorithm`);
 - a name the project's code imports (`APIRoute`, `kserve.InferenceRESTClient`), or an
   attribute chain the code spells on a module it imports (`bentoml.service`), or reached by
   importing its module and looking up each attribute (`json.loads`, and `tf.saved_model.load`
   through the code's own `import tensorflow as tf`);
-- a service, method, message, field path or package of the protobuf files the code imports
-  (`inference.GRPCInferenceService`, `ModelInfer`, `model_spec.version`);
-- a Kubernetes kind of the manifests under deploy/, or a key path of a committed model card
-  (`training.replanned`), or a string the code spells (`http.response.start`, or a dotted
-  prefix of one);
+- a service, method, message, field, field path or package of the protobuf files the code
+  imports (`inference.GRPCInferenceService`, `ModelInfer`, `model_spec.version`);
+- a word of the files under deploy/ (a kind, an nginx directive), a key or key path of a
+  committed model card (`training.replanned`), or a string the code spells
+  (`http.response.start`, `serving_default`; or a dotted prefix of one; or a counter's
+  `_total` sample);
 - or in `OTHER_NAMES`, names from other languages and projects, each with why.
 
+The module docstrings of app/, bench/, training/ and tests/ are held to the same (they say
+what each module is for, as the docs do), and every docstring and comment to the paths.
 Environment variables are tests/ops/test_configuration_docs.py's.
 """
 
@@ -35,8 +40,10 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import io
 import json
 import re
+import tokenize
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -46,11 +53,10 @@ from typing import Any
 
 import pytest
 
-from tests.ops.manifests import documents
 from tests.ops.test_layers import module_name
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PACKAGES = ("app", "bench", "training", "tests")
 PATH_ROOTS = (*PACKAGES, "deploy")
 
@@ -58,7 +64,10 @@ PATH_ROOTS = (*PACKAGES, "deploy")
 OTHER_NAMES = {
     "HttpClient": "Java's java.net.http client (docs/operations.md, h2c upgrades)",
     "RestClient": "Spring's HTTP client (docs/operations.md, h2c upgrades)",
-    "ClusterServingRuntime": "KServe's cluster-wide kind, the one deploy/kserve does not use",
+    "grpc_health_probe": "grpc-ecosystem's health-check command",
+    "round_robin": "a gRPC client's load-balancing policy, set by the caller",
+    "process_resident_memory_bytes": "prometheus_client's process collector's gauge",
+    "max_latency_ms": "BentoML's batching option, which bench/peers leaves at its default",
 }
 
 FENCE = re.compile(r"^\s*(```|~~~)")
@@ -66,6 +75,8 @@ SPAN = re.compile(r"(`+)(.+?)\1")
 IDENTIFIER = r"[A-Za-z_]\w*"
 DOTTED = re.compile(rf"{IDENTIFIER}(?:\.{IDENTIFIER})*")
 CODE_NAME = re.compile(rf"@?(?P<name>{IDENTIFIER}(?:\.{IDENTIFIER})*)(?P<call>\(\))?")
+# `grpc_serving`, not `values_0` or `dense_1` (numbered tensors and layers)
+SNAKE_CASE = re.compile(r"_?[a-z][a-z0-9]*(?:_[a-z][a-z0-9]*)+")
 CAMEL_CASE = re.compile(r"[A-Z](?=\w*[a-z])(?=\w*[A-Z]\w*$)\w*")
 FILE_EXTENSIONS = {
     "conf", "in", "json", "jsonl", "lock", "lua", "md", "png", "proto", "py", "sh", "toml",
@@ -80,21 +91,70 @@ IMPORT_STRING = re.compile(rf"(?<![\w./])((?:{'|'.join(PACKAGES)})(?:\.\w+)*):({
 
 
 @dataclass(frozen=True)
+class Page:
+    """Text that names files and code, and where it is: a doc, a docstring or a comment."""
+
+    path: Path
+    text: str
+    first_line: int = 1
+
+    @classmethod
+    def of(cls, path: Path) -> Page:
+        return cls(path, path.read_text())
+
+
+@dataclass(frozen=True)
 class Mention:
     """A name as a page writes it, and where."""
 
-    page: Path
+    page: Page
     line: int
     text: str
 
     def problem(self, why: str) -> str:
-        where = self.page.relative_to(ROOT) if self.page.is_relative_to(ROOT) else self.page
+        path = self.page.path
+        where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
         return f"{where}:{self.line}: `{self.text}` {why}"
 
 
-def numbered_lines(page: Path, *, prose_only: bool) -> Iterator[tuple[int, str]]:
+PAGES = [Page.of(path) for path in DOCS]
+
+
+def python_sources(root: Path) -> Iterator[tuple[Path, str, ast.Module]]:
+    for package in PACKAGES:
+        for source in sorted((root / package).rglob("*.py")):
+            if "fixtures" not in source.parts:  # data, not the project's code
+                text = source.read_text()
+                yield source, text, ast.parse(text, str(source))
+
+
+def module_docstrings(root: Path = ROOT) -> list[Page]:
+    """What each module is for, in the docs' words: naming files and code as the docs do."""
+    return [
+        Page(source, docstring, tree.body[0].lineno)
+        for source, _, tree in python_sources(root)
+        if (docstring := ast.get_docstring(tree, clean=False))
+    ]
+
+
+def docstrings_and_comments(root: Path = ROOT) -> list[Page]:
+    """Every docstring and comment of the project's Python, where a path can go stale too."""
+    pages = []
+    for source, text, tree in python_sources(root):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                docstring = ast.get_docstring(node, clean=False)
+                if docstring:
+                    pages.append(Page(source, docstring, node.body[0].lineno))
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type == tokenize.COMMENT:
+                pages.append(Page(source, token.string, token.start[0]))
+    return pages
+
+
+def numbered_lines(page: Page, *, prose_only: bool) -> Iterator[tuple[int, str]]:
     fenced = False
-    for number, line in enumerate(page.read_text().splitlines(), 1):
+    for number, line in enumerate(page.text.splitlines(), page.first_line):
         if FENCE.match(line):
             fenced = not fenced
         elif not (prose_only and fenced):
@@ -104,13 +164,13 @@ def numbered_lines(page: Path, *, prose_only: bool) -> Iterator[tuple[int, str]]
 # -- paths --------------------------------------------------------------------------------------
 
 
-def path_mentions(page: Path) -> Iterator[Mention]:
+def path_mentions(page: Page) -> Iterator[Mention]:
     for number, line in numbered_lines(page, prose_only=False):
         for match in PATH.finditer(line):
             yield Mention(page, number, match.group().rstrip(".:"))
 
 
-def link_mentions(page: Path) -> Iterator[Mention]:
+def link_mentions(page: Page) -> Iterator[Mention]:
     for number, line in numbered_lines(page, prose_only=True):
         for target in LINK.findall(line):
             if "://" not in target and not target.startswith(("#", "mailto:")):
@@ -165,7 +225,7 @@ def run_outputs(root: Path) -> list[str]:
     return [line.strip("/") for line in lines if line.endswith("/") and "*" not in line]
 
 
-def missing_paths(pages: Iterable[Path], root: Path = ROOT) -> list[str]:
+def missing_paths(pages: Iterable[Page], root: Path = ROOT) -> list[str]:
     problems = []
     outputs = run_outputs(root)
     for page in pages:
@@ -176,7 +236,7 @@ def missing_paths(pages: Iterable[Path], root: Path = ROOT) -> list[str]:
             if why:
                 problems.append(mention.problem(why))
         for mention in link_mentions(page):
-            why = path_problem(mention.text, page.parent)
+            why = path_problem(mention.text, page.path.parent)
             if why:
                 problems.append(mention.problem(why))
     return problems
@@ -231,16 +291,16 @@ class ProjectNames:
     def __init__(self, root: Path = ROOT) -> None:
         self.root = root
         self.modules: dict[str, Module] = {}
-        self.functions: set[str] = set()  # every function and method, by name
-        self.called: set[str] = set()  # every `x.name(...)` and `name(...)`, by name
+        # Every name the code defines, calls or passes as a keyword, at any depth
+        self.words: set[str] = set()
         self.imported: dict[str, str] = {}  # the name an import binds -> what it names
         self.imported_modules: set[str] = set()
         self.spelled_names: set[str] = set()  # dotted strings, attributes of imported modules
-        for package in PACKAGES:
-            for source in sorted((root / package).rglob("*.py")):
-                # The fixtures are data; this checker's strings are the names it tests with.
-                if "fixtures" not in source.parts and source.name != Path(__file__).name:
-                    self.read(module_name(source), ast.parse(source.read_text(), str(source)))
+        for source, _, tree in python_sources(root):
+            if (
+                source != Path(__file__).resolve()
+            ):  # this checker's strings are the names it tests with
+                self.read(module_name(source), tree)
 
     def read(self, name: str, tree: ast.Module) -> None:
         module = self.modules.setdefault(name, Module())
@@ -248,13 +308,17 @@ class ProjectNames:
             module.top.update(bound_names(node))
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
-                module.classes.setdefault(node.name, set()).update(class_members(node))
+                members = class_members(node)
+                module.classes.setdefault(node.name, set()).update(members)
+                self.words |= members | {node.name}
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                self.functions.add(node.name)
-            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-                self.called.add(node.func.attr)
-            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-                self.called.add(node.func.id)
+                self.words.add(node.name)
+            elif isinstance(node, ast.Call):
+                if isinstance(node.func, ast.Attribute):
+                    self.words.add(node.func.attr)
+                elif isinstance(node.func, ast.Name):
+                    self.words.add(node.func.id)
+                self.words |= {keyword.arg for keyword in node.keywords if keyword.arg}
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     self.imported[alias.asname or alias.name.split(".")[0]] = (
@@ -286,8 +350,8 @@ class ProjectNames:
 
     # -- the resolvers, in the order `resolves` tries them
 
-    def defined(self, parts: list[str], call: bool) -> bool:
-        if len(parts) == 1 and parts[0] in self.functions | (self.called if call else set()):
+    def defined(self, parts: list[str]) -> bool:
+        if len(parts) == 1 and parts[0] in self.words:
             return True
         for split in range(len(parts) + 1):
             head, rest = ".".join(parts[:split]), parts[split:]
@@ -344,25 +408,28 @@ class ProjectNames:
 
     @cached_property
     def data_names(self) -> set[str]:
-        """The kinds of the manifests under deploy/ and the key paths of the committed cards."""
-        kinds = {
-            doc["kind"]
-            for path in sorted((self.root / "deploy").rglob("*.yaml"))
-            for doc in documents(path)
-        }
+        """The words of the files under deploy/ (kinds, nginx directives), and the keys and key
+        paths of the committed cards."""
+        deploy = [path for path in (self.root / "deploy").rglob("*") if path.is_file()]
+        words = {word for path in deploy for word in re.findall(r"\w+", path.read_text())}
         cards = sorted((self.root / "models").glob("*/*/metadata.json"))
-        return kinds | {key for card in cards for key in key_paths(json.loads(card.read_text()))}
+        keys = {key for card in cards for key in key_paths(json.loads(card.read_text()))}
+        return words | keys | {key.rsplit(".", 1)[-1] for key in keys}
 
     def spelled(self, name: str) -> bool:
-        return any(text == name or text.startswith(name + ".") for text in self.spelled_names)
+        """As a string or a prefix of one, or as a Prometheus counter's sample (`_total`)."""
+        counter = name.removesuffix("_total")
+        return any(
+            text in (name, counter) or text.startswith(name + ".") for text in self.spelled_names
+        )
 
-    def resolves(self, name: str, call: bool = False) -> bool:
-        return name in OTHER_NAMES or self.found(name, call)
+    def resolves(self, name: str) -> bool:
+        return name in OTHER_NAMES or self.found(name)
 
-    def found(self, name: str, call: bool = False) -> bool:
+    def found(self, name: str) -> bool:
         parts = name.split(".")
         return (
-            self.defined(parts, call)
+            self.defined(parts)
             or self.imported_by_name(parts)
             or name in self.protobuf_names
             or name in self.data_names
@@ -430,24 +497,23 @@ def attribute_path(parts: list[str]) -> object | None:
     return None
 
 
-def code_mentions(page: Path) -> Iterator[tuple[Mention, str, bool]]:
-    """(mention, name, whether written as a call) for each code name of the page."""
+def code_mentions(page: Page) -> Iterator[tuple[Mention, str]]:
+    """(mention, name) for each code name of the page."""
     for number, line in numbered_lines(page, prose_only=True):
         for span in SPAN.finditer(line):
             text = span.group(2).strip()
             match = CODE_NAME.fullmatch(text)
             if match is None:
                 continue
-            name, call = match["name"], bool(match["call"])
-            dotted = "." in name
+            name, dotted = match["name"], "." in match["name"]
             if dotted and (name.rsplit(".", 1)[1] in FILE_EXTENSIONS or K8S_FIELD_PATH.match(name)):
                 continue
-            if call or dotted or CAMEL_CASE.fullmatch(name):
-                yield Mention(page, number, text), name, call
+            if match["call"] or dotted or CAMEL_CASE.fullmatch(name) or SNAKE_CASE.fullmatch(name):
+                yield Mention(page, number, text), name
 
 
-def module_mentions(page: Path) -> Iterator[tuple[Mention, str]]:
-    """`python -m module` and `module:attribute`, with the name each must resolve as."""
+def module_mentions(page: Page) -> Iterator[tuple[Mention, str]]:
+    """A module run with `python -m`, and `module:attribute`, with the name each must resolve as."""
     for number, line in numbered_lines(page, prose_only=False):
         for module in RUN_MODULE.findall(line):
             yield Mention(page, number, f"python -m {module}"), module
@@ -464,17 +530,17 @@ def runnable(module: str, root: Path) -> bool:
     )
 
 
-def missing_code_names(pages: Iterable[Path], names: ProjectNames) -> list[str]:
+def missing_code_names(pages: Iterable[Page], names: ProjectNames) -> list[str]:
     problems = []
     for page in pages:
-        for mention, name, call in code_mentions(page):
-            if not names.resolves(name, call):
+        for mention, name in code_mentions(page):
+            if not names.resolves(name):
                 problems.append(mention.problem("names no code of this project or its packages"))
         for mention, name in module_mentions(page):
             if mention.text.startswith("python -m "):
                 if not runnable(name, names.root):
                     problems.append(mention.problem("is no module python -m can run"))
-            elif not names.defined(name.split("."), call=False):
+            elif not names.defined(name.split(".")):
                 problems.append(mention.problem("is defined nowhere"))
     return problems
 
@@ -490,6 +556,14 @@ def test_every_path_the_docs_name_exists():
 
 def test_every_code_name_the_docs_use_exists(project_names):
     assert missing_code_names(PAGES, project_names) == []
+
+
+def test_every_code_name_a_module_docstring_uses_exists(project_names):
+    assert missing_code_names(module_docstrings(), project_names) == []
+
+
+def test_every_path_a_docstring_or_comment_names_exists():
+    assert missing_paths(docstrings_and_comments()) == []
 
 
 def test_no_other_name_resolves_in_the_code(project_names):
@@ -515,7 +589,8 @@ uvicorn app.main:app
 `InferenceService.predict`, `traces.describe`, `create_app()`, `APIRoute`, `logging.LogRecord`,
 `tf.saved_model.load`, `json.loads`, `inference.GRPCInferenceService`, `ModelInfer`,
 `model_spec.version`, `training.replanned`, `http.response.start`, `InferenceService`,
-`GLASSBOX_MODELS`, `serving_default`, `metadata.json`, `spec.predictor.model`, `Gateway`.
+`serving_default`, `trace_max_values`, `grpc_pass`, `glassbox_shadow_compared_rows_total`,
+`GLASSBOX_MODELS`, `metadata.json`, `spec.predictor.model`, `Gateway`.
 """
 
 MADE_UP = """\
@@ -528,7 +603,7 @@ uvicorn app.main:no_such_app
 ```
 
 `CallGuard.rpc`, `grpc_companion()`, `InferenceService.no_such_method`, `NoSuchClass`,
-`app.no_such_module`, `json.no_such_function`, `model_spec.no_such_field`.
+`app.no_such_module`, `json.no_such_function`, `model_spec.no_such_field`, `grpc_companion`.
 """
 
 
@@ -536,15 +611,15 @@ def test_the_checker_passes_real_names(tmp_path, project_names):
     (tmp_path / "docs").mkdir()
     page = tmp_path / "docs" / "page.md"
     page.write_text(PAGE.replace("../README.md", str(ROOT / "README.md")))
-    assert missing_paths([page]) == []
-    assert missing_code_names([page], project_names) == []
+    assert missing_paths([Page.of(page)]) == []
+    assert missing_code_names([Page.of(page)], project_names) == []
 
 
 def test_the_checker_names_the_page_the_line_and_each_made_up_name(tmp_path, project_names):
     page = tmp_path / "page.md"
     page.write_text(MADE_UP)
     lines = len((ROOT / "app" / "main.py").read_text().splitlines())
-    assert missing_paths([page]) == [
+    assert missing_paths([Page.of(page)]) == [
         f"{page}:1: `app/nowhere.py` does not exist",
         f"{page}:1: `tests/ops/test_docs_names.py::test_nothing` has no test test_nothing",
         f"{page}:1: `app/main.py:9999` has {lines} lines",
@@ -553,7 +628,7 @@ def test_the_checker_names_the_page_the_line_and_each_made_up_name(tmp_path, pro
         f"{page}:2: `missing.md` does not exist",
     ]
     why = "names no code of this project or its packages"
-    assert missing_code_names([page], project_names) == [
+    assert missing_code_names([Page.of(page)], project_names) == [
         *(
             f"{page}:9: `{name}` {why}"
             for name in (
@@ -565,7 +640,12 @@ def test_the_checker_names_the_page_the_line_and_each_made_up_name(tmp_path, pro
         ),
         *(
             f"{page}:10: `{name}` {why}"
-            for name in ("app.no_such_module", "json.no_such_function", "model_spec.no_such_field")
+            for name in (
+                "app.no_such_module",
+                "json.no_such_function",
+                "model_spec.no_such_field",
+                "grpc_companion",
+            )
         ),
         f"{page}:5: `python -m bench.no_such_module` is no module python -m can run",
         f"{page}:6: `app.main:no_such_app` is defined nowhere",
@@ -577,6 +657,6 @@ def test_a_made_up_name_in_a_copy_of_the_docs_fails(tmp_path, project_names):
     text = (ROOT / "docs" / "architecture.md").read_text()
     copy.write_text(text.replace("`ModelRoutes`", "`ModelRouter`", 1))
     line = text[: text.index("`ModelRoutes`")].count("\n") + 1
-    assert missing_code_names([copy], project_names) == [
+    assert missing_code_names([Page.of(copy)], project_names) == [
         f"{copy}:{line}: `ModelRouter` names no code of this project or its packages"
     ]

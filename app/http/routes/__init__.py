@@ -1,1 +1,1 @@
-"""One router per resource; `typed.ModelRoutes` builds each version's typed routes."""
+"""One router per resource; `model_routes.ModelRoutes` builds each version's typed routes."""
