@@ -11,7 +11,7 @@ re-check.
   (`uvicorn.protocols.http.httptools_impl`) subclassed. It overrides `connection_made`,
   `data_received` (uvicorn's own, with a request parsed again by a new httptools parser),
   `eof_received`, `shutdown`, `on_response_complete` and the parser's callbacks; reads the
-  request cycle's `keep_alive` and `response_complete`; calls uvicorn's private
+  request cycle's keep-alive and response-complete flags; calls uvicorn's private
   `_should_upgrade`, `_unset_keepalive_if_required` and `_unsupported_upgrade_warning`; and keeps
   per-server state on uvicorn's `ServerState`. Why: one write per answer (2,804 `sendto` calls
   for 2,631 requests, against 5,544 for 2,687; two workers' iris rate 1.054 of the previous
@@ -19,11 +19,11 @@ re-check.
   rather than the request's body lost (uvicorn issue 2722); connections bounded by a head
   deadline, a cap and a drain (docs/operations.md, "Deadlines and caps").
 - `lean.py`, `LeanRoute`: FastAPI's `APIRoute.get_route_handler`, reading the route's `Dependant`
-  (`fastapi.dependencies.models`) and its `ModelField`s to validate a JSON body in one
+  (`fastapi.dependencies.models`) and its fields to validate a JSON body in one
   pydantic-core pass and skip FastAPI's dependency solver. Why: FastAPI's handler was 32% of an
   iris prediction's time on the event loop (py-spy, docs/performance.md); with FastAPI's own
-  handler instead, iris at 64 connections was 15% slower (measured when the tracker's
-  performance item weighed what to keep). `ProtocolRoute` and `V2Route` (app/http/routes/)
+  handler instead, iris at 64 connections was 15% slower on Granian (bench/server_matrix.py,
+  docs/performance.md, "Which HTTP server"). `ProtocolRoute` and `V2Route` (app/http/routes/)
   build on it through `get_route_handler`, FastAPI's documented way to customize a route.
 - `workers.py`, `Workers`: uvicorn's worker supervisor replaced for `--workers N` on Linux. It
   turns what uvicorn's `main` command parsed into a `Config` as uvicorn's `run` does
