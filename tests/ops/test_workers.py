@@ -19,7 +19,7 @@ import grpc
 import httpx
 import pytest
 
-from app.http.framework_overrides.workers import balanced, parse_options
+from app.http.framework_overrides.workers import Workers, balanced, parse_options
 from app.serve import PROG, TF_THREAD_SETTINGS, share_cores
 from tests.metrics import sample
 from tests.ops.server import ROOT, Server, free_port, free_ports, serve, wait_for
@@ -81,6 +81,20 @@ def server(tmp_path_factory):
 def test_a_socket_per_worker_only_where_the_kernel_spreads_connections(extra, spread):
     options = parse_options(["app.main:app", "--workers", "2", "--port", "8000", *extra], PROG)
     assert balanced(options) is spread
+
+
+def test_workers_take_the_response_headers_of_the_command_line_as_uvicorn_does(tmp_path):
+    """`--header Name:Value` reached uvicorn's Config unsplit, which every worker's start then
+    refused (ValueError: not enough values to unpack)."""
+    (tmp_path / "bare.py").write_text("async def app(scope, receive, send):\n    pass\n")
+    args = ["bare:app", "--workers", "2", "--app-dir", str(tmp_path)]
+    options = parse_options(
+        [*args, "--header", "X-Served-By:glassbox", "--header", "X-A:b:c"], PROG
+    )
+    assert options is not None
+    config = Workers(options).config
+    config.load()  # what each worker does first
+    assert config.encoded_headers[-2:] == [(b"x-served-by", b"glassbox"), (b"x-a", b"b:c")]
 
 
 @pytest.mark.parametrize("args", [["--version"], ["--help"], ["app.main:app", "--bogus"], []])

@@ -86,6 +86,8 @@ class Workers:
             sys.path.insert(0, app_dir)  # as uvicorn does, before the app is imported
         if options["log_config"] is None:
             options["log_config"] = LOGGING_CONFIG  # as uvicorn's command line passes it on
+        # `--header Name:Value` as uvicorn's command line hands it to Config: split in two.
+        options["headers"] = [tuple(header.split(":", 1)) for header in options["headers"]]
         self.config = Config(**options)  # configures uvicorn's logging in this process too
 
     def run(self) -> int:
