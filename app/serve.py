@@ -6,41 +6,34 @@ success, so that second SIGTERM (and one that arrives before uvicorn has started
 process with status 0 instead.
 
 With `--workers N` (N > 1) on Linux, each worker listens on a socket of its own, bound with
-SO_REUSEPORT, and the kernel hands each new connection to one of them by a hash of its
-addresses. uvicorn's workers share one listening socket instead, and the worker that wakes first
-accepts every connection waiting: 16 keep-alive connections opened together were split 1/15,
-12/4 and 5/11 between two workers, and the busier worker capped throughput (see
-docs/operations.md, "Scaling"). Elsewhere, or with --reload, --uds, --fd or --port 0, uvicorn
-runs as it is. With several workers, every worker also serves gRPC on GLASSBOX_GRPC_PORT, each
-binding it with SO_REUSEPORT, once this process has checked that nothing else listens there.
+SO_REUSEPORT, so that the kernel spreads connections over the workers, which uvicorn's shared
+socket does not (`app/http/framework_overrides/workers.py`; docs/operations.md, "Scaling").
+Elsewhere, or with --reload, --uds, --fd or --port 0, uvicorn runs as it is. With several
+workers, every worker also serves gRPC on GLASSBOX_GRPC_PORT, each binding it with SO_REUSEPORT,
+once this process has checked that nothing else listens there.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import logging
-import multiprocessing
 import os
 import signal
-import socket
 import sys
-import time
 from collections.abc import MutableMapping
-from multiprocessing.context import SpawnContext
 from types import FrameType
-from typing import Any, NoReturn
+from typing import NoReturn
 
-import click
-from prometheus_client import multiprocess
-from uvicorn import Config, Server
-from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 from uvicorn.main import main
 
 from app.core.settings import Settings
+from app.http.framework_overrides.workers import (
+    STARTUP_FAILURE,
+    Workers,
+    balanced,
+    parse_options,
+    port_is_free,
+)
 
 PROG = "python -m app.serve"
-logger = logging.getLogger("uvicorn.error")
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> NoReturn:
@@ -54,9 +47,9 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> NoReturn:
 # answered in 0.1-0.2 s. It costs about 8% of one worker's iris req/s (docs/performance.md).
 DEFAULT_LOOP = ["--loop", "asyncio"]
 # uvicorn's httptools protocol with each answer's head and body sent in one write, and an h2c
-# upgrade offer declined rather than the request's body lost (app/http/transport.py), unless
-# --http says otherwise.
-DEFAULT_HTTP = ["--http", "app.http.transport:HttpProtocol"]
+# upgrade offer declined rather than the request's body lost
+# (app/http/framework_overrides/transport.py), unless --http says otherwise.
+DEFAULT_HTTP = ["--http", "app.http.framework_overrides.transport:HttpProtocol"]
 
 
 def run() -> None:
@@ -65,13 +58,13 @@ def run() -> None:
     for option, default in (("--loop", DEFAULT_LOOP), ("--http", DEFAULT_HTTP)):
         if not any(arg == option or arg.startswith(f"{option}=") for arg in args):
             args = [*default, *args]
-    options = _parse(args)
+    options = parse_options(args, PROG)
     workers = (options["workers"] or 1) if options is not None else 1
     if workers > 1 and not share_grpc_port():
         sys.exit(STARTUP_FAILURE)
     if workers > 1:
         share_cores(workers, os.environ)
-    if options is not None and _balanced(options):
+    if options is not None and balanced(options):
         sys.exit(Workers(options).run())
     main(args=args, prog_name=PROG)
 
@@ -100,151 +93,6 @@ def share_grpc_port() -> bool:
         return False
     os.environ["GLASSBOX_GRPC_REUSE_PORT"] = "1"  # the workers inherit it
     return True
-
-
-def port_is_free(host: str, port: int, refusal: str) -> bool:
-    """Whether nothing listens on the port, checked with a socket without SO_REUSEPORT, which
-    cannot share it (one with it would quietly join another server's); logged when taken."""
-    try:
-        bound_socket(host, port, reuse_port=False).close()
-    except OSError as error:
-        logger.error("%s %s:%d: %s", refusal, host, port, error)
-        return False
-    return True
-
-
-def _parse(args: list[str]) -> dict[str, Any] | None:
-    """uvicorn's options as its command line parses them; None when it would not run (a usage
-    error, --help, --version), which uvicorn's own `main` then reports."""
-    if {"--help", "--version"} & set(args):  # parsing would already print them
-        return None
-    try:
-        with main.make_context(PROG, list(args)) as context:
-            return dict(context.params)
-    except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-        return None
-
-
-def _balanced(options: dict[str, Any]) -> bool:
-    return (
-        (options["workers"] or 1) > 1
-        and sys.platform == "linux"  # elsewhere SO_REUSEPORT does not spread connections
-        and not options["reload"]
-        and options["uds"] is None
-        and options["fd"] is None
-        and options["port"] != 0  # each worker would get a port of its own
-    )
-
-
-class Workers:
-    """Worker processes on one port, one SO_REUSEPORT socket each; a worker that dies is
-    replaced, and SIGTERM or SIGINT drains them all.
-
-    Unlike uvicorn's own supervisor it does not ping workers for hangs, nor take SIGHUP,
-    SIGTTIN or SIGTTOU; a worker that fails to start (exit status 3) stops the server with 3,
-    and workers get SIGTERM if the supervisor dies.
-    """
-
-    def __init__(self, options: dict[str, Any]):
-        options = dict(options)
-        app_dir = options.pop("app_dir")
-        if app_dir is not None:
-            sys.path.insert(0, app_dir)  # as uvicorn does, before the app is imported
-        if options["log_config"] is None:
-            options["log_config"] = LOGGING_CONFIG  # as uvicorn's command line passes it on
-        self.config = Config(**options)  # configures uvicorn's logging in this process too
-
-    def run(self) -> int:
-        if not port_is_free(self.config.host, self.config.port, "Cannot listen on"):
-            return STARTUP_FAILURE
-        # The handler only records the signal, as uvicorn's supervisor does: a handler runs in
-        # the main thread between two of its bytecodes, so taking a lock there (a
-        # threading.Event's) can deadlock against that thread (CPython issue 126434).
-        received: list[int] = []
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda signum, _frame: received.append(signum))
-        status = 0
-        context = multiprocessing.get_context("spawn")
-        processes = [self._start(context) for _ in range(self.config.workers)]
-        logger.info(
-            "Started %d workers, a SO_REUSEPORT socket each [%d]", len(processes), os.getpid()
-        )
-        while not received and status == 0:
-            time.sleep(0.1)  # a signal is passed on to the workers within this
-            if received:  # the workers got the signal too (Ctrl-C): they are stopping, not dead
-                break
-            for index, process in enumerate(processes):
-                if process.is_alive():
-                    continue
-                if process.exitcode == STARTUP_FAILURE:
-                    logger.error("Worker [%d] failed to start; stopping.", process.pid)
-                    status = STARTUP_FAILURE
-                    break
-                logger.warning(
-                    "Worker [%d] died (exit status %s); starting another.",
-                    process.pid,
-                    process.exitcode,
-                )
-                forget_metrics_of(process.pid)
-                processes[index] = self._start(context)
-        for process in processes:
-            if process.is_alive() and process.pid is not None:  # started: it has a pid
-                os.kill(process.pid, signal.SIGTERM)
-        for process in processes:
-            process.join()
-            forget_metrics_of(process.pid)
-        logger.info("Stopped %d workers [%d]", len(processes), os.getpid())
-        return status
-
-    def _start(self, context: SpawnContext) -> multiprocessing.process.BaseProcess:
-        process = context.Process(target=_serve, args=(self.config, os.getpid()))
-        process.start()
-        return process
-
-
-def forget_metrics_of(pid: int | None) -> None:
-    """Stop summing a gone worker's live gauges (queue depth, in flight) into every scrape;
-    its counters stay, as the metrics library keeps them for a process marked dead."""
-    if pid is not None and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
-
-
-def _serve(config: Config, supervisor: int) -> None:
-    """One worker: its own listening socket, then uvicorn's server on it."""
-    die_with_parent()
-    if os.getppid() != supervisor:  # it died before the line above
-        sys.exit(1)
-    config.configure_logging()  # as in uvicorn's own workers: the parent's setup is not inherited
-    try:
-        listener = bound_socket(config.host, config.port, reuse_port=True)
-    except OSError as error:
-        logger.error("Cannot listen on %s:%d: %s", config.host, config.port, error)
-        sys.exit(STARTUP_FAILURE)
-    Server(config).run(sockets=[listener])
-
-
-def die_with_parent() -> None:
-    """SIGTERM this process when its parent dies, even by SIGKILL (Linux), rather than leave it
-    serving with no one to stop it."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def bound_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP named, not 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on
-    # connections from a socket that says it is TCP, and with it on every answer waited for
-    # the client's delayed ACK (two workers: 1,430 req/s at 44 ms p50, against 6,300).
-    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        listener.bind((host, port))
-    except OSError:
-        listener.close()
-        raise
-    return listener
 
 
 if __name__ == "__main__":

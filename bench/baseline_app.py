@@ -1,8 +1,8 @@
-"""The seed-style baseline: Keras `model.predict` per request, as the course material serves.
+"""The seed-style baseline: `keras.Model.predict` per request, as the course material serves.
 
 Each model is the newest version in GLASSBOX_MODEL_DIR, loaded with
 `keras.layers.TFSMLayer(path, call_endpoint=...)` inside a `keras.Sequential`, and every request
-calls `model.predict` on its own one-row batch, straight from the `async def` handler (the
+calls its `predict` on its own one-row batch, straight from the `async def` handler (the
 tutorial form: no executor, no batching, so calls run one at a time on the event loop).
 Request shapes and validation are the service's (the same card-built pydantic bodies; uploads
 decoded with Pillow and preprocessed by `app.artifact.imaging`), so the model call is what differs.

@@ -5,7 +5,7 @@ on Granian to measure what the lean path is worth; the service itself never impo
 
 from fastapi.routing import APIRoute
 
-from app.http.routes.lean import LeanRoute
+from app.http.framework_overrides.lean import LeanRoute
 
 LeanRoute.get_route_handler = APIRoute.get_route_handler  # type: ignore[method-assign]
 

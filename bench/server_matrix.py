@@ -2,7 +2,7 @@
 
 Five servers side by side, each with one and then two workers, in interleaved rounds:
 - `service`: Glassbox as deploy/serve.sh runs it, uvicorn through `python -m app.serve` with the
-  hand-made HTTP path (app/http/transport.py's protocol, `LeanRoute`);
+  hand-made HTTP path (app/http/framework_overrides/: its HTTP protocol, `LeanRoute`);
 - `service@granian`: the same app on Granian (its Rust HTTP/1.1 server), `LeanRoute` kept;
 - `service-plain@granian`: on Granian with FastAPI's own route handler on every route
   (bench/plain_app.py): no hand-made piece left;

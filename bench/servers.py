@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from app.serve import die_with_parent
+from app.http.framework_overrides.workers import die_with_parent
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """`python -m bench.shadow`: what a shadow version costs the callers of the default version.
 
 In one process, on the committed iris model served as versions 1 and 2 (two copies, so a
-shadow copy costs a real model call), the latency of `InferenceService.predict` for the
+shadow copy costs a real model call), the latency of `Predictor.predict` for the
 default version, under four shadows: none, a working one, one that raises and one that hangs
 (blocked until the end of the run). Each round sends `--requests` predictions from `--callers`
 concurrent callers; rounds interleave the shadows so the machine's noise falls on all. The

@@ -1,8 +1,8 @@
 """The data plane as one object the transports share: the models (`catalog`), a request's
 input (`inputs`), model calls (`predictor`) and explanations (`explainer`), one in-flight limit
 per model (`admission`) and the inference threads they all run on. Nothing here knows HTTP or
-gRPC: a route or a servicer resolves the version with `registry.resolve`, builds its batch with
-`inputs`, and gets its answer from `predictor` or `explainer`."""
+gRPC: a route or a servicer resolves the version with `ModelRegistry.resolve`, builds its batch
+with `inputs`, and gets its answer from `predictor` or `explainer`."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ from call metadata, the model's admission place, the client's deadline, one erro
 mapped to status codes (never INTERNAL for bad input), metrics by protocol and method, and one
 JSON log line with a request id.
 
-It is one wrapper around each servicer method (`CallGuard.rpc`), not a chain of interceptors:
+It is one wrapper around each servicer method (`CallGuard.run`), not a chain of interceptors:
 one pass per call.
 """
 

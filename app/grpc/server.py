@@ -1,7 +1,7 @@
 """The gRPC server: KServe v2 and TF Serving gRPC, the standard health service and server
 reflection (v1 and v1alpha), on GLASSBOX_GRPC_PORT, in the HTTP app's process and event loop.
 
-`grpc_companion` is what `app.main` gives `create_app`: it starts the server once the models
+`grpc_serving` is what `app.main` gives `create_app`: it starts the server once the models
 have loaded and stops it (after `graceful_shutdown_s` for calls in flight) before the service
 closes. Both transports share the registry, batchers, admission places, keys and metrics.
 """

@@ -2,7 +2,7 @@
 (an `MLModel` with `load` and `predict`, its inputs read with MLServer's own codecs). MLServer
 has no TensorFlow runtime of its own; this is the small one its "custom inference runtimes"
 guide describes. Adaptive batching is MLServer's (`max_batch_size`, `max_batch_time` in each
-model's settings, written by `bench.peers.mlserver_settings`).
+model's settings, written by `bench.peers.registry.mlserver_settings`).
 
 - iris: the Open Inference Protocol v2 JSON body Glassbox's /v2 route takes, FP32 `[n, 4]`.
 - mnist: a BYTES input holding the PNG file, base64 in JSON, decoded by MLServer's

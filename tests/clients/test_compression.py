@@ -343,7 +343,8 @@ def test_identity_is_no_encoding(small):
         content=json.dumps(PREDICT),
         headers=JSON | {"content-encoding": "identity"},
     )
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text  # the body read as it came
+    assert np.argmax(response.json()["predictions"], axis=1).tolist() == SPECIES[:2]
 
 
 # -- the pieces ----------------------------------------------------------------------------------

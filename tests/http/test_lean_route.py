@@ -9,8 +9,8 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 
+from app.http.framework_overrides.lean import LeanRoute
 from app.http.routes import errors
-from app.http.routes.lean import LeanRoute
 
 
 class Point(BaseModel):

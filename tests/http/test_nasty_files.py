@@ -37,7 +37,6 @@ from PIL import ImageFile
 
 from app.dataplane.schemas import ClassPrediction
 from app.http.schemas import ErrorResponse
-from tests.conftest import MODELS
 
 NASTY_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "nasty"
 IMAGE_MODELS = ("mnist", "catdog")
@@ -69,11 +68,6 @@ MEDIA_TYPES |= {".bmp": "image/bmp", ".svg": "image/svg+xml", ".pdf": "applicati
 SAME_INPUT = 8.0
 
 
-def model_or_skip(name: str) -> None:
-    if not (MODELS / name).is_dir():
-        pytest.skip(f"{name} is not trained yet")
-
-
 def post_upload(client, model: str, name: str):
     data = (NASTY_DIR / name).read_bytes()
     media_type = MEDIA_TYPES[Path(name).suffix]
@@ -101,7 +95,6 @@ def test_the_table_covers_every_file_in_the_corpus():
 @pytest.mark.parametrize("model", IMAGE_MODELS)
 @pytest.mark.parametrize("name", sorted(NASTY))
 def test_each_file_gets_its_documented_answer(app_client, name, model, route):
-    model_or_skip(model)
     status, code, phrase = NASTY[name]
     response = POSTS[route](app_client, model, name)
     assert response.status_code == status, response.text
@@ -120,7 +113,6 @@ def test_each_file_gets_its_documented_answer(app_client, name, model, route):
 @pytest.mark.parametrize("name", ["animated.gif", "gray16.png", "cmyk.jpg", "rotated_exif6.jpg"])
 def test_valid_variants_give_the_model_the_same_input_as_the_plain_png(app_client, name, model):
     """The first GIF frame, 16 bits scaled (not clipped), CMYK converted, EXIF applied."""
-    model_or_skip(model)
     plain = np.array(post_upload(app_client, model, "seven.png").json()["model_input"])
     variant = np.array(post_upload(app_client, model, name).json()["model_input"])
     assert variant.shape == plain.shape
@@ -134,7 +126,6 @@ def test_valid_variants_give_the_model_the_same_input_as_the_plain_png(app_clien
 def test_a_bomb_is_refused_from_its_header_before_any_pixel_is_decoded(
     app_client, monkeypatch, model, name
 ):
-    model_or_skip(model)
 
     def no_decoding(image):
         raise AssertionError(f"{name}: pixels decoded")  # not a decode error: it would be a 500
@@ -156,7 +147,6 @@ UNPARSABLE = {
 def test_a_body_that_does_not_parse_is_422_naming_the_body(app_client, case):
     content, media_type, phrase = UNPARSABLE[case]
     model = "mnist" if media_type.startswith("multipart") else "iris"
-    model_or_skip(model)
     response = app_client.post(
         f"/api/models/{model}/predict", content=content, headers={"content-type": media_type}
     )

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.core.logging import JsonFormatter, log_fields, request_id_var
 from app.dataplane import metrics
 from app.http import observability
+from tests.http.protocol_cases import model_names
 from tests.metrics import sample
 
 
@@ -59,7 +60,9 @@ def test_unknown_paths_share_one_label(app_client):
 
 
 def test_model_states_come_from_the_registry(app_client):
-    for model in app_client.get("/api/models").json()["models"]:
+    models = app_client.get("/api/models").json()["models"]
+    assert sorted(model["name"] for model in models) == model_names()
+    for model in models:
         for version in model["versions"]:
             value = sample(
                 app_client,

@@ -32,7 +32,6 @@ from tests.http.protocol_cases import (
 
 MODELS = model_names()
 IMAGE_MODELS = image_model_names()
-pytestmark = pytest.mark.skipif(not MODELS, reason="no models in the models folder")
 
 
 def predict(client, name: str, body: dict, version: int | None = None):

@@ -11,7 +11,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from app.core.settings import get_settings
-from app.http.transport import _JOIN_LIMIT, HeldWrites, HttpProtocol
+from app.http.framework_overrides.transport import _JOIN_LIMIT, HeldWrites, HttpProtocol
 
 REQUEST = b"GET /hello HTTP/1.1\r\nHost: glassbox\r\n\r\n"
 

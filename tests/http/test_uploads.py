@@ -1,7 +1,8 @@
-"""The typed image routes read their multipart upload themselves (app/api/uploads.py). As with
-FastAPI's form handling: the last `file` part counts, a missing or empty one is the same 422.
-Unlike it: a `file` field without a filename is read, a body that does not end with its closing
-boundary is refused, and a body of many parts or padded boundaries is refused before parsing."""
+"""The typed image routes read their multipart upload themselves (app/http/routes/uploads.py).
+As with FastAPI's form handling: the last `file` part counts, a missing or empty one is the same
+422. Unlike it: a `file` field without a filename is read, a body that does not end with its
+closing boundary is refused, and a body of many parts or padded boundaries is refused before
+parsing."""
 
 import pytest
 
@@ -152,7 +153,12 @@ def test_the_upload_routes_document_a_required_file_field(app_client, route):
     assert (field["type"], field["format"]) == ("string", "binary")
 
 
-def test_the_trace_route_reads_the_upload_too(app_client, digit):
+def test_the_trace_route_reads_the_upload_too(app_client, digit, expected):
     response = post(app_client, body(part("file", digit)), path="/api/models/mnist/trace")
     assert response.status_code == 200, response.text
-    assert response.json()["prediction"]["label"] is not None
+    prediction = response.json()["prediction"]  # the predict route's answer to the same file
+    assert (prediction["label"], prediction["class_index"]) == (
+        expected["label"],
+        expected["class_index"],
+    )
+    assert prediction["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-6)

@@ -1,5 +1,5 @@
-"""The configuration table (docs/configuration.md) says what app/settings.py does: every setting,
-its default and its meaning, so the docs cannot drift from the code."""
+"""The configuration table (docs/configuration.md) says what app/core/settings.py does: every
+setting, its default and its meaning, so the docs cannot drift from the code."""
 
 import re
 from pathlib import Path

@@ -19,7 +19,8 @@ import grpc
 import httpx
 import pytest
 
-from app.serve import TF_THREAD_SETTINGS, _balanced, _parse, share_cores
+from app.http.framework_overrides.workers import Workers, balanced, parse_options
+from app.serve import PROG, TF_THREAD_SETTINGS, share_cores
 from tests.metrics import sample
 from tests.ops.server import ROOT, Server, free_port, free_ports, serve, wait_for
 from tests.ops.sockets import (
@@ -67,7 +68,7 @@ def server(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    ("extra", "balanced"),
+    ("extra", "spread"),
     [
         ([], True),
         (["--workers", "1"], False),
@@ -77,14 +78,28 @@ def server(tmp_path_factory):
         (["--port", "0"], False),
     ],
 )
-def test_a_socket_per_worker_only_where_the_kernel_spreads_connections(extra, balanced):
-    options = _parse(["app.main:app", "--workers", "2", "--port", "8000", *extra])
-    assert _balanced(options) is balanced
+def test_a_socket_per_worker_only_where_the_kernel_spreads_connections(extra, spread):
+    options = parse_options(["app.main:app", "--workers", "2", "--port", "8000", *extra], PROG)
+    assert balanced(options) is spread
+
+
+def test_workers_take_the_response_headers_of_the_command_line_as_uvicorn_does(tmp_path):
+    """`--header Name:Value` reached uvicorn's Config unsplit, which every worker's start then
+    refused (ValueError: not enough values to unpack)."""
+    (tmp_path / "bare.py").write_text("async def app(scope, receive, send):\n    pass\n")
+    args = ["bare:app", "--workers", "2", "--app-dir", str(tmp_path)]
+    options = parse_options(
+        [*args, "--header", "X-Served-By:glassbox", "--header", "X-A:b:c"], PROG
+    )
+    assert options is not None
+    config = Workers(options).config
+    config.load()  # what each worker does first
+    assert config.encoded_headers[-2:] == [(b"x-served-by", b"glassbox"), (b"x-a", b"b:c")]
 
 
 @pytest.mark.parametrize("args", [["--version"], ["--help"], ["app.main:app", "--bogus"], []])
 def test_what_uvicorn_would_not_run_is_left_to_uvicorn_to_report(args):
-    assert _parse(args) is None
+    assert parse_options(args, PROG) is None
 
 
 def supervisor_command(app: str, port: int, app_dir: Path | None = None) -> list[str]:
@@ -300,7 +315,7 @@ def test_sigterm_stops_every_worker_and_exits_0(server):
     assert f"Stopped {WORKERS} workers" in output
 
 
-ONE_WRITE = "app.http.transport:HttpProtocol"
+ONE_WRITE = "app.http.framework_overrides.transport:HttpProtocol"
 
 
 @pytest.mark.parametrize(
@@ -325,7 +340,7 @@ def test_asyncio_and_one_write_an_answer_unless_the_command_line_names_others(
     monkeypatch.setattr(sys, "argv", ["app.serve", "app.main:app", *given])
     monkeypatch.setenv("GLASSBOX_GRPC_PORT", "0")
     app.serve.run()
-    parsed = _parse(ran[0])
+    parsed = parse_options(ran[0], PROG)
     assert parsed is not None
     assert (parsed["loop"], parsed["http"]) == (loop, http)
 
@@ -335,7 +350,7 @@ def test_connections_on_a_worker_socket_have_nagles_algorithm_off():
     without it every answer waits for the client's delayed ACK."""
     import asyncio
 
-    from app.serve import bound_socket
+    from app.http.framework_overrides.workers import bound_socket
 
     async def main() -> int:
         listener = bound_socket("127.0.0.1", 0, reuse_port=True)

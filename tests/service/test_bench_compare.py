@@ -2,7 +2,8 @@
 
 import base64
 import json
-import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,8 +109,55 @@ def test_mlserver_gets_a_settings_folder_with_both_models_and_adaptive_batching(
         assert Path(model["parameters"]["uri"]).parent == MODELS / name
 
 
-def test_memory_is_read_for_a_process_and_its_children():
-    assert tree_rss_mib(os.getpid()) > 10
+# Holds its first argument in MiB (written, so resident) and starts itself with the rest; once
+# all of its line hold theirs, prints their pids, its own first, and waits for stdin to close.
+HOLDER = """
+import os, subprocess, sys
+held = b"x" * (int(sys.argv[1]) * 2**20)
+pids = [str(os.getpid())]
+if sys.argv[2:]:
+    child = subprocess.Popen([sys.executable, *sys.argv[:1], *sys.argv[2:]],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    pids += child.stdout.readline().split()
+print(*pids, flush=True)
+sys.stdin.read()
+if sys.argv[2:]:
+    child.stdin.close()
+    child.wait()
+"""
+
+
+def vm_rss_mib(pid: int) -> float:
+    """VmRSS of one process, as /proc/<pid>/status gives it."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    (kib,) = (line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))
+    return int(kib) / 1024
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_memory_is_a_process_s_resident_memory_plus_all_its_descendants_s(tmp_path):
+    held = [48, 24, 12]  # MiB: a child of this test, its child and that one's child
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER)
+    top = subprocess.Popen(
+        [sys.executable, str(script), *map(str, held)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pids = [int(pid) for pid in top.stdout.readline().split()]  # all hold theirs now
+        readings = [tree_rss_mib(pid) for pid in pids]
+        own = [vm_rss_mib(pid) for pid in pids]
+    finally:
+        top.stdin.close()
+        top.wait(timeout=30)
+    assert len(pids) == len(held)
+    assert all(rss > mib for rss, mib in zip(own, held, strict=True)), own
+    # Each reading is that process's VmRSS and those below it, grandchildren too. Idle
+    # processes read a moment apart differ by a page or two: the tolerance is a MiB each.
+    expected = [sum(own[level:]) for level in range(len(own))]
+    assert readings == pytest.approx(expected, abs=len(held))
 
 
 def matrix_row(scenario, concurrency, server, workers, rps, p50=10.0, p99=20.0, errors=0):

@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 from pydantic import ValidationError
 
-from app.artifact import imaging, layout
-from app.artifact.card import ImageSpec, ModelCard
+from app.artifact import imaging
+from app.artifact.card import ModelCard
 from app.core.errors import BadInput, PayloadTooLarge, UnsupportedMediaType
 from app.http.schemas import features_model
-from tests.conftest import MODELS
+from tests.http.protocol_cases import model_names, newest_card
 
 # Bounded and deterministic: the same examples on every run, no example database on disk.
 BOUNDED = settings(
@@ -38,32 +38,11 @@ MAX_PIXELS = 40_000_000
 CLIENT_ERRORS = (BadInput, PayloadTooLarge, UnsupportedMediaType)
 
 
-def newest_cards() -> dict[str, ModelCard]:
-    cards = {}
-    for model_dir in sorted(MODELS.glob("*")) if MODELS.is_dir() else []:
-        versions = [
-            path
-            for _, path in sorted(layout.versions(model_dir).items())
-            if (path / "metadata.json").exists()
-        ]
-        if versions:
-            cards[model_dir.name] = ModelCard.read(versions[-1])
-    return cards
-
-
-CARDS = newest_cards()
-# The image specs as the training scripts write them, for when a model is not trained yet.
-FALLBACK_IMAGE_SPECS = {
-    "mnist": (ImageSpec(height=28, width=28, channels=1, preprocessing="mnist"), [28, 28]),
-    "catdog": (ImageSpec(height=96, width=96, channels=3, preprocessing="resize"), [96, 96, 3]),
-}
+CARDS = {name: newest_card(name) for name in model_names()}
 IMAGE_SPECS = {
-    **FALLBACK_IMAGE_SPECS,
-    **{
-        name: (card.input.image, card.input.shape[1:])
-        for name, card in CARDS.items()
-        if card.input.kind == "image"
-    },
+    name: (card.input.image, card.input.shape[1:])
+    for name, card in CARDS.items()
+    if card.input.kind == "image"
 }
 TABULAR_CARDS = {name: card for name, card in CARDS.items() if card.input.kind == "features"}
 
@@ -408,8 +387,6 @@ def test_a_page_without_contrast_is_no_digit(width, height, paper, speck):
 
 # -- the tabular request bodies --------------------------------------------------------------
 
-tabular = pytest.mark.skipif(not TABULAR_CARDS, reason="no tabular model trained yet")
-
 
 def inside(spec) -> st.SearchStrategy[float]:
     return st.floats(spec.allowed_min, spec.allowed_max, allow_nan=False, allow_infinity=False)
@@ -428,7 +405,6 @@ def valid_rows(draw, card: ModelCard) -> dict[str, float]:
     return {spec.name: draw(inside(spec)) for spec in card.input.features}
 
 
-@tabular
 @pytest.mark.parametrize("name", sorted(TABULAR_CARDS))
 def test_every_value_inside_the_allowed_range_validates(name):
     card = TABULAR_CARDS[name]
@@ -449,7 +425,6 @@ def test_every_value_inside_the_allowed_range_validates(name):
     check()
 
 
-@tabular
 @pytest.mark.parametrize("name", sorted(TABULAR_CARDS))
 def test_any_value_outside_the_range_nan_or_infinity_is_refused_naming_the_field(name):
     card = TABULAR_CARDS[name]

@@ -59,9 +59,9 @@ def test_a_version_or_a_label_names_it_and_both_is_refused():
     assert registry.resolve("iris", Asked(label="canary")).version == 2
     with pytest.raises(BadInput, match="not both"):
         registry.resolve("iris", Asked(version=1, label="canary"))
-    with pytest.raises(ModelNotFound, match="no version 5. Versions: 1, 2"):
+    with pytest.raises(ModelNotFound, match=r"no version 5\. Versions: 1, 2"):
         registry.resolve("iris", Asked(version=5))
-    with pytest.raises(ModelNotFound, match="no version label 'beta'. Labels: canary"):
+    with pytest.raises(ModelNotFound, match=r"no version label 'beta'\. Labels: canary"):
         registry.resolve("iris", Asked(label="beta"))
     with pytest.raises(ModelNotFound, match="No model named 'rose'"):
         registry.resolve("rose")

@@ -8,8 +8,8 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 
 from app.core.errors import ProtocolError
+from app.http.framework_overrides.lean import LeanRoute, is_json
 from app.http.routes.errors import ERROR_RESPONSES
-from app.http.routes.lean import LeanRoute, is_json
 from app.http.schemas import ErrorResponse
 from app.protocols.tensors import describe_invalid
 

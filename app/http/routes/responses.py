@@ -16,7 +16,7 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
-# Unless the route sets its own (the docs pages: app/api/docs.py).
+# Unless the route sets its own (the docs pages: app/http/routes/docs.py).
 CONTENT_SECURITY_POLICY = (
     b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
     b"connect-src 'self'; frame-ancestors 'none'"

@@ -12,8 +12,8 @@ from fastapi import APIRouter
 
 from app.artifact.card import ModelCard
 from app.dataplane.service import InferenceService
+from app.http.framework_overrides.lean import LeanRoute
 from app.http.routes.errors import ERROR_RESPONSES
-from app.http.routes.lean import LeanRoute
 from app.http.routes.typed_images import add_image_routes
 from app.http.routes.typed_tabular import add_tabular_routes
 
