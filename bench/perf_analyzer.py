@@ -14,6 +14,7 @@ import csv
 import importlib.util
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,7 +39,11 @@ def _cuda_runtime_dir() -> Path:
 
 
 def _libb64_present() -> bool:
-    found = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=False)
+    # /sbin is not on every PATH (a non-root user's, a clean `env -i`); .ci/run looks there too.
+    ldconfig = shutil.which("ldconfig") or shutil.which("ldconfig", path="/sbin:/usr/sbin")
+    if ldconfig is None:
+        return False
+    found = subprocess.run([ldconfig, "-p"], capture_output=True, text=True, check=False)
     return "libb64.so.0d" in found.stdout
 
 

@@ -22,9 +22,10 @@ re-check.
   (`fastapi.dependencies.models`) and its fields to validate a JSON body in one
   pydantic-core pass and skip FastAPI's dependency solver. Why: FastAPI's handler was 32% of an
   iris prediction's time on the event loop (py-spy, docs/performance.md); with FastAPI's own
-  handler instead, iris at 64 connections was 15% slower on Granian (bench/server_matrix.py,
-  docs/performance.md, "Which HTTP server"). `ProtocolRoute` and `V2Route` (app/http/routes/)
-  build on it through `get_route_handler`, FastAPI's documented way to customize a route.
+  handler instead (on Granian), Glassbox answered 0.51x-0.96x of the hand-made path's req/s
+  (bench/server_matrix.py; docs/performance.md, "Which HTTP server"). `ProtocolRoute` and
+  `V2Route` (app/http/routes/) build on it through `get_route_handler`, FastAPI's documented way
+  to customize a route.
 - `workers.py`, `Workers`: uvicorn's worker supervisor replaced for `--workers N` on Linux. It
   turns what uvicorn's `main` command parsed into a `Config` as uvicorn's `run` does
   (`app_dir`, `LOGGING_CONFIG`), exits with `STARTUP_FAILURE`, and runs `Server.run(sockets=)`
