@@ -32,7 +32,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,28 +141,37 @@ def server_groups(sent: dict[str, Payload]) -> list[Group]:
     ]
 
 
-def tree_rss_mib(pid: int) -> float:
-    """Resident memory of a process and all its descendants, MiB (Linux /proc)."""
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants (Linux /proc): each process's parent from its stat."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            status = (entry / "status").read_text()
-        except OSError:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        parent = int(stat.rpartition(")")[2].split()[1])  # after the name, which may hold ")"
+        children.setdefault(parent, []).append(int(entry.name))
+    found, waiting = [], [pid]
+    while waiting:
+        node = waiting.pop()
+        found.append(node)
+        waiting += children.get(node, [])
+    return found
+
+
+def tree_rss_mib(pid: int) -> float:
+    """Resident memory of a process and all its descendants, MiB (Linux /proc)."""
+    total_kib = 0
+    for node in process_tree(pid):
+        try:
+            status = Path(f"/proc/{node}/status").read_text()
+        except OSError:  # gone meanwhile
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        child = int(entry.name)
-        children.setdefault(int(fields.get("PPid", "0").strip()), []).append(child)
-        rss[child] = int(fields.get("VmRSS", "0 kB").split()[0])
-
-    def walk(node: int) -> Iterator[int]:
-        yield node
-        for child in children.get(node, []):
-            yield from walk(child)
-
-    return round(sum(rss.get(node, 0) for node in walk(pid)) / 1024, 1)
+        total_kib += int(fields.get("VmRSS", "0 kB").split()[0])
+    return round(total_kib / 1024, 1)
 
 
 async def start(

@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from bench import report
+from bench.compare import process_tree
 from bench.run_info import run_header
 from bench.servers import ROOT, Servers, child_env
 
@@ -86,24 +87,6 @@ def steps(model_dir: Path) -> list[dict]:
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
-def tree(pid: int) -> list[int]:
-    children = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parent = int(stat.rpartition(")")[2].split()[1])
-            children.setdefault(parent, []).append(int(entry.name))
-    found, queue = [], [pid]
-    while queue:
-        node = queue.pop()
-        found.append(node)
-        queue += children.get(node, [])
-    return found
-
-
 def rollup(pid: int) -> dict[str, float]:
     """RSS and PSS of one process, MiB."""
     values = {}
@@ -121,7 +104,7 @@ async def servers_at_ready(work_dir: Path, startup_limit_s: float) -> list[dict]
             server = servers.start("service", child_env([]), label=f"memory-{workers}w")
             await servers.wait_ready(server, startup_limit_s, "/health/ready")
             await asyncio.sleep(2)  # let start-up's last allocations settle
-            processes = [rollup(pid) for pid in tree(server.process.pid)]
+            processes = [rollup(pid) for pid in process_tree(server.process.pid)]
             measured.append(
                 {
                     "workers": workers,

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from bench import memory
+from bench.compare import process_tree
 
 LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -17,10 +18,10 @@ def test_a_tree_holds_the_process_and_its_children_and_pss_never_exceeds_rss():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         deadline = time.monotonic() + 10
-        while child.pid not in memory.tree(os.getpid()) and time.monotonic() < deadline:
+        while child.pid not in process_tree(os.getpid()) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert {os.getpid(), child.pid} <= set(memory.tree(os.getpid()))
-        assert os.getpid() not in memory.tree(child.pid)
+        assert {os.getpid(), child.pid} <= set(process_tree(os.getpid()))
+        assert os.getpid() not in process_tree(child.pid)
         reading = memory.rollup(os.getpid())
         assert 0 < reading["pss"] <= reading["rss"]
     finally:
