@@ -10,7 +10,8 @@ SO_REUSEPORT, so that the kernel spreads connections over the workers, which uvi
 socket does not (`app/http/framework_overrides/workers.py`; docs/operations.md, "Scaling").
 Elsewhere, or with --reload, --uds, --fd or --port 0, uvicorn runs as it is. With several
 workers, every worker also serves gRPC on GLASSBOX_GRPC_PORT, each binding it with SO_REUSEPORT,
-once this process has checked that nothing else listens there.
+once this process has checked that nothing else listens there; with
+GLASSBOX_MODEL_CONTROL=explicit, they share one model control file (`share_model_control`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import MutableMapping
+from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
 from uvicorn.main import main
 
 from app.core.settings import Settings
+from app.dataplane.model_control import WantedModels
 from app.http.framework_overrides.workers import (
     STARTUP_FAILURE,
     Workers,
@@ -62,11 +66,13 @@ def run() -> None:
     workers = (options["workers"] or 1) if options is not None else 1
     if workers > 1 and not share_grpc_port():
         sys.exit(STARTUP_FAILURE)
-    if workers > 1:
-        share_cores(workers, os.environ)
-    if options is not None and balanced(options):
-        sys.exit(Workers(options).run())
-    main(args=args, prog_name=PROG)
+    with tempfile.TemporaryDirectory(prefix="glassbox-") as scratch:
+        if workers > 1:
+            share_cores(workers, os.environ)
+            share_model_control(Path(scratch), os.environ)
+        if options is not None and balanced(options):
+            sys.exit(Workers(options).run())
+        main(args=args, prog_name=PROG)
 
 
 TF_THREAD_SETTINGS = ("GLASSBOX_TF_INTRA_OP_THREADS", "GLASSBOX_TF_INTER_OP_THREADS")
@@ -81,6 +87,19 @@ def share_cores(workers: int, environ: MutableMapping[str, str]) -> None:
     for name in TF_THREAD_SETTINGS:
         if environ.get(name, "0") == "0":
             environ[name] = share  # the workers inherit it
+
+
+def share_model_control(scratch: Path, environ: MutableMapping[str, str]) -> None:
+    """With GLASSBOX_MODEL_CONTROL=explicit and no GLASSBOX_MODEL_CONTROL_FILE, give the
+    workers one in `scratch` (gone when the server stops, so a restart begins again from
+    GLASSBOX_MODELS), seeded here with GLASSBOX_MODELS: a load or unload on any worker reaches
+    every worker at its next poll, and a worker started again serves what the others serve."""
+    settings = Settings()
+    if settings.model_control != "explicit" or settings.model_control_file is not None:
+        return
+    path = scratch / "model-control.json"
+    WantedModels(settings.models, path)  # written now, before any worker reads it
+    environ["GLASSBOX_MODEL_CONTROL_FILE"] = str(path)  # the workers inherit it
 
 
 def share_grpc_port() -> bool:

@@ -106,3 +106,18 @@ class ModelLoadError(GlassboxError):
     """A model version that cannot be served; the reason is shown in the model list."""
 
     code = "model_load_failed"
+
+
+class RepositoryRefused(GlassboxError):
+    """A model repository call (load, unload) that cannot be done as asked: the model failed to
+    load, the mode does not allow it, or a parameter is not supported. The protocol answers a
+    failed repository call with 400."""
+
+    status_code = 400
+    code = "repository_refused"
+
+
+class ModelNotInRepository(RepositoryRefused):
+    """A load or unload of a name that has no folder in the model folder (nor is served)."""
+
+    code = "model_not_in_repository"

@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     model_dir: Path = Field(Path("models"), description="Folder of <name>/<version>/ models.")
     models: Annotated[list[str], NoDecode, BeforeValidator(_split_commas)] = Field(
         default_factory=list,
-        description="Comma-separated model names to load; empty loads every model found.",
+        description="Comma-separated model names to load; empty loads every model found "
+        "(GLASSBOX_MODEL_CONTROL=explicit: none).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of the glassbox loggers."
@@ -158,6 +159,20 @@ class Settings(BaseSettings):
         description="How often the model folder is checked for new or removed "
         "versions; 0 turns polling off (POST /admin/reload still works).",
     )
+    model_control: Literal["poll", "explicit"] = Field(
+        "poll",
+        description="Which models are served, as Triton's model control mode: poll serves every "
+        "model found in the folder (or in GLASSBOX_MODELS); explicit serves only those named in "
+        "GLASSBOX_MODELS at start and those loaded since with POST "
+        "/v2/repository/models/{name}/load (admin key), until unloaded.",
+    )
+    model_control_file: Path | None = Field(
+        None,
+        description="explicit mode: the file that holds the models to serve, which a load or "
+        "unload rewrites and every worker's poll reads, so that every worker converges; read at "
+        "start when it exists (else written with GLASSBOX_MODELS). Empty: kept in memory (one "
+        "worker); python -m app.serve --workers N makes one for its workers.",
+    )
     api_keys: Annotated[list[str], NoDecode, BeforeValidator(_split_commas)] = Field(
         default_factory=list,
         description="Comma-separated API keys. When set, every route but liveness and "
@@ -165,7 +180,8 @@ class Settings(BaseSettings):
     )
     admin_api_keys: Annotated[list[str], NoDecode, BeforeValidator(_split_commas)] = Field(
         default_factory=list,
-        description="Comma-separated keys for /admin routes; with none set, /admin is refused.",
+        description="Comma-separated keys for /admin and /v2/repository routes (and the gRPC "
+        "Repository calls); with none set, they are refused.",
     )
     cors_origins: Annotated[list[str], NoDecode, BeforeValidator(_split_commas)] = Field(
         default_factory=list,

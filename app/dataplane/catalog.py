@@ -12,6 +12,7 @@ from app.artifact.layout import scan_versions
 from app.core.errors import GlassboxError, RolloutRefused
 from app.core.settings import Settings
 from app.dataplane import explain
+from app.dataplane.model_control import WantedModels
 from app.dataplane.schemas import (
     ModelSummary,
     ReloadReport,
@@ -47,6 +48,20 @@ class Catalog:
         # Per model: why its rollout file is not in force (a version it names is not ready, or
         # the file is invalid); the reason is shown at /api/models/{name}/rollout.
         self.rollout_refusals: dict[str, str] = {}
+        # GLASSBOX_MODEL_CONTROL=explicit: the models to serve (None in poll mode: all found).
+        self.wanted = (
+            WantedModels(settings.models, settings.model_control_file)
+            if settings.model_control == "explicit"
+            else None
+        )
+
+    def served_names(self) -> list[str] | None:
+        """The models a reload brings in line with the folder: in poll mode those of
+        GLASSBOX_MODELS (None: every one found), in explicit mode the wanted set as the model
+        control file now says (every worker's poll reads it)."""
+        if self.wanted is None:
+            return self.settings.models or None
+        return sorted(self.wanted.refresh())
 
     async def reload(self) -> ReloadReport:
         """Bring the registry in line with the model folder: load new versions (and failed ones
@@ -54,7 +69,8 @@ class Catalog:
         ready one: the newest *ready* version keeps serving. Requests in flight on a removed
         version finish on it."""
         async with self._reload_lock:
-            on_disk = scan_versions(self.settings.model_dir, self.settings.models or None)
+            names = self.served_names()
+            on_disk = scan_versions(self.settings.model_dir, names) if names != [] else {}
             known = {(r.name, r.version): r for r in self.registry.all()}
             fresh = [
                 ModelRuntime(name, version, path)
@@ -193,9 +209,12 @@ class Catalog:
             except Exception:  # a bad poll must not stop the next one
                 logger.exception("model reload failed")
 
-    async def aclose(self) -> None:
-        """Once the removed versions still draining have finished."""
+    async def drained(self) -> None:
+        """Once the removed versions still draining have finished (and their memory settled)."""
         await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        await self.drained()
 
     def summary(self, name: str) -> ModelSummary:
         versions = self.registry.versions(name)
@@ -218,10 +237,12 @@ class Catalog:
         return [self.summary(name) for name in self.registry.names()]
 
     def missing(self) -> list[str]:
-        """What keeps the service from being ready: each wanted model without a folder, and the
-        versions of each model that has no ready version. A new version still loading (or one
-        that failed) beside a ready one does not count: the model serves."""
-        wanted = self.settings.models or []
+        """What keeps the service from being ready: each wanted model (GLASSBOX_MODELS, or in
+        explicit mode those loaded) without a folder, and the versions of each model that has
+        no ready version (in explicit mode: ready once what was asked for has loaded). A new
+        version still loading (or one that failed) beside a ready one does not count: the
+        model serves."""
+        wanted = sorted(self.wanted.names) if self.wanted is not None else self.settings.models
         absent = [
             f"{name} (no model folder)" for name in wanted if name not in self.registry.names()
         ]

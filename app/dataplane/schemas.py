@@ -25,6 +25,16 @@ class ModelSummary(BaseModel):
     )
 
 
+class RepositoryEntry(BaseModel):
+    """One row of the model repository's index: a version the service has (loading, ready or
+    failed), or a model of the folder it does not serve (`unloaded`, no version)."""
+
+    name: str
+    version: int | None = None
+    state: Literal["loading", "ready", "failed", "unloaded"]
+    reason: str | None = Field(None, description="Why it failed, or why it is not served.")
+
+
 class ReloadReport(BaseModel):
     loaded: list[str] = Field(description="name/version of each version that now serves.")
     failed: list[str] = Field(description="name/version: reason, for each that failed to load.")

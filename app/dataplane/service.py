@@ -1,6 +1,7 @@
-"""The data plane as one object the transports share: the models (`catalog`), a request's
-input (`inputs`), model calls (`predictor`) and explanations (`explainer`), one in-flight limit
-per model (`admission`) and the inference threads they all run on. Nothing here knows HTTP or
+"""The data plane as one object the transports share: the models (`catalog`), the model
+repository calls (`repository`), a request's input (`inputs`), model calls (`predictor`) and
+explanations (`explainer`), one in-flight limit per model (`admission`) and the inference
+threads they all run on. Nothing here knows HTTP or
 gRPC: a route or a servicer resolves the version with `ModelRegistry.resolve`, builds its batch
 with `inputs`, and gets its answer from `predictor` or `explainer`."""
 
@@ -16,6 +17,7 @@ from app.dataplane.explainer import Explainer
 from app.dataplane.inputs import Inputs
 from app.dataplane.payload_log import PayloadLog
 from app.dataplane.predictor import Predictor
+from app.dataplane.repository import Repository
 from app.dataplane.shadow import Shadow
 from app.dataplane.threads import InferenceThreads
 from app.runtime.registry import ModelRegistry
@@ -35,6 +37,7 @@ class InferenceService:
         self.threads = InferenceThreads(settings.inference_threads)
         self.shadow = Shadow(settings.shadow_max_in_flight, settings.shadow_timeout_s, metrics)
         self.catalog = Catalog(settings, self.registry, self.threads, self.shadow)
+        self.repository = Repository(self.catalog)
         self.inputs = Inputs(settings)
         self.predictor = Predictor(
             settings,

@@ -25,10 +25,12 @@ from app.core.errors import (
     GlassboxError,
     ModelLoadError,
     ModelNotFound,
+    ModelNotInRepository,
     ModelNotReady,
     Overloaded,
     PayloadTooLarge,
     ProtocolError,
+    RepositoryRefused,
     RolloutRefused,
     Unauthorized,
     Unimplemented,
@@ -61,6 +63,8 @@ STATUS_CODES: dict[type[GlassboxError], grpc.StatusCode] = {
     Unauthorized: grpc.StatusCode.UNAUTHENTICATED,
     Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
     RolloutRefused: grpc.StatusCode.FAILED_PRECONDITION,
+    RepositoryRefused: grpc.StatusCode.FAILED_PRECONDITION,
+    ModelNotInRepository: grpc.StatusCode.NOT_FOUND,
 }
 
 
@@ -97,18 +101,33 @@ OPEN_METHODS = {
 }
 
 
+ADMIN_KEY_REQUIRED = (
+    "An admin key (GLASSBOX_ADMIN_API_KEYS) is required: call metadata 'authorization: Bearer "
+    "KEY' or 'x-api-key: KEY'; with none set, the model repository calls are refused."
+)
+
+# The model repository calls, which change what is served: an admin key, as /v2/repository.
+ADMIN_METHODS = {
+    f"/inference.GRPCInferenceService/{name}"
+    for name in ("RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload")
+}
+
+
 class CallGuard:
-    def __init__(self, api_keys: list[str], admission: InFlightLimit):
+    def __init__(
+        self, api_keys: list[str], admission: InFlightLimit, admin_keys: list[str] | None = None
+    ):
         self.keys = KeyRing(api_keys)
+        self.admins = KeyRing(admin_keys or [])
         self.admission = admission
 
-    def authorized(self, metadata: dict[str, Any]) -> bool:
-        """Whether the call's metadata presents an accepted key (always, with no keys set)."""
-        if not self.keys:
+    def authorized(self, metadata: dict[str, Any], admin: bool = False) -> bool:
+        """Whether the call's metadata presents an accepted key (always, with no keys set);
+        for an `admin` call, an admin key (never, with none set), as /admin over HTTP."""
+        if not self.keys and not admin:
             return True
-        return self.keys.accepts(
-            presented_key(metadata.get("x-api-key"), metadata.get("authorization"))
-        )
+        key = presented_key(metadata.get("x-api-key"), metadata.get("authorization"))
+        return (self.admins if admin else self.keys).accepts(key)
 
     async def run(
         self,
@@ -119,11 +138,13 @@ class CallGuard:
         model: str | None = None,
         infer: bool = False,
         open_call: bool = False,
+        admin: bool = False,
     ) -> _Response:
         """`work()`'s answer, or the call aborted with the status its error maps to. `model`
         is the model asked for (logs); an `infer` call also takes one of its admission places,
         as a POST to a model does over HTTP; an `open_call` needs no key (liveness and
-        readiness, open over HTTP too)."""
+        readiness, open over HTTP too); an `admin` call needs an admin key (the model repository
+        calls, as /v2/repository over HTTP)."""
         started = time.perf_counter()
         metadata = dict(context.invocation_metadata() or ())
         request_id = request_id_from(metadata.get("x-request-id", ""))
@@ -132,8 +153,8 @@ class CallGuard:
         trailer = (("x-request-id", request_id),)
         code, message = grpc.StatusCode.OK, ""
         try:
-            if not open_call and not self.authorized(metadata):
-                raise Unauthorized(KEY_REQUIRED)
+            if not open_call and not self.authorized(metadata, admin):
+                raise Unauthorized(ADMIN_KEY_REQUIRED if admin else KEY_REQUIRED)
             remaining = context.time_remaining()
             if not infer or model is None:
                 answer = await _within(remaining, work())
@@ -236,7 +257,10 @@ class DecodeGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             # The key first: a caller without one learns nothing of what the server parses.
             open_call = method in OPEN_METHODS or protocol == "health"
-            return await self.guard.run(protocol, name, context, refuse, open_call=open_call)
+            admin = method in ADMIN_METHODS
+            return await self.guard.run(
+                protocol, name, context, refuse, open_call=open_call, admin=admin
+            )
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,

@@ -108,7 +108,7 @@ class HealthStatuses:
 
 def build_server(service: InferenceService) -> tuple[grpc.aio.Server, HealthStatuses]:
     settings = service.settings
-    guard = CallGuard(settings.api_keys, service.admission)
+    guard = CallGuard(settings.api_keys, service.admission, settings.admin_api_keys)
     server = grpc.aio.server(
         interceptors=[DecodeGuard(guard)],
         options=[

@@ -22,7 +22,8 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
 from app.core.errors import ProtocolError
-from app.grpc.calls import GuardedServicer
+from app.grpc.v2_repository import METHODS as REPOSITORY_METHODS
+from app.grpc.v2_repository import RepositoryCalls
 from app.protocols import tensors, triton
 from app.protocols import v2 as protocol
 from app.protocols.v2_binary import wire_bytes
@@ -40,6 +41,7 @@ IMPLEMENTED = {
     "ModelInfer",
     "ModelConfig",
     "ModelStatistics",
+    *REPOSITORY_METHODS,
 }
 
 # The contents field that holds each datatype's values; the model takes FP32 (or BYTES images).
@@ -139,7 +141,7 @@ def inference_request(message: pb.ModelInferRequest) -> tuple[InferenceRequest, 
     return request, b"".join(parts)
 
 
-class InferenceServicer(GuardedServicer, service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+class InferenceServicer(RepositoryCalls, service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
     protocol = PROTOCOL
 
     async def ServerLive(
@@ -265,7 +267,7 @@ def _unimplemented(method: str) -> Any:
     return refuse
 
 
-# Streaming, the model repository, shared memory, statistics, trace and log settings: answered
+# Streaming, shared memory, statistics, trace and log settings: answered
 # UNIMPLEMENTED with the list of what is, rather than the generated stubs' bare message.
 for _method in SERVICE.methods:
     if _method.name not in IMPLEMENTED:

@@ -23,7 +23,17 @@ from app.http.middleware.gateway import Gateway
 from app.http.middleware.limits import BodyLimits
 from app.http.middleware.security import KeyCheck
 from app.http.observability import router as metrics_router
-from app.http.routes import admin, docs, errors, health, models, page, tfserving, v2
+from app.http.routes import (
+    admin,
+    docs,
+    errors,
+    health,
+    models,
+    page,
+    tfserving,
+    v2,
+    v2_repository,
+)
 from app.http.routes.model_routes import ModelRoutes
 from app.protocols.tensors import SERVER_VERSION
 from app.runtime.model import configure_threads
@@ -109,6 +119,7 @@ def create_app(settings: Settings | None = None, companions: Sequence[Companion]
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(admin.router)
+    app.include_router(v2_repository.router)
     app.include_router(page.router)
     app.include_router(docs.router)
     app.include_router(metrics_router)

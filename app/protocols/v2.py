@@ -34,8 +34,14 @@ from app.runtime.model import ModelRuntime
 
 # The binary tensor data extension (app.protocols.v2_binary), and Triton's extensions its tools
 # look for by name here (app.protocols.triton): perf_analyzer reads the server's statistics only
-# when "statistics" is listed.
-EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "statistics"]
+# when "statistics" is listed; the model repository calls are `app.protocols.repository`.
+EXTENSIONS = [
+    "binary_tensor_data",
+    "classification",
+    "model_configuration",
+    "model_repository",
+    "statistics",
+]
 
 
 def v2_server_metadata(version: str) -> MetadataServerResponse:

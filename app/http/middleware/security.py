@@ -13,7 +13,8 @@ from app.http.routes.responses import CONTENT_SECURITY_POLICY, SECURITY_HEADERS
 # hold no data (the page's API calls need a key like any client's).
 OPEN_PATHS = ("/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready")
 OPEN_PREFIXES = ("/static/", "/docs-assets/")
-ADMIN_PREFIX = "/admin"
+# The admin routes and the model repository extension's (which change what is served).
+ADMIN_PREFIXES = ("/admin", "/v2/repository/")
 
 
 class KeyCheck:
@@ -27,14 +28,14 @@ class KeyCheck:
         """The 401 answer for a request whose key does not open `path`, else None."""
         if method == "OPTIONS":  # a CORS preflight carries no credentials
             return None
-        if not self.clients and not path.startswith(ADMIN_PREFIX):
+        if not self.clients and not path.startswith(ADMIN_PREFIXES):
             return None  # no keys set: open, nothing to look up
         given = headers.get(b"x-api-key")
         key = presented_key(
             given.decode("latin-1") if given is not None else None,
             headers.get(b"authorization", b"").decode("latin-1"),
         )
-        if path.startswith(ADMIN_PREFIX):
+        if path.startswith(ADMIN_PREFIXES):
             allowed = self.admins.accepts(key)
         elif path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or path == "/":
             allowed = True
