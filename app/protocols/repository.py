@@ -64,24 +64,24 @@ def index_response(entries: list[RepositoryEntry]) -> RepositoryIndexResponse:
 
 
 def check_load_parameters(parameters: dict[str, Any] | None) -> None:
-    """ProtocolError naming the first load parameter this server does not support."""
+    """ProtocolError naming every load parameter sent: none is supported."""
+    problems = []
     for key in sorted(parameters or {}):
         if key == "config":
-            raise ProtocolError(
+            problems.append(
                 "parameters.config (a model configuration to load the model with) is not "
-                "supported: a model loads from its folder, as its model card describes it.",
-                field="parameters.config",
+                "supported: a model loads from its folder, as its model card describes it."
             )
-        if key.startswith("file:"):
-            raise ProtocolError(
+        elif key.startswith("file:"):
+            problems.append(
                 f"parameters.{key} (a file overriding the model's folder) is not supported: "
-                "publish a new version folder instead (docs/rollouts.md).",
-                field=f"parameters.{key}",
+                "publish a new version folder instead (docs/rollouts.md)."
             )
-        raise ProtocolError(
-            f"parameters.{key} is not a load parameter; none is supported.",
-            field=f"parameters.{key}",
-        )
+        else:
+            problems.append(f"parameters.{key} is not a load parameter; none is supported.")
+    if problems:
+        first = sorted(parameters or {})[0]
+        raise ProtocolError(" ".join(problems), field=f"parameters.{first}")
 
 
 def check_unload_parameters(parameters: dict[str, Any] | None) -> None:

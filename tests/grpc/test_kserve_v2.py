@@ -13,7 +13,7 @@ import tritonclient.grpc as triton
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from tests.grpc.conftest import KEY, MAX_BODY_BYTES, METADATA, assert_status
+from tests.grpc.conftest import ADMIN_KEY, KEY, MAX_BODY_BYTES, METADATA, assert_status
 from tests.http.protocol_cases import assert_same_numbers
 
 HEADERS = {"x-api-key": KEY}
@@ -256,7 +256,7 @@ def test_a_missing_or_wrong_key_is_unauthenticated(stub, case):
     assert stub.ModelReady(request, metadata=bearer).ready
 
 
-@pytest.mark.parametrize("method", ["RepositoryIndex", "TraceSetting", "LogSettings"])
+@pytest.mark.parametrize("method", ["SystemSharedMemoryStatus", "TraceSetting", "LogSettings"])
 def test_methods_not_served_are_unimplemented_and_say_what_is(channel, method):
     call = channel.unary_unary(
         f"/inference.GRPCInferenceService/{method}",
@@ -267,6 +267,29 @@ def test_methods_not_served_are_unimplemented_and_say_what_is(channel, method):
     assert_status(
         lambda: call(request, metadata=METADATA), grpc.StatusCode.UNIMPLEMENTED, "ModelInfer"
     )
+
+
+def test_the_repository_calls_need_an_admin_key_even_for_a_message_that_does_not_parse(
+    channel,
+):
+    call = channel.unary_unary(
+        "/inference.GRPCInferenceService/RepositoryIndex",
+        request_serializer=lambda data: data,
+        response_deserializer=service_pb2.RepositoryIndexResponse.FromString,
+    )
+    assert_status(
+        lambda: call(b"\xff\xff", metadata=METADATA), grpc.StatusCode.UNAUTHENTICATED, "admin"
+    )
+    assert_status(
+        lambda: call(b"\xff\xff", metadata=(("x-api-key", ADMIN_KEY),)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "not a valid inference.GRPCInferenceService/RepositoryIndex",
+    )
+    index = call(
+        service_pb2.RepositoryIndexRequest(ready=True).SerializeToString(),
+        metadata=(("x-api-key", ADMIN_KEY),),
+    )
+    assert {model.state for model in index.models} == {"READY"}
 
 
 def test_streaming_inference_is_unimplemented(stub, case):
