@@ -141,6 +141,7 @@ def test_server_is_live_ready_and_describes_itself(client):
         "binary_tensor_data",
         "classification",
         "model_configuration",
+        "model_repository",
         "statistics",
     ]
 

@@ -5,6 +5,7 @@ dead worker replaced, and SIGTERM stopping them all with status 0 (Linux: socket
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -20,7 +21,7 @@ import httpx
 import pytest
 
 from app.http.framework_overrides.workers import Workers, balanced, parse_options
-from app.serve import PROG, TF_THREAD_SETTINGS, share_cores
+from app.serve import PROG, TF_THREAD_SETTINGS, share_cores, share_model_control
 from tests.metrics import sample
 from tests.ops.server import ROOT, Server, free_port, free_ports, serve, wait_for
 from tests.ops.sockets import (
@@ -383,3 +384,27 @@ def test_several_workers_share_the_cores_between_their_tensorflow_pools(monkeypa
     environ = {"GLASSBOX_TF_INTRA_OP_THREADS": "3"}
     share_cores(2, environ)
     assert environ == {"GLASSBOX_TF_INTRA_OP_THREADS": "3", "GLASSBOX_TF_INTER_OP_THREADS": "2"}
+
+
+def test_explicit_workers_get_one_model_control_file_seeded_with_the_start_set(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setenv("GLASSBOX_MODEL_CONTROL", "explicit")
+    monkeypatch.setenv("GLASSBOX_MODELS", "iris,mnist")
+    share_model_control(tmp_path, environ := {})
+    made = tmp_path / "model-control.json"
+    assert environ == {"GLASSBOX_MODEL_CONTROL_FILE": str(made)}
+    assert json.loads(made.read_text()) == {"models": ["iris", "mnist"]}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"GLASSBOX_MODEL_CONTROL": "poll"}, {"GLASSBOX_MODEL_CONTROL_FILE": "/elsewhere.json"}],
+)
+def test_no_file_is_made_in_poll_mode_or_when_one_is_named(monkeypatch, tmp_path, settings):
+    monkeypatch.setenv("GLASSBOX_MODEL_CONTROL", "explicit")
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    share_model_control(tmp_path, environ := {})
+    assert environ == {}
+    assert list(tmp_path.iterdir()) == []
