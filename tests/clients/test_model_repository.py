@@ -5,6 +5,8 @@ unload asked of one of them, and one in poll mode (the default)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 import grpc
@@ -136,6 +138,33 @@ def test_a_load_over_http_reaches_every_worker_and_an_unload_over_grpc_too(expli
     )
     index = http_client(explicit).get_model_repository_index(headers=ADMIN)
     assert states(index) == {"housing": "UNAVAILABLE", "iris": "READY"}
+
+
+def test_a_worker_started_again_serves_what_the_others_serve(explicit):
+    """A worker that dies is replaced by the supervisor; the new one reads the model control
+    file at start, so it serves the model loaded before it started, not GLASSBOX_MODELS."""
+    http_client(explicit).load_model("housing", headers=ADMIN)
+    wait_for(
+        lambda: every_worker_answers(explicit, "/v2/models/housing/ready", 200),
+        "every worker to serve housing",
+        240,
+    )
+    port = port_of(explicit)
+    killed = sorted(owners_in(explicit, port, LISTEN))[0]
+    os.kill(killed, signal.SIGKILL)
+
+    def replaced() -> bool:
+        owners = owners_in(explicit, port, LISTEN)
+        return len(owners) == WORKERS and killed not in owners
+
+    wait_for(replaced, "a new worker listening", 240)  # it imports TensorFlow, loads models
+    assert every_worker_answers(explicit, "/v2/models/housing/ready", 200)
+    grpc_client(explicit).unload_model("housing", headers=ADMIN)  # as the module found it
+    wait_for(
+        lambda: every_worker_answers(explicit, "/v2/models/housing/ready", 404),
+        "every worker to stop serving housing",
+        240,
+    )
 
 
 def test_a_load_with_a_configuration_is_refused_naming_it(explicit):
