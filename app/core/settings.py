@@ -17,6 +17,9 @@ def _split_commas(value: object) -> object:
     return value
 
 
+_OptionalPath = Annotated[Path | None, BeforeValidator(lambda value: value or None)]
+
+
 class BatchOverride(BaseModel):
     """One model's batching settings in GLASSBOX_BATCHING; an unset key keeps the global one."""
 
@@ -161,12 +164,11 @@ class Settings(BaseSettings):
     )
     model_control: Literal["poll", "explicit"] = Field(
         "poll",
-        description="Which models are served, as Triton's model control mode: poll serves every "
-        "model found in the folder (or in GLASSBOX_MODELS); explicit serves only those named in "
-        "GLASSBOX_MODELS at start and those loaded since with POST "
-        "/v2/repository/models/{name}/load (admin key), until unloaded.",
+        description="As Triton's model control mode: poll serves every model found in the folder "
+        "(or in GLASSBOX_MODELS); explicit only those named in GLASSBOX_MODELS at start and those "
+        "loaded since with POST /v2/repository/models/{name}/load (admin key), until unloaded.",
     )
-    model_control_file: Path | None = Field(
+    model_control_file: _OptionalPath = Field(
         None,
         description="explicit mode: the file that holds the models to serve, which a load or "
         "unload rewrites and every worker's poll reads, so that every worker converges; read at "

@@ -292,6 +292,22 @@ def test_the_repository_calls_need_an_admin_key_even_for_a_message_that_does_not
     assert {model.state for model in index.models} == {"READY"}
 
 
+def test_a_repository_other_than_the_one_is_refused_naming_the_field(stub):
+    admin = (("x-api-key", ADMIN_KEY),)
+    for call, request in (
+        (stub.RepositoryIndex, service_pb2.RepositoryIndexRequest(repository_name="other")),
+        (
+            stub.RepositoryModelLoad,
+            service_pb2.RepositoryModelLoadRequest(repository_name="other", model_name="iris"),
+        ),
+    ):
+        assert_status(
+            lambda call=call, request=request: call(request, metadata=admin),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "repository_name",
+        )
+
+
 def test_streaming_inference_is_unimplemented(stub, case):
     request = service_pb2.ModelInferRequest(model_name=case.card.name)
     answers = stub.ModelStreamInfer(iter([request]), metadata=METADATA)

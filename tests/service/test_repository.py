@@ -44,6 +44,13 @@ def test_the_setting_is_poll_by_default_and_refuses_other_modes():
         Settings(model_control="none")
 
 
+def test_an_empty_model_control_file_setting_is_none_not_the_current_folder(monkeypatch):
+    monkeypatch.setenv("GLASSBOX_MODEL_CONTROL_FILE", "")
+    assert Settings().model_control_file is None
+    monkeypatch.setenv("GLASSBOX_MODEL_CONTROL_FILE", "/run/glassbox/models.json")
+    assert str(Settings().model_control_file) == "/run/glassbox/models.json"
+
+
 def test_explicit_mode_serves_only_what_was_named_at_start(root):
     async def main():
         service = service_for(root, model_control="explicit", models=["iris"])
