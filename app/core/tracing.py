@@ -195,9 +195,10 @@ def serve(name: str, carrier: Mapping[str, str], attributes: dict[str, Any]) -> 
 
 def span(name: str, attributes: dict[str, Any] | None = None) -> AbstractContextManager[Any]:
     """A child span of the current one for the block (an error raised in it is recorded),
-    or an empty context manager when tracing is off."""
+    or an empty context manager when tracing is off or the current span is not recorded (a
+    request the sampler left out: its children would be left out too, at a cost)."""
     tracer = _state.tracer
-    if tracer is None:
+    if tracer is None or not trace.get_current_span().is_recording():
         return _NO_SPAN
     return tracer.start_as_current_span(name, attributes=attributes)
 
@@ -232,15 +233,19 @@ def start(
     """A span ended by its caller (`span.end()`), for work that is not one block of the
     current task: a child of `parent` (else of the current span; else, or with `root`, a new
     trace) linked to `links`, started now or at `start_ns` (`time.time_ns()`); None when
-    tracing is off."""
+    tracing is off or the parent is not sampled."""
     tracer = _state.tracer
     if tracer is None:
         return None
     within: otel_context.Context | None = None  # the current context
     if parent is not None:
+        if not parent.trace_flags.sampled:
+            return None
         within = trace.set_span_in_context(trace.NonRecordingSpan(parent))
     elif root:
         within = _EMPTY
+    elif not trace.get_current_span().is_recording():
+        return None
     return tracer.start_span(
         name,
         context=within,

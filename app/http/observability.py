@@ -167,8 +167,11 @@ def traced(scope: Scope, request_id: str) -> tracing.Served | None:
 def end_span(served: tracing.Served, scope: Scope, status: int) -> None:
     """The server span named and ended as the semantic conventions say: "POST /route", its
     status code, an error only for a 5xx (a 4xx is the client's)."""
-    route = _route_template(scope)
     span = served.span
+    if not span.is_recording():  # sampled out: nothing of it is kept
+        served.end()
+        return
+    route = _route_template(scope)
     span.update_name(f"{scope['method']} {route}")
     span.set_attribute("http.route", route)
     span.set_attribute("http.response.status_code", status)

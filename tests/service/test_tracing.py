@@ -5,7 +5,9 @@ metadata's traceparent; and what 'configured' means."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import numpy as np
@@ -33,6 +35,14 @@ def spans():
     tracing.shutdown()
 
 
+@contextmanager
+def request(name: str) -> Iterator[None]:
+    """A request's server span, current for the block, as the transports make it."""
+    served = tracing.serve(name, {}, {})
+    yield
+    served.end()
+
+
 def named(exported: InMemorySpanExporter, name: str) -> list:
     return [span for span in exported.get_finished_spans() if span.name == name]
 
@@ -43,7 +53,7 @@ def test_a_batch_of_several_requests_is_one_span_linked_to_each(spans):
             batcher = Batcher(lambda batch: batch * 2, pool, BatchPolicy(max_batch_size=16))
 
             async def one(index: int) -> None:
-                with tracing.span(f"request {index}"):
+                with request(f"request {index}"):
                     await batcher.submit(np.full((2, 3), index, np.float32))
 
             await asyncio.gather(*(one(index) for index in range(3)))
@@ -62,6 +72,23 @@ def test_a_batch_of_several_requests_is_one_span_linked_to_each(spans):
     assert all(span.attributes["glassbox.batch.size"] == 6 for span in queued)
     (model_call,) = named(spans, "model call")
     assert model_call.parent.span_id == batch.context.span_id
+
+
+def test_an_unsampled_request_makes_no_child_span(spans):
+    async def main():
+        unsampled = {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-00"}
+        served = tracing.serve("request", unsampled, {})
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(lambda batch: batch, pool, BatchPolicy())
+            with tracing.span("admission"):
+                await batcher.submit(np.zeros((1, 3), np.float32))
+            await batcher.close()
+        served.end()
+        return served
+
+    served = asyncio.run(main())
+    assert f"{served.span.get_span_context().trace_id:032x}" == CLIENT_TRACE  # the id lives on
+    assert spans.get_finished_spans() == ()
 
 
 def test_an_untraced_batch_makes_no_span(spans):
@@ -85,18 +112,18 @@ def test_a_shadow_copy_is_a_trace_of_its_own_linked_to_the_request(spans):
 
     async def main():
         shadow = Shadow(max_in_flight=4, timeout_s=30)
-        with tracing.span("request"):
+        with request("request"):
             rows = np.eye(3, dtype=np.float32)
             shadow.offer(candidate, 1.0, rows, rows)
         await shadow.idle()
         shadow.close()
 
     asyncio.run(main())
-    (request,) = named(spans, "request")
+    (copied,) = named(spans, "request")
     (copy,) = named(spans, "shadow copy")
     assert copy.parent is None
-    assert copy.context.trace_id != request.context.trace_id
-    assert [link.context.span_id for link in copy.links] == [request.context.span_id]
+    assert copy.context.trace_id != copied.context.trace_id
+    assert [link.context.span_id for link in copy.links] == [copied.context.span_id]
     assert copy.attributes["glassbox.version"] == 2
 
 
