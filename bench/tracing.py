@@ -12,7 +12,9 @@ Four servers, one worker each, iris only, all started before any is measured:
 Then wrk sends the typed iris body at `--concurrency` (16) for `--seconds` (5, after a 2 s
 warm-up) to each in turn, in `--rounds` (3) interleaved rounds, so the machine's drift falls
 on all four alike. The table gives the median req/s and its spread (min-max) over the rounds,
-p50/p99 of the median round, and each row's ratio to `before`.
+the server's CPU time per request (all its threads, the export thread's included: on a shared
+machine a steadier measure of what tracing adds than req/s), p50/p99 of the median round,
+and each row's ratios to `before`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 from app.artifact.card import ModelCard
 from bench import report, wrk
 from bench.cards import newest_versions
+from bench.compare import process_tree
 from bench.otlp_receiver import OtlpReceiver
 from bench.run_info import loadavg, run_header
 from bench.scenarios import Payload, features_body
@@ -90,15 +93,43 @@ def start_all(servers: Servers, before_dir: Path, endpoint: str) -> list[Row]:
     return rows
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process and its descendants so far (Linux /proc): every
+    thread's, the export thread's included."""
+    ticks = 0
+    for node in process_tree(pid):
+        try:
+            stat = Path(f"/proc/{node}/stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat.rpartition(")")[2].split()  # from the third field, the state, on
+        ticks += int(fields[11]) + int(fields[12])  # utime and stime, fields 14 and 15
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def measured(server: Server, payload: Payload, concurrency: int, seconds: float) -> dict:
+    """One wrk run after its warm-up, with the server's CPU time per answered request: what
+    a request costs, which other work on a shared machine moves much less than req/s."""
+    wrk.measure(server.url, payload, concurrency=concurrency, seconds=wrk.WARM_UP_S)
+    before = cpu_seconds(server.process.pid)
+    result = wrk.measure(server.url, payload, concurrency=concurrency, seconds=seconds)
+    spent = cpu_seconds(server.process.pid) - before
+    return {**result, "cpu_ms": round(spent * 1000 / max(result["ok"], 1), 4)}
+
+
 def summary(row: Row) -> dict:
     ordered = sorted(row.rounds, key=lambda result: result["rps"] or 0)
     median = ordered[len(ordered) // 2]
     rates = [result["rps"] or 0 for result in row.rounds]
+    cpu = [result["cpu_ms"] for result in row.rounds]
     return {
         "server": row.name,
         "rps": round(statistics.median(rates), 1),
         "rps_min": min(rates),
         "rps_max": max(rates),
+        "cpu_ms": round(statistics.median(cpu), 4),
+        "cpu_ms_min": min(cpu),
+        "cpu_ms_max": max(cpu),
         "p50_ms": median["p50_ms"],
         "p99_ms": median["p99_ms"],
         "errors": sum(result["errors"] for result in row.rounds),
@@ -106,7 +137,7 @@ def summary(row: Row) -> dict:
 
 
 def markdown(meta: dict, rows: list[dict], args: argparse.Namespace, spans: int) -> str:
-    before = next(row["rps"] for row in rows if row["server"] == "before")
+    before = next(row for row in rows if row["server"] == "before")
     lines = [
         f"# Tracing's cost, {meta['date']}",
         "",
@@ -117,16 +148,25 @@ def markdown(meta: dict, rows: list[dict], args: argparse.Namespace, spans: int)
         f"wrk at {args.concurrency} connections, {args.rounds} interleaved rounds of "
         f"{args.seconds:g} s, one uvicorn worker each; `python -m bench.tracing`.",
         "",
-        "| server | req/s (median) | min-max | p50 ms | p99 ms | errors | vs before |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| server | req/s (median) | min-max | vs before | CPU ms/request (median) | min-max "
+        "| vs before | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
             f"| {row['server']} | {row['rps']:.0f} | {row['rps_min']:.0f}-{row['rps_max']:.0f} "
-            f"| {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} "
-            f"| {row['rps'] / before:.3f} |"
+            f"| {row['rps'] / before['rps']:.3f} | {row['cpu_ms']:.3f} "
+            f"| {row['cpu_ms_min']:.3f}-{row['cpu_ms_max']:.3f} "
+            f"| {row['cpu_ms'] / before['cpu_ms']:.3f} "
+            f"| {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} |"
         )
-    lines += ["", f"Spans the receiver got from the 10% and 100% servers: {spans}."]
+    lines += [
+        "",
+        "CPU ms/request: the server process's user and system CPU time over a measured run "
+        "(every thread: the event loop, the inference threads, the span export thread) over "
+        f"the requests it answered. Spans the receiver got from the 10% and 100% servers: "
+        f"{spans}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -143,17 +183,14 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> tuple[list[dict],
         for index in range(args.rounds):
             for row in rows:
                 result = await asyncio.to_thread(
-                    wrk.measure_warm,
-                    row.server.url,
-                    payload,
-                    concurrency=args.concurrency,
-                    seconds=args.seconds,
+                    measured, row.server, payload, args.concurrency, args.seconds
                 )
                 row.rounds.append(result)
                 sys.stderr.write(
                     f"round {index + 1}: {row.name:<7} {result['rps'] or 0:>8.1f} req/s  "
-                    f"p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms  "
-                    f"errors {result['errors']}  load {loadavg()}\n"
+                    f"{result['cpu_ms']:.3f} CPU ms/request  p50 {result['p50_ms']:.2f} ms  "
+                    f"p99 {result['p99_ms']:.2f} ms  errors {result['errors']}  "
+                    f"load {loadavg()}\n"
                 )
         return [summary(row) for row in rows], receiver.received
 

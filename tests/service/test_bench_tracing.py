@@ -28,13 +28,14 @@ def test_only_the_traced_servers_get_an_endpoint_and_their_sampler(monkeypatch):
 
 def test_a_row_is_its_median_round():
     rounds = [
-        {"rps": 900.0, "p50_ms": 9.0, "p99_ms": 30.0, "errors": 0},
-        {"rps": 1000.0, "p50_ms": 8.0, "p99_ms": 20.0, "errors": 1},
-        {"rps": 1200.0, "p50_ms": 7.0, "p99_ms": 10.0, "errors": 0},
+        {"rps": 900.0, "cpu_ms": 0.5, "p50_ms": 9.0, "p99_ms": 30.0, "errors": 0},
+        {"rps": 1000.0, "cpu_ms": 0.7, "p50_ms": 8.0, "p99_ms": 20.0, "errors": 1},
+        {"rps": 1200.0, "cpu_ms": 0.6, "p50_ms": 7.0, "p99_ms": 10.0, "errors": 0},
     ]
     row = summary(Row("off", server=None, rounds=rounds))
     assert (row["rps"], row["rps_min"], row["rps_max"]) == (1000.0, 900.0, 1200.0)
     assert (row["p50_ms"], row["p99_ms"], row["errors"]) == (8.0, 20.0, 1)
+    assert (row["cpu_ms"], row["cpu_ms_min"], row["cpu_ms_max"]) == (0.6, 0.5, 0.7)
 
 
 def test_the_receiver_takes_the_sdks_export_and_answers_as_a_collector():
