@@ -1,17 +1,20 @@
 """`python -m bench.tracing`: what tracing costs a typed iris prediction (issue 34's targets:
 off within noise of the code before tracing, on at 10% sampling within 10%).
 
-Four servers, one worker each, iris only, all started before any is measured:
+Five servers, one worker each, iris only, all started before any is measured:
 - `before`: the code of `--before` (default `main`, exported with `git archive` into a temporary
   folder), which has no tracing;
 - `off`: this tree with no OTEL_* variable set (tracing off);
+- `0%`: this tree with tracing on and nothing sampled (`OTEL_TRACES_SAMPLER_ARG=0.0`): what
+  every request pays, sampled or not (its server span, the answer's `traceparent`, the trace
+  id in its log line);
 - `10%`: this tree with `OTEL_TRACES_SAMPLER=parentbased_traceidratio`,
   `OTEL_TRACES_SAMPLER_ARG=0.1`, exporting over OTLP/HTTP to a receiver run here
   (`bench/otlp_receiver.py`, counting the spans it gets);
 - `100%`: the same at `OTEL_TRACES_SAMPLER=parentbased_always_on`.
 Then wrk sends the typed iris body at `--concurrency` (16) for `--seconds` (5, after a 2 s
 warm-up) to each in turn, in `--rounds` (3) interleaved rounds, so the machine's drift falls
-on all four alike. The table gives the median req/s and its spread (min-max) over the rounds,
+on all five alike. The table gives the median req/s and its spread (min-max) over the rounds,
 the server's CPU time per request (all its threads, the export thread's included: on a shared
 machine a steadier measure of what tracing adds than req/s), p50/p99 of the median round,
 and each row's ratios to `before`.
@@ -40,9 +43,11 @@ from bench.run_info import loadavg, run_header
 from bench.scenarios import Payload, features_body
 from bench.servers import ROOT, Server, Servers, child_env, free_port, uvicorn_command
 
+RATIO = "parentbased_traceidratio"
+# The traced servers' samplers; `before` and `off` have no OTEL_* variable at all.
 SAMPLED = {
-    "off": {},
-    "10%": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
+    "0%": {"OTEL_TRACES_SAMPLER": RATIO, "OTEL_TRACES_SAMPLER_ARG": "0.0"},
+    "10%": {"OTEL_TRACES_SAMPLER": RATIO, "OTEL_TRACES_SAMPLER_ARG": "0.1"},
     "100%": {"OTEL_TRACES_SAMPLER": "parentbased_always_on"},
 }
 
@@ -75,7 +80,7 @@ def export_tree(ref: str, into: Path) -> Path:
 def environment(name: str, endpoint: str) -> dict[str, str]:
     env = {k: v for k, v in child_env(["iris"]).items() if not k.startswith("OTEL_")}
     env["GLASSBOX_MODEL_DIR"] = str(ROOT / "models")
-    if name in ("10%", "100%"):
+    if name in SAMPLED:
         env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SERVICE_NAME": "glassbox-bench"}
         env |= SAMPLED[name]
     return env
@@ -83,7 +88,7 @@ def environment(name: str, endpoint: str) -> dict[str, str]:
 
 def start_all(servers: Servers, before_dir: Path, endpoint: str) -> list[Row]:
     rows = []
-    for name in ("before", "off", "10%", "100%"):
+    for name in ("before", "off", *SAMPLED):
         port = free_port()
         command = uvicorn_command("app.main:app", port)
         if name == "before":  # run from the exported tree: its own `app` package
@@ -164,7 +169,7 @@ def markdown(meta: dict, rows: list[dict], args: argparse.Namespace, spans: int)
         "",
         "CPU ms/request: the server process's user and system CPU time over a measured run "
         "(every thread: the event loop, the inference threads, the span export thread) over "
-        f"the requests it answered. Spans the receiver got from the 10% and 100% servers: "
+        f"the requests it answered. Spans the receiver got from the traced servers: "
         f"{spans}.",
     ]
     return "\n".join(lines) + "\n"

@@ -23,6 +23,7 @@ def test_only_the_traced_servers_get_an_endpoint_and_their_sampler(monkeypatch):
         "parentbased_traceidratio",
         "0.1",
     )
+    assert environment("0%", "http://r:1")["OTEL_TRACES_SAMPLER_ARG"] == "0.0"
     assert environment("100%", "http://r:1")["OTEL_TRACES_SAMPLER"] == "parentbased_always_on"
 
 
