@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,7 +166,7 @@ class Served:
     """A request's server span, current for the request's task until `end`."""
 
     span: Span
-    token: object
+    token: Token[otel_context.Context]
 
     def traceparent(self) -> str:
         """The W3C `traceparent` of the request's span, for the answer."""
@@ -176,7 +177,7 @@ class Served:
         if error:
             self.span.set_status(Status(StatusCode.ERROR))
         self.span.end()
-        otel_context.detach(self.token)  # type: ignore[arg-type]  # attach's own token
+        otel_context.detach(self.token)
 
 
 def serve(name: str, carrier: Mapping[str, str], attributes: dict[str, Any]) -> Served | None:
