@@ -160,11 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = header.as_dict()
     text = markdown(meta, measured, at_ready)
     stem = header.started.strftime("%Y-%m-%d_%H%M%S") + "_memory"
-    written = report.write(
-        args.out, stem, text, {"meta": meta, "steps": measured, "at_ready": at_ready}
-    )
-    sys.stdout.write(text)
-    sys.stderr.write("written: " + ", ".join(str(path) for path in written) + "\n")
+    report.publish(args.out, stem, text, {"meta": meta, "steps": measured, "at_ready": at_ready})
     return 0
 
 

@@ -307,9 +307,7 @@ async def run(args: argparse.Namespace) -> int:
     text = markdown(meta, rows)
     stem = header.started.strftime("%Y-%m-%d_%H%M%S") + "_protocols"
     data = {"meta": meta, "results": rows, "runs": every_run}
-    written = report.write(args.out, stem, text, data)
-    sys.stdout.write(text)
-    sys.stderr.write("written: " + ", ".join(str(path) for path in written) + "\n")
+    report.publish(args.out, stem, text, data)
     return 0
 
 

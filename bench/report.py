@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from bench.stats import ratio
@@ -159,4 +160,12 @@ def write(out_dir: Path, stem: str, markdown: str, data: dict) -> list[Path]:
         temporary.write_text(text)
         temporary.replace(path)
         written.append(path)
+    return written
+
+
+def publish(out_dir: Path, stem: str, markdown: str, data: dict) -> list[Path]:
+    """`write`, then the table on stdout and where it went on stderr: a benchmark's last step."""
+    written = write(out_dir, stem, markdown, data)
+    sys.stdout.write(markdown)
+    sys.stderr.write("written: " + ", ".join(str(path) for path in written) + "\n")
     return written

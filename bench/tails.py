@@ -144,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = tail_rows(runs)
     text = markdown(meta, rows)
     stem = header.started.strftime("%Y-%m-%d_%H%M%S") + "_tails"
-    written = report.write(args.out, stem, text, {"meta": meta, "results": rows, "runs": runs})
-    sys.stdout.write(text)
-    sys.stderr.write("written: " + ", ".join(str(path) for path in written) + "\n")
+    report.publish(args.out, stem, text, {"meta": meta, "results": rows, "runs": runs})
     return 0
 
 

@@ -14,12 +14,14 @@ import numpy as np
 
 from app.artifact import imaging
 from app.artifact.card import ModelCard
+from app.core import tracing
 from app.core.errors import BadInput, PayloadTooLarge
 from app.core.settings import Settings
 
 if TYPE_CHECKING:
     from PIL import Image
 
+PREPROCESSING = "image preprocessing"  # the span's name
 _Args = TypeVarTuple("_Args")
 _T = TypeVar("_T")
 
@@ -39,12 +41,17 @@ class Inputs:
         return self._model_input(card, self._open_image(data))
 
     async def image_input(self, card: ModelCard, data: bytes) -> np.ndarray:
-        """`image_array`, on a worker thread unless the image is small and plain.
+        """`image_array`, on a worker thread unless the image is small and plain (an `image
+        preprocessing` span when tracing is on).
 
         Decoding and resizing a large image is CPU work that must not hold up the event loop
         (Pillow releases the GIL while it decodes). A small plain one (see
         `imaging.cheap_to_open`, with at most `inline_decode_pixels`) takes about a millisecond
         or less, less than handing it to a thread and back, which is why it is done in place."""
+        with tracing.span(PREPROCESSING, {"glassbox.image_bytes": len(data)}):
+            return await self._image_input(card, data)
+
+    async def _image_input(self, card: ModelCard, data: bytes) -> np.ndarray:
         limit = self.settings.inline_decode_pixels
         if not (limit and imaging.cheap_to_open(data)):
             async with self._decode_slots:
@@ -75,8 +82,9 @@ class Inputs:
             return await asyncio.to_thread(function, *args)
 
     async def base64_image_input(self, card: ModelCard, encoded: str) -> np.ndarray:
-        async with self._decode_slots:
-            return await asyncio.to_thread(self.base64_image_array, card, encoded)
+        with tracing.span(PREPROCESSING):
+            async with self._decode_slots:
+                return await asyncio.to_thread(self.base64_image_array, card, encoded)
 
     def base64_image_array(
         self, card: ModelCard, encoded: str, where: str = "image_base64"

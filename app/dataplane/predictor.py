@@ -1,6 +1,7 @@
 """Model calls off the event loop: predictions batched with concurrent requests for the same
 version (sampled into the payload log, copied to a shadow candidate), the wire protocols'
-signatures, layer traces and two versions compared."""
+signatures, layer traces and two versions compared. With tracing on, a call of the trace
+signature is a `model call` span (the batched ones are the batcher's)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 import numpy as np
 
 from app.artifact.card import SERVING_SIGNATURE
+from app.core import tracing
 from app.core.errors import GlassboxError
 from app.core.settings import Settings
 from app.dataplane import comparison, metrics, traces
@@ -108,7 +110,7 @@ class Predictor:
             return {runtime.loaded_card.output.name: await self.predict(runtime, batch)}
         started = time.perf_counter_ns()
         try:
-            outputs = await self.threads.run(runtime.trace, batch)
+            outputs = await self._traced_call(runtime, batch)
         except Exception:
             runtime.statistics.failed(time.perf_counter_ns() - started)
             raise
@@ -125,8 +127,14 @@ class Predictor:
         full: bool = False,
         weights: bool = False,
     ) -> LayerTrace:
-        outputs = await self.threads.run(runtime.trace, one)
+        outputs = await self._traced_call(runtime, one)
         return traces.layer_trace(runtime, outputs, self.settings, full=full, weights=weights)
+
+    async def _traced_call(self, runtime: ModelRuntime, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """The trace signature's outputs, on an inference thread."""
+        attributes = {tracing.MODEL: runtime.name, tracing.VERSION: runtime.version}
+        with tracing.span("model call", {**attributes, "glassbox.signature": "trace"}):
+            return await self.threads.run(runtime.trace, batch)
 
     async def compare(
         self, first: ModelRuntime, second: ModelRuntime, rows: np.ndarray

@@ -13,6 +13,10 @@ each paying TensorFlow's fixed cost per call; waiting for them costs a lone requ
 few turns (microseconds), since nothing else is on its way. While a batch runs, the next one
 fills up, so batches also grow with the load.
 
+With tracing on, each traced request gets a `queue` span (its wait for its batch, with the
+batch's size), and each batch with a traced request one `batch` span, a child of the first
+such request's span and linked to every one's, around a `model call` span.
+
 The signatures are concrete functions with a `None` batch dimension, so no batch size makes
 TensorFlow retrace: no padding or bucketing is needed.
 """
@@ -28,7 +32,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from opentelemetry.trace import Span, SpanContext
 
+from app.core import tracing
 from app.core.errors import DeadlineExceeded, ModelNotReady
 from app.core.settings import BatchPolicy
 from app.runtime.statistics import InferenceStatistics
@@ -63,6 +69,14 @@ class _Request:
     future: asyncio.Future[np.ndarray]
     enqueued: float
     arrived_ns: int  # perf_counter_ns, for the statistics
+    trace: SpanContext | None  # the request's span, when it is traced
+
+
+def _model_call(batch: Span | None) -> Span | None:
+    """The model call's span inside the batch's, when the batch is traced."""
+    if batch is None:
+        return None
+    return tracing.start("model call", batch.get_span_context())
 
 
 class Batcher:
@@ -102,7 +116,11 @@ class Batcher:
             self._worker = asyncio.create_task(self._run(queue), name="batcher")
         arrived = time.perf_counter_ns()
         request = _Request(
-            batch, asyncio.get_running_loop().create_future(), self._clock(), arrived
+            batch,
+            asyncio.get_running_loop().create_future(),
+            self._clock(),
+            arrived,
+            tracing.current(),
         )
         try:
             queue.put_nowait(request)
@@ -163,18 +181,16 @@ class Batcher:
             if len(requests) == 1
             else np.concatenate([request.batch for request in requests])
         )
-        started = time.perf_counter_ns()
-        outputs = await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._predict, batch
-        )
-        computed = time.perf_counter_ns()
+        traced = self._traced(requests, len(batch), assembling) if tracing.enabled() else None
+        with tracing.ended(traced):
+            started = time.perf_counter_ns()
+            with tracing.ended(_model_call(traced)):
+                outputs = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._predict, batch
+                )
+            computed = time.perf_counter_ns()
+            self._answer(requests, outputs)
         self._observer.observe_inference(*self._model, (computed - started) / 1e9, len(batch))
-        offset = 0
-        for request in requests:
-            rows = len(request.batch)
-            if not request.future.done():  # the caller may have gone away
-                request.future.set_result(outputs[offset : offset + rows])
-            offset += rows
         self.statistics.executed(
             len(requests),
             len(batch),
@@ -182,6 +198,36 @@ class Batcher:
             computed - started,
             time.perf_counter_ns() - computed,
         )
+
+    @staticmethod
+    def _answer(requests: list[_Request], outputs: np.ndarray) -> None:
+        offset = 0
+        for request in requests:
+            rows = len(request.batch)
+            if not request.future.done():  # the caller may have gone away
+                request.future.set_result(outputs[offset : offset + rows])
+            offset += rows
+
+    def _traced(self, requests: list[_Request], rows: int, assembling_ns: int) -> Span | None:
+        """Each traced request's `queue` span, from its arrival to now, with the batch's size;
+        the batch's own span, a child of the first traced request and linked to all of them
+        (None when none is traced: sampled out, or tracing was off when they arrived)."""
+        sizes = {tracing.BATCH_SIZE: rows, tracing.BATCH_REQUESTS: len(requests)}
+        now_ns = time.time_ns()
+        traced = []
+        for request in requests:
+            if request.trace is None or not request.trace.trace_flags.sampled:
+                continue
+            arrived_ns = now_ns - (assembling_ns - request.arrived_ns)
+            queued = tracing.start("queue", request.trace, attributes=sizes, start_ns=arrived_ns)
+            if queued is not None:
+                queued.end(now_ns)
+            traced.append(request.trace)
+        if not traced:
+            return None
+        name, version = self._model
+        attributes = {**sizes, tracing.MODEL: name, tracing.VERSION: version}
+        return tracing.start("batch", traced[0], links=traced, attributes=attributes)
 
     async def _gather(self, queue: asyncio.Queue[_Request]) -> list[_Request]:
         first = self._carry or await queue.get()
