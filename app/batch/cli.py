@@ -106,7 +106,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    console = Console(stderr=True)
+    # Messages as they are: no wrapping at the terminal's width, no markup read in file names.
+    console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
     if args.batch_size is not None and args.batch_size < 1:
         console.print("error: --batch-size must be at least 1.")
         return EXIT_UNUSABLE

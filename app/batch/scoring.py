@@ -140,7 +140,10 @@ def _numbers(name: str, column: pa.ChunkedArray, problems: list[list[str]]) -> n
             numbers = pc.cast(column, pa.float64())
         except pa.ArrowInvalid:  # some cell is not a number: find which, cell by cell
             return _parsed_cells(name, column.to_pylist(), problems)
-    elif pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+    elif any(
+        is_type(column.type)
+        for is_type in (pa.types.is_integer, pa.types.is_floating, pa.types.is_null)
+    ):
         numbers = pc.cast(column, pa.float64())
     else:
         raise BadInput(f"Column '{name}' holds {column.type}; a feature must be a number.")
@@ -186,7 +189,7 @@ def prediction_columns(card: ModelCard) -> ColumnMaker:
 
     def columns(rows: np.ndarray, outputs: np.ndarray) -> dict[str, pa.Array]:
         if output.kind == "value":
-            values = outputs.reshape(len(outputs), -1)[:, 0]
+            values = outputs[:, 0]  # (rows, 1), as the card's output shape
             made = {"value": pa.array(values, type=pa.float32())}
             if output.unit_scale:
                 dollars = np.round(values.astype(np.float64) * output.unit_scale, 2)
