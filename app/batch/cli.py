@@ -40,7 +40,7 @@ class Summary:
     def lines(self) -> list[str]:
         rate = self.read / self.seconds if self.seconds > 0 else 0.0
         return [
-            f"{self.model} version {self.version}: {self.read} read in {self.seconds:.1f} s "
+            f"{self.model} version {self.version}: {self.read} read in {self.seconds:.2f} s "
             f"({rate:,.0f} a second)",
             f"  scored:   {self.scored} -> {self.output}",
             f"  rejected: {self.rejected} -> {self.rejects}",
