@@ -153,7 +153,9 @@ def run(args: argparse.Namespace, settings: Settings, console: Console) -> Summa
     output_format(args.output)
     rejects = args.rejects or rejects_path(args.output)
     output_format(rejects)
-    runtime = load_runtime(settings.model_dir, args.model, args.model_version)
+    runtime = load_runtime(
+        settings.model_dir, args.model, args.model_version, verify_hashes=settings.verify_hashes
+    )
     card = runtime.loaded_card
     source = Source(
         args.input,

@@ -2,7 +2,7 @@
 `pip install "glassbox[batch]"`): `score_dataset` reads the input with Ray Data, runs
 `Scorer.score` in a `map_batches` stage whose callable class loads the model once per worker
 (an actor), and returns the predictions and the rejects as two datasets to write where the
-cluster writes (`write_parquet`, `write_csv`).
+cluster writes (`ray.data.Dataset.write_parquet`, `ray.data.Dataset.write_csv`).
 
 Rows are told apart by their id column (an image by its path), which the input must have: a
 distributed read has no one row number. Each output row is a prediction or a reject, in one
@@ -23,10 +23,13 @@ from app.core.settings import Settings
 
 
 class ScoreBatches:
-    """A `map_batches` stage: the model loaded once, when Ray starts the worker's actor."""
+    """A `map_batches` stage: the model loaded once, when Ray starts the worker's actor, from
+    the worker's own copy of the model folder (checked against the card's hashes)."""
 
     def __init__(self, settings: Settings, model: str, version: str, id_column: str, top: int):
-        runtime = load_runtime(settings.model_dir, model, version)
+        runtime = load_runtime(
+            settings.model_dir, model, version, verify_hashes=settings.verify_hashes
+        )
         self.scorer = Scorer(runtime, settings, id_column, explain_top=top)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -60,7 +63,7 @@ def score_dataset(
     import ray.data
 
     # The version resolved here, once, so that every worker loads the same one.
-    runtime = load_runtime(settings.model_dir, model, version)
+    runtime = load_runtime(settings.model_dir, model, version, verify_hashes=settings.verify_hashes)
     card, version = runtime.loaded_card, str(runtime.version)
     if fmt == "images":
         root = path.resolve()

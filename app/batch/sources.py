@@ -1,6 +1,6 @@
 """A batch job's input, read a chunk at a time so memory follows the chunk, not the file: a CSV
 through pyarrow's streaming reader (a block of a few MiB at a time), a Parquet file by its
-record batches (`ParquetFile.iter_batches`), a folder of images a batch of files at a time.
+record batches (`pq.ParquetFile.iter_batches`), a folder of images a batch of files at a time.
 
 Each chunk is an Arrow table as `Scorer.score` takes it: the id column, then the card's
 feature columns (a CSV's cells as text, which the scorer reads as numbers) or the `image`
