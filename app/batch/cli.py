@@ -3,7 +3,8 @@ model, a chunk at a time, with a progress bar on stderr and a summary at the end
 (docs/batch.md).
 
 Exit codes: 0 every input scored; 1 done, some inputs rejected (their reasons in the rejects
-file); 2 nothing scored: a bad option, a missing model, an unreadable input or a missing column;
+file); 2 nothing scored: a bad option, a missing model or one that fails to load, an unreadable
+input or a missing column;
 3 stopped part-way (the input broke, or a write failed): the outputs hold the chunks scored
 before.
 """

