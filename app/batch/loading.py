@@ -36,7 +36,7 @@ def load_runtime(
     else:  # a label or the default: the rollout file decides, over the versions that load
         wanted = registry.versions(name)
     for runtime in wanted:
-        runtime.load(False)
+        runtime.load(verify_hashes)
     plan = rollout.read_plan(model_dir / name)
     if plan is not None and asked.version is None:
         # As the service: a rollout that points at a version not ready is not in force.
