@@ -7,12 +7,11 @@ import shutil
 import numpy as np
 import pyarrow.csv as pa_csv
 import pytest
+import ray  # the test extra has it, as the batch extra
 
 from app.batch import cli
 from app.core.settings import Settings
 from tests.conftest import MODELS, ROOT
-
-ray = pytest.importorskip("ray", reason="the batch extra (Ray Data) is not installed")
 
 
 @pytest.fixture(scope="module")
