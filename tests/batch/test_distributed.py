@@ -2,7 +2,6 @@
 as the command line, from the same scoring function."""
 
 import os
-import shutil
 
 import numpy as np
 import pyarrow.csv as pa_csv
@@ -60,9 +59,6 @@ def test_the_ray_job_scores_a_folder_of_images_as_the_command_line(
 ):
     from app.batch.distributed import score_dataset
 
-    # Hidden files, which Ray's file listing would read.
-    (digits_folder / ".hidden.png").unlink()
-    shutil.rmtree(digits_folder / ".cache")
     out = tmp_path / "cli.parquet"
     assert cli.main(["mnist", str(digits_folder), str(out), "--models-dir", str(MODELS),
                      "--no-progress"]) == cli.EXIT_REJECTS  # fmt: skip
