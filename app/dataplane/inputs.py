@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
 import numpy as np
 
 from app.artifact import imaging
-from app.artifact.card import ModelCard
+from app.artifact.card import FeatureSpec, ModelCard
 from app.core import tracing
 from app.core.errors import BadInput, PayloadTooLarge
 from app.core.settings import Settings
@@ -24,6 +24,34 @@ if TYPE_CHECKING:
 PREPROCESSING = "image preprocessing"  # the span's name
 _Args = TypeVarTuple("_Args")
 _T = TypeVar("_T")
+
+
+def out_of_range(spec: FeatureSpec, value: float) -> str:
+    """The one refusal of a feature value outside the card's accepted range, for the typed
+    endpoints and the batch files alike."""
+    return (
+        f"{spec.name} must be between {spec.allowed_min} and {spec.allowed_max} {spec.unit} "
+        f"(got {value})"
+    )
+
+
+def range_refusals(card: ModelCard, rows: np.ndarray) -> list[str | None]:
+    """For each row of `rows` (float64, features in the card's order, NaN where a value is
+    missing or not a number, which the caller names): why the row is refused, each value
+    outside the card's accepted range named as `out_of_range` says it, or None to accept it.
+    Vectorized: a clean batch costs two comparisons per value."""
+    specs = card.input.features or []
+    low = np.array([spec.allowed_min for spec in specs])
+    high = np.array([spec.allowed_max for spec in specs])
+    with np.errstate(invalid="ignore"):
+        outside = ~((rows >= low) & (rows <= high)) & np.isfinite(rows)
+    refusals: list[str | None] = [None] * len(rows)
+    for row in np.flatnonzero(outside.any(axis=1)).tolist():
+        refusals[row] = "; ".join(
+            out_of_range(specs[column], float(rows[row, column]))
+            for column in np.flatnonzero(outside[row]).tolist()
+        )
+    return refusals
 
 
 class Inputs:

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from app.artifact.card import FeatureSpec, ModelCard
+from app.dataplane.inputs import out_of_range
 from app.dataplane.schemas import ModelSummary
 
 
@@ -57,10 +58,7 @@ class ImageInput(BaseModel):
 def _range_check(spec: FeatureSpec) -> Callable[[float], float]:
     def check(value: float) -> float:
         if not spec.allowed_min <= value <= spec.allowed_max:
-            raise ValueError(
-                f"{spec.name} must be between {spec.allowed_min} and {spec.allowed_max} "
-                f"{spec.unit} (got {value})"
-            )
+            raise ValueError(out_of_range(spec, value))
         return value
 
     return check

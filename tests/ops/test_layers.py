@@ -10,10 +10,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app"
-# Lowest first. A module may import its own layer and those before it. The two transports share
-# the top rank: neither imports the other (the entry points compose them).
-LAYERS = ["core", "artifact", "runtime", "dataplane", "protocols", "http", "grpc"]
-RANK = {**{name: rank for rank, name in enumerate(LAYERS[:-1])}, "grpc": LAYERS.index("http")}
+# Lowest first. A module may import its own layer and those before it. The two transports and
+# the batch jobs (files in, files out) share the top rank: none imports another (the entry
+# points compose the transports).
+LAYERS = ["core", "artifact", "runtime", "dataplane", "protocols", "http", "grpc", "batch"]
+TOP = ("grpc", "batch")  # beside http
+RANK = {
+    **{name: rank for rank, name in enumerate(LAYERS) if name not in TOP},
+    **{name: LAYERS.index("http") for name in TOP},
+}
 ENTRY_POINTS = {"app.main", "app.serve"}  # above every layer: they may import any of them
 
 
@@ -92,3 +97,5 @@ def test_the_checker_sees_an_upward_import(tmp_path):
 def test_the_transports_do_not_import_each_other():
     assert not may_import("grpc", "http")
     assert not may_import("http", "grpc")
+    assert not may_import("batch", "http")
+    assert not may_import("http", "batch")
