@@ -5,10 +5,13 @@ comparisons. This module is the batchers' and the shadow's observer (`BatchObser
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
 from app.core.metrics import series
+from app.dataplane.schemas import DriftFigure
 
 # Seconds.
 _INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -89,3 +92,35 @@ def set_queue_depth(model: str, version: int, depth: int) -> None:
 
 def count_rejected(model: str, version: int, reason: str) -> None:
     series(REJECTED, model, str(version), reason).inc()
+
+
+# Each worker keeps its own window (docs/drift.md): with several workers, the service's figure
+# is the largest live worker's (a drift any worker sees is shown), its window the live sum.
+DRIFT_PSI = Gauge(
+    "glassbox_drift_psi",
+    "Population stability index of a figure of the model version's window against its "
+    "training distribution (absent while the window has too few rows), by figure.",
+    ["model", "version", "figure"],
+    multiprocess_mode="livemax",
+)
+DRIFT_CROSSED = Gauge(
+    "glassbox_drift_crossed",
+    "1 while a figure's PSI is over the card's threshold, else 0, by figure.",
+    ["model", "version", "figure"],
+    multiprocess_mode="livemax",
+)
+DRIFT_WINDOW_ROWS = Gauge(
+    "glassbox_drift_window_rows",
+    "Predictions in the model version's drift window(s).",
+    ["model", "version"],
+    multiprocess_mode="livesum",
+)
+
+
+def set_drift(model: str, version: int, rows: int, figures: Iterable[DriftFigure]) -> None:
+    labels = (model, str(version))
+    series(DRIFT_WINDOW_ROWS, *labels).set(rows)
+    for figure in figures:
+        if figure.psi is not None:
+            series(DRIFT_PSI, *labels, figure.name).set(figure.psi)
+        series(DRIFT_CROSSED, *labels, figure.name).set(1 if figure.crossed else 0)

@@ -12,6 +12,7 @@ from app.core.settings import Settings
 from app.dataplane import metrics
 from app.dataplane.admission import InFlightLimit
 from app.dataplane.catalog import Catalog
+from app.dataplane.drift import Drift
 from app.dataplane.explainer import Explainer
 from app.dataplane.inputs import Inputs
 from app.dataplane.payload_log import PayloadLog
@@ -42,6 +43,7 @@ class InferenceService:
             self.threads,
             self.shadow,
             PayloadLog.from_settings(settings),
+            Drift(settings),
         )
         self.explainer = Explainer(settings, self.threads)
 
