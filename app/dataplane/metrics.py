@@ -5,13 +5,10 @@ comparisons. This module is the batchers' and the shadow's observer (`BatchObser
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
 from app.core.metrics import series
-from app.dataplane.schemas import DriftFigure
 
 # Seconds.
 _INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -117,10 +114,15 @@ DRIFT_WINDOW_ROWS = Gauge(
 )
 
 
-def set_drift(model: str, version: int, rows: int, figures: Iterable[DriftFigure]) -> None:
+def set_drift(
+    model: str, version: int, rows: int, values: dict[str, float | None], threshold: float
+) -> None:
+    """A version's drift figures by name (None: not enough data yet, left out of the PSI)."""
     labels = (model, str(version))
     series(DRIFT_WINDOW_ROWS, *labels).set(rows)
-    for figure in figures:
-        if figure.psi is not None:
-            series(DRIFT_PSI, *labels, figure.name).set(figure.psi)
-        series(DRIFT_CROSSED, *labels, figure.name).set(1 if figure.crossed else 0)
+    for name, value in values.items():
+        if value is not None:
+            series(DRIFT_PSI, *labels, name).set(value)
+        series(DRIFT_CROSSED, *labels, name).set(
+            1 if value is not None and value > threshold else 0
+        )

@@ -61,14 +61,18 @@ class PredictionWindow:
             self._next = int((self._next + keep) % self.size)
             self.seen += rows
 
-    def rows(self) -> WindowRows:
+    def rows(self, ordered: bool = True) -> WindowRows:
+        """A copy of the rows, oldest first, or (`ordered=False`, cheaper: a count needs no
+        order) as they lie in the buffers."""
         with self._lock:
             filled = self.filled
-            # Oldest first: from the next write position round to the newest row.
-            order = (self._next - filled + np.arange(filled)) % self.size
+            if ordered:  # from the next write position round to the newest row
+                at: np.ndarray | slice = (self._next - filled + np.arange(filled)) % self.size
+            else:  # a window not yet full holds its rows at the start
+                at = slice(0, filled)
             return WindowRows(
-                features=None if self._features is None else self._features[order],
-                answers=self._answers[order],
-                scores=self._scores[order],
+                features=None if self._features is None else self._features[at].copy(),
+                answers=self._answers[at].copy(),
+                scores=self._scores[at].copy(),
                 seen=self.seen,
             )

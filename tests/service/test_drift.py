@@ -10,7 +10,8 @@ from prometheus_client import REGISTRY
 from app.artifact.card import ModelCard
 from app.artifact.drift_reference import bin_counts, decile_bins
 from app.core.settings import Settings
-from app.dataplane.drift import Drift, familiarity_bins, figures, psi
+from app.dataplane.drift import Drift
+from app.dataplane.drift_figures import familiarity_bins, figures, psi
 from app.runtime.model import ModelRuntime
 from app.runtime.window import PredictionWindow
 from tests.conftest import MODELS

@@ -8,6 +8,7 @@ import { API, api, explain } from "./api.js";
 
 const BAR = 22;
 const HEIGHT = 90;
+const LABELS = 12; // below the bars: each figure's number in the list beside
 
 function psiCanvas(answer) {
   const figures = answer.figures;
@@ -21,15 +22,18 @@ function psiCanvas(answer) {
   const canvas = el("canvas", {
     class: "drift-bars",
     width,
-    height: HEIGHT,
+    height: HEIGHT + LABELS,
     role: "img",
     "aria-label": `PSI per figure (threshold ${threshold}): ${label}`,
   });
   const ctx = canvas.getContext("2d");
   ctx.fillStyle = "#f4f4f4";
   ctx.fillRect(0, 0, width, HEIGHT);
+  ctx.font = "10px sans-serif";
   figures.forEach((f, i) => {
     const x = 4 + i * BAR;
+    ctx.fillStyle = "#555";
+    ctx.fillText(String(i + 1), x + BAR / 2 - 3, HEIGHT + LABELS - 2);
     if (f.psi === null) {
       ctx.fillStyle = "#bbb";
       ctx.fillRect(x + 3, HEIGHT - 3, BAR - 6, 2);
@@ -63,11 +67,13 @@ function driftBody(answer) {
   const names = el(
     "ol",
     { class: "drift-names" },
-    answer.figures.map((f) =>
-      el("li", {
-        class: f.crossed ? "crossed" : null,
-        text: `${f.name}: ${f.psi === null ? "–" : fmt(f.psi, 3)}`,
-      }),
+    answer.figures.map((f, i) =>
+      el(
+        "li",
+        { class: f.crossed ? "crossed" : null },
+        el("span", { class: "drift-number", text: `${i + 1}` }),
+        ` ${f.name} ${f.psi === null ? "–" : fmt(f.psi, 3)}`,
+      ),
     ),
   );
   return [

@@ -6,7 +6,8 @@ import { el } from "./dom.js";
 import { fmt } from "./format.js";
 
 const SIZE = 200;
-const PAD = 24;
+const PAD = 24; // left of the plot, and below it
+const TOP = 10; // above it, so a dot at accuracy 1 is whole
 const SERIES = [
   { key: "test", colour: "#1d4ed8", name: "test split" },
   { key: "out_of_fold", colour: "#c2410c", name: "out of fold" },
@@ -25,16 +26,16 @@ export function reliabilityDiagram(cal) {
     .join("; ");
   const canvas = el("canvas", {
     class: "reliability-diagram",
-    width: SIZE + PAD,
-    height: SIZE + PAD,
+    width: SIZE + PAD + TOP,
+    height: SIZE + PAD + TOP,
     role: "img",
     "aria-label": `Reliability diagram, accuracy against confidence: ${label}`,
   });
   const ctx = canvas.getContext("2d");
   const x = (v) => PAD + v * SIZE;
-  const y = (v) => SIZE - v * SIZE;
+  const y = (v) => TOP + SIZE - v * SIZE;
   ctx.fillStyle = "#f4f4f4";
-  ctx.fillRect(PAD, 0, SIZE, SIZE);
+  ctx.fillRect(PAD, TOP, SIZE, SIZE);
   ctx.strokeStyle = "#999";
   ctx.setLineDash([4, 3]);
   ctx.beginPath();
@@ -44,10 +45,14 @@ export function reliabilityDiagram(cal) {
   ctx.setLineDash([]);
   ctx.fillStyle = "#555";
   ctx.font = "10px sans-serif";
-  ctx.fillText("0", PAD - 10, SIZE);
-  ctx.fillText("1", PAD - 10, 10);
-  ctx.fillText("confidence →", PAD + SIZE - 70, SIZE + 16);
-  ctx.fillText("accuracy", 0, SIZE / 2);
+  ctx.fillText("0", PAD - 10, y(0));
+  ctx.fillText("1", PAD - 10, y(1) + 8);
+  ctx.fillText("confidence →", PAD + SIZE - 70, y(0) + 16);
+  ctx.save();
+  ctx.translate(10, y(0.5) + 20);
+  ctx.rotate(-Math.PI / 2);
+  ctx.fillText("accuracy", 0, 0);
+  ctx.restore();
   for (const series of shown) {
     const table = bins(cal, series.key);
     const most = Math.max(...table.map((b) => b.count));
