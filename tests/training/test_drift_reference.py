@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from app.artifact.card import CARD_FILE, InputSpec, ModelCard
-from tests.conftest import MODELS
+from tests.conftest import FIXTURES, MODELS
 from training import iris
 from training.__main__ import main
 from training.drift import reference
@@ -52,3 +52,13 @@ def test_the_command_adds_the_block_to_a_committed_card_and_nothing_else(tmp_pat
     assert json.loads(written) == committed  # the committed block is what the command writes
     assert main(["drift-reference", "--out", str(tmp_path), "iris"]) == 0
     assert (version_dir / CARD_FILE).read_text() == written
+
+
+def test_catdogs_labels_alone_are_its_training_splits_labels():
+    """The drift command reads catdog's priors from file names only: the same labels, in the
+    same order, as the photos `load_data` reads (on the committed photos as a data folder)."""
+    from training import catdog
+
+    assert catdog.training_labels(FIXTURES, 42).tolist() == (
+        catdog.load_data(FIXTURES, 42).y_train.tolist()
+    )
