@@ -77,7 +77,7 @@ class Drift:
             )
         rows = window.rows(ordered=False)
         minimum = reference.thresholds.min_predictions
-        found = self._figures[window].figures(rows)
+        found = self._prepared(window, runtime).figures(rows)
         return ModelDrift(
             model=runtime.name,
             version=runtime.version,
@@ -96,7 +96,7 @@ class Drift:
         if window is None or reference is None:
             return
         rows = window.rows(ordered=False)
-        values = self._figures[window].values(rows)
+        values = self._prepared(window, runtime).values(rows)
         threshold = reference.thresholds.psi
         metrics.set_drift(runtime.name, runtime.version, len(rows.answers), values, threshold)
 
@@ -111,6 +111,14 @@ class Drift:
                 None if features is None else len(features),
                 classifier=card.output.kind == "probabilities",
             )
-            self._figures[window] = Figures.of(card, card.drift)
             runtime.window = window
         return runtime.window
+
+    def _prepared(self, window: PredictionWindow, runtime: ModelRuntime) -> Figures:
+        """The window's figures' training side, made on first use."""
+        prepared = self._figures.get(window)
+        if prepared is None:
+            card = runtime.loaded_card
+            assert card.drift is not None  # a window is only made for a card with the block
+            prepared = self._figures[window] = Figures.of(card, card.drift)
+        return prepared
