@@ -1,4 +1,7 @@
-"""`python -m training iris|housing|mnist|catdog|all [options]`: train, export, print a table."""
+"""`python -m training iris|housing|mnist|catdog|all [options]`: train, export, print a table.
+
+`python -m training drift-reference|calibration-intervals [--data-dir D]` adds figures to the
+committed cards without retraining (`training.cards`)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from training import PIPELINES
+from training import PIPELINES, cards
 from training.common import Options, format_table, run
 
 
@@ -65,6 +68,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[list[str], Options]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in cards.COMMANDS:
+        return cards.main(argv[0], argv[1:])
     names, options = parse_args(argv)
     results = []
     for name in names:

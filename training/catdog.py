@@ -74,14 +74,22 @@ CHECKPOINT_STATE = "state.json"
 def read_folder(folder: Path, specs: list[ImageSpec]) -> tuple[list[np.ndarray], np.ndarray]:
     """Photos under folder/{cat,dog}/, each resized to every spec, and labels 0=cat, 1=dog."""
     images: list[list[np.ndarray]] = [[] for _ in specs]
-    labels = []
-    for label, name in enumerate(LABELS):
-        for path in sorted((folder / name).glob("*.jpg")):
-            with Image.open(path) as image:
-                for sized, spec in zip(images, specs, strict=True):
-                    sized.append(resize_rgb(image, spec).astype(np.uint8))
-            labels.append(label)
-    return [np.stack(sized) for sized in images], np.array(labels, dtype=np.int64)
+    for path in photos(folder):
+        with Image.open(path) as image:
+            for sized, spec in zip(images, specs, strict=True):
+                sized.append(resize_rgb(image, spec).astype(np.uint8))
+    return [np.stack(sized) for sized in images], folder_labels(folder)
+
+
+def photos(folder: Path) -> list[Path]:
+    """The photos under folder/{cat,dog}/, cats first, each class in name order."""
+    return [path for name in LABELS for path in sorted((folder / name).glob("*.jpg"))]
+
+
+def folder_labels(folder: Path) -> np.ndarray:
+    """The label of each of `photos(folder)`: 0=cat, 1=dog."""
+    counts = [len(list((folder / name).glob("*.jpg"))) for name in LABELS]
+    return np.repeat(np.arange(len(LABELS), dtype=np.int64), counts)
 
 
 def load_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -116,6 +124,25 @@ def load_data(data_dir: Path | None, seed: int) -> Splits:
 
     The training photos are kept at 112x112 so that random crops resized to 96x96 keep detail;
     validation and test photos are resized to 96x96 exactly as the service resizes uploads."""
+    root, source, folders = _sources(data_dir)
+    read = [read_folder(folder, [CROP_SOURCE, IMAGE]) for folder in folders]
+    large = np.concatenate([sized[0] for sized, _ in read])
+    small = np.concatenate([sized[1] for sized, _ in read])
+    y = np.concatenate([labels for _, labels in read])
+    x_test, y_test = load_folder(root / "test")
+    train, val = _split(y, seed)
+    return Splits(large[train], y[train], small[val], y[val], x_test, y_test, source=source)
+
+
+def training_labels(data_dir: Path | None, seed: int) -> np.ndarray:
+    """The labels of `load_data`'s training split, in its order, without reading a photo."""
+    _, _, folders = _sources(data_dir)
+    y = np.concatenate([folder_labels(folder) for folder in folders])
+    return y[_split(y, seed)[0]]
+
+
+def _sources(data_dir: Path | None) -> tuple[Path, str, list[Path]]:
+    """The data's root, its source for the card, and the folders of training photos."""
     if data_dir is not None:
         root, source = data_dir / "catdog", f"Kaggle Dogs vs. Cats subset from {data_dir}/catdog"
         folders = [root / "train", root / "extra"]
@@ -124,13 +151,12 @@ def load_data(data_dir: Path | None, seed: int) -> Splits:
         root = download(Path.home() / ".keras" / "datasets")
         source = f"Microsoft Kaggle Cats and Dogs archive ({ARCHIVE_URL})"
         folders = [root / "train"]
-    read = [read_folder(folder, [CROP_SOURCE, IMAGE]) for folder in folders if folder.is_dir()]
-    large = np.concatenate([sized[0] for sized, _ in read])
-    small = np.concatenate([sized[1] for sized, _ in read])
-    y = np.concatenate([labels for _, labels in read])
-    x_test, y_test = load_folder(root / "test")
+    return root, source, [folder for folder in folders if folder.is_dir()]
+
+
+def _split(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     train, val = train_test_split(np.arange(len(y)), test_size=0.1, stratify=y, random_state=seed)
-    return Splits(large[train], y[train], small[val], y[val], x_test, y_test, source=source)
+    return train, val
 
 
 @keras.saving.register_keras_serializable(package="glassbox")

@@ -27,6 +27,7 @@ from app.artifact.card import (
     hash_files,
 )
 from training.calibration import calibrate
+from training.drift import reference
 
 
 @dataclass
@@ -191,8 +192,13 @@ def run(pipeline: Pipeline, options: Options, splits: Splits | None = None) -> R
     calibrated = None
     if output_spec.kind == "probabilities":
         trained.model, calibrated = calibrate(
-            trained.model, *_floats(splits.x_val, splits.y_val, splits.x_test, splits.y_test)
+            trained.model,
+            *_floats(splits.x_val, splits.y_val, splits.x_test, splits.y_test),
+            seed=options.seed,
         )
+        judge = getattr(pipeline, "out_of_fold", None)  # where the test split is too small
+        if judge is not None:
+            calibrated.out_of_fold = judge(splits, options)
     metrics = pipeline.evaluate(trained.model, splits.x_test, splits.y_test)
 
     model_dir = options.out_dir / pipeline.NAME
@@ -205,6 +211,15 @@ def run(pipeline: Pipeline, options: Options, splits: Splits | None = None) -> R
     version_dir.mkdir(parents=True)
     input_spec = pipeline.input_spec(splits)
     export_savedmodel(trained.model, input_spec, output_spec, version_dir)
+    model = trained.model
+    drift = reference(
+        input_spec,
+        output_spec,
+        splits.x_train,
+        splits.y_train,
+        options.seed,
+        predict=lambda x: model.predict(x, batch_size=1024, verbose=0),
+    )
 
     seconds = time.perf_counter() - started
     card = ModelCard(
@@ -229,6 +244,7 @@ def run(pipeline: Pipeline, options: Options, splits: Splits | None = None) -> R
         baselines=trained.baselines,
         files=hash_files(version_dir),
         calibration=calibrated,
+        drift=drift,
     )
     card.write(version_dir)
     version_dir = replace_dir(version_dir, model_dir / str(version))

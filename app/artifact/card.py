@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.artifact.drift_reference import DriftReference
+
 CARD_FILE = "metadata.json"
 # Every exported SavedModel has both: raw input to prediction, and raw input to every layer's
 # output keyed `NN_<layer>` in order.
@@ -109,6 +111,28 @@ class ReliabilityBin(BaseModel):
     accuracy: float | None = Field(None, description="Fraction answered right; null if empty.")
 
 
+class EceInterval(BaseModel):
+    """An ECE with its bootstrap 95% interval: the 2.5th and 97.5th percentiles of the ECE of
+    `resamples` resamples (with replacement) of the same predictions."""
+
+    ece: float
+    low: float
+    high: float
+    rows: int = Field(description="Predictions the ECE is computed over.")
+    resamples: int
+    predictions: str = Field(description="Which predictions: the split, the model that made them.")
+
+
+class OutOfFold(EceInterval):
+    """ECE of pooled out-of-fold predictions: each of `folds` folds answered by a net trained
+    (and its temperature fitted) on the other folds only."""
+
+    folds: int
+    temperatures: list[float] = Field(description="The temperature fitted in each fold.")
+    ece_untempered: float = Field(description="The ECE of the same pooled answers at T = 1.")
+    reliability: list[ReliabilityBin]
+
+
 class Calibration(BaseModel):
     """How the exported probabilities were calibrated, and what it changed on the test split."""
 
@@ -129,6 +153,14 @@ class Calibration(BaseModel):
     )
     reliability_before: list[ReliabilityBin]
     reliability_after: list[ReliabilityBin]
+    ece_interval: EceInterval | None = Field(
+        None, description="ece_after with its bootstrap 95% interval (the test split)."
+    )
+    out_of_fold: OutOfFold | None = Field(
+        None,
+        description="Where the test split is too small to judge the ECE (iris): the ECE of "
+        "pooled out-of-fold predictions over every non-test row, which the target is judged on.",
+    )
 
 
 class ModelCard(BaseModel):
@@ -152,6 +184,9 @@ class ModelCard(BaseModel):
     files: dict[str, str] = Field(description="sha256 of every file of the SavedModel.")
     calibration: Calibration | None = Field(
         None, description="Classifiers: the temperature built into the export (older cards: none)."
+    )
+    drift: DriftReference | None = Field(
+        None, description="The training distribution the traffic is compared with (docs/drift.md)."
     )
 
     @classmethod

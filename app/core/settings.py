@@ -260,6 +260,13 @@ class Settings(BaseSettings):
     verify_hashes: bool = Field(
         True, description="Check every SavedModel file against its model card's sha256."
     )
+    drift_window: int = Field(
+        1000,
+        ge=0,
+        description="Predictions each model version's drift window keeps, per worker (the "
+        "last ones answered, compared with the training distribution: docs/drift.md); 0 turns "
+        "drift off.",
+    )
     payload_log: str = Field(
         "",
         description="Where the payload log goes (one sampled JSON line per prediction: inputs "

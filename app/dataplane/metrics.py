@@ -89,3 +89,40 @@ def set_queue_depth(model: str, version: int, depth: int) -> None:
 
 def count_rejected(model: str, version: int, reason: str) -> None:
     series(REJECTED, model, str(version), reason).inc()
+
+
+# Each worker keeps its own window (docs/drift.md): with several workers, the service's figure
+# is the largest live worker's (a drift any worker sees is shown), its window the live sum.
+DRIFT_PSI = Gauge(
+    "glassbox_drift_psi",
+    "Population stability index of a figure of the model version's window against its "
+    "training distribution (absent while the window has too few rows), by figure.",
+    ["model", "version", "figure"],
+    multiprocess_mode="livemax",
+)
+DRIFT_CROSSED = Gauge(
+    "glassbox_drift_crossed",
+    "1 while a figure's PSI is over the card's threshold, else 0, by figure.",
+    ["model", "version", "figure"],
+    multiprocess_mode="livemax",
+)
+DRIFT_WINDOW_ROWS = Gauge(
+    "glassbox_drift_window_rows",
+    "Predictions in the model version's drift window(s).",
+    ["model", "version"],
+    multiprocess_mode="livesum",
+)
+
+
+def set_drift(
+    model: str, version: int, rows: int, values: dict[str, float | None], threshold: float
+) -> None:
+    """A version's drift figures by name (None: not enough data yet, left out of the PSI)."""
+    labels = (model, str(version))
+    series(DRIFT_WINDOW_ROWS, *labels).set(rows)
+    for name, value in values.items():
+        if value is not None:
+            series(DRIFT_PSI, *labels, name).set(value)
+        series(DRIFT_CROSSED, *labels, name).set(
+            1 if value is not None and value > threshold else 0
+        )

@@ -1,7 +1,7 @@
 """Model calls off the event loop: predictions batched with concurrent requests for the same
-version (sampled into the payload log, copied to a shadow candidate), the wire protocols'
-signatures, layer traces and two versions compared. With tracing on, a call of the trace
-signature is a `model call` span (the batched ones are the batcher's)."""
+version (sampled into the payload log, copied to a shadow candidate, kept in its drift window),
+the wire protocols' signatures, layer traces and two versions compared. With tracing on, a call
+of the trace signature is a `model call` span (the batched ones are the batcher's)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from app.core import tracing
 from app.core.errors import GlassboxError
 from app.core.settings import Settings
 from app.dataplane import comparison, metrics, traces
+from app.dataplane.drift import Drift
 from app.dataplane.payload_log import PayloadLog
 from app.dataplane.schemas import Comparison, LayerTrace, Prediction
 from app.dataplane.shadow import Shadow
@@ -33,6 +34,7 @@ class Predictor:
         threads: InferenceThreads,
         shadow: Shadow,
         payload_log: PayloadLog | None,
+        drift: Drift,
     ):
         self.settings = settings
         self.registry = registry
@@ -40,19 +42,22 @@ class Predictor:
         self.shadow = shadow
         # GLASSBOX_PAYLOAD_LOG: None when off, which is all a prediction then checks.
         self.payload_log = payload_log
+        self.drift = drift
 
     async def predict(self, runtime: ModelRuntime, batch: np.ndarray) -> np.ndarray:
         """The serving_default output (the card's output) for a float32 batch, batched with
         concurrent requests for the same model version.
 
         Every transport's predictions pass here (typed routes, TF Serving and v2 over HTTP and
-        gRPC), so this is where the payload log takes its sample, and where a request the
-        model's default version answers is copied to its shadow candidate, if it has one (after
-        the answer, never holding it up)."""
+        gRPC), so this is where the payload log takes its sample, where the answered batch
+        joins the version's drift window, and where a request the model's default version
+        answers is copied to its shadow candidate, if it has one (after the answer, never
+        holding it up)."""
         if self.payload_log is None:
             outputs = await self._batcher(runtime).submit(batch)
         else:
             outputs = await self._logged_predict(runtime, batch, self.payload_log)
+        self.drift.observe(runtime, batch, outputs)
         shadow = self.registry.plan(runtime.name).shadow
         if shadow is not None and shadow.version != runtime.version:
             self._offer_shadow(runtime, shadow, batch, outputs)

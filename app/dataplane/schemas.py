@@ -240,3 +240,37 @@ class Comparison(BaseModel):
     unmatched_layers: list[str] = Field(
         description="Layers only one version has, or whose shapes differ."
     )
+
+
+class DriftFigure(BaseModel):
+    """One distribution of the window compared with the training one, by population
+    stability index: PSI = sum over the bins of (window share - training share) *
+    ln(window share / training share), each share at least 0.0001."""
+
+    name: str = Field(
+        description="The feature's name; `predicted_class`, `prediction` or `familiarity`.",
+        examples=["MedInc"],
+    )
+    kind: Literal["feature", "predicted_class", "prediction", "familiarity"]
+    psi: float | None = Field(description="Null while the window has too few rows for it.")
+    threshold: float = Field(description="The card's PSI threshold.")
+    crossed: bool | None = Field(description="psi > threshold; null with psi.")
+    rows: int = Field(description="Window rows the figure counts (familiarity: those scored).")
+    bins: list[str] = Field(description="Each bin, as a label: its range, or the class.")
+    training: list[float] = Field(description="The training share of each bin.")
+    window: list[float] | None = Field(description="The window's share of each bin.")
+
+
+class ModelDrift(BaseModel):
+    """The traffic of one model version compared with its training distribution, as this
+    worker has seen it (each worker keeps its own window; Prometheus takes the largest)."""
+
+    model: str
+    version: int
+    window_size: int = Field(description="GLASSBOX_DRIFT_WINDOW: the rows a window keeps.")
+    rows: int = Field(description="Predictions in the window now (at most window_size).")
+    seen: int = Field(description="Predictions this worker has answered with this version.")
+    min_rows: int = Field(description="Rows a figure needs before it is computed.")
+    enough_data: bool = Field(description="rows >= min_rows: false means 'not enough data'.")
+    figures: list[DriftFigure]
+    crossed: list[str] = Field(description="The figures over their threshold, by name.")

@@ -13,6 +13,7 @@ from app.core.settings import Settings
 from app.dataplane import metrics
 from app.dataplane.admission import InFlightLimit
 from app.dataplane.catalog import Catalog
+from app.dataplane.drift import Drift
 from app.dataplane.explainer import Explainer
 from app.dataplane.inputs import Inputs
 from app.dataplane.payload_log import PayloadLog
@@ -45,6 +46,7 @@ class InferenceService:
             self.threads,
             self.shadow,
             PayloadLog.from_settings(settings),
+            Drift(settings),
         )
         self.explainer = Explainer(settings, self.threads)
 

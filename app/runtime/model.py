@@ -29,6 +29,7 @@ from app.artifact.card import (
 from app.core.errors import ModelLoadError
 from app.runtime.batching import Batcher
 from app.runtime.statistics import InferenceStatistics
+from app.runtime.window import PredictionWindow
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class ModelRuntime:
         self.batcher: Batcher | None = None
         # What it has computed, for Triton's statistics (the batcher records into it).
         self.statistics = InferenceStatistics()
+        # Its last answered predictions, for drift, made by the data plane on the first one.
+        self.window: PredictionWindow | None = None
 
     @property
     def ready(self) -> bool:

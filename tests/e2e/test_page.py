@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.conftest import FIXTURES
@@ -348,6 +349,34 @@ def test_classifier_card_shows_its_reliability_table(page, model):
     expect(table.locator("thead")).to_contain_text("before (T = 1)")
     expect(table.locator("thead")).to_contain_text("accuracy")
     expect(table.locator("tbody tr").first).to_be_visible()
+    expect(details.locator("canvas.reliability-diagram")).to_be_visible()
+    expect(details.locator(".ece-interval")).to_contain_text("95% interval")
+    if model == "iris":
+        expect(details.locator(".ece-interval")).to_contain_text("out-of-fold")
     expect(page.locator("#model-housing details.calibration")).to_have_count(0)
     details.scroll_into_view_if_needed()
     details.screenshot(path=str(screenshot(page, f"calibration-{model}").with_suffix(".table.png")))
+
+
+def test_every_model_shows_its_drift_and_housing_its_figures_after_traffic(page, server):
+    for name in MODELS:
+        expect(page.locator(f"#model-{name} .drift h3")).to_contain_text("Traffic drift")
+    panel = page.locator("#model-housing .drift")
+    with np.load(FIXTURES / "housing_sample.npz") as data:
+        rows = data["x_test"]
+    card = httpx.get(f"{server}/api/models/housing/card", timeout=60).json()
+    names = [feature["name"] for feature in card["input"]["features"]]
+    # Twice the 500 held-out rows: the window's 1,000 places hold them and nothing else.
+    for start in range(0, 2 * len(rows), 250):
+        chunk = rows[start % len(rows) :][:250]
+        instances = [dict(zip(names, map(float, row), strict=True)) for row in chunk]
+        response = httpx.post(
+            f"{server}/api/models/housing/predict", json={"instances": instances}, timeout=60
+        )
+        assert response.status_code == 200
+    panel.locator("button.drift-refresh").click()
+    expect(panel.locator(".drift-summary")).to_contain_text("every figure under its threshold")
+    expect(panel.locator("canvas.drift-bars")).to_be_visible()
+    expect(panel.locator(".drift-names li")).to_have_count(len(names) + 1)
+    panel.scroll_into_view_if_needed()
+    panel.screenshot(path=str(screenshot(page, "drift-housing").with_suffix(".panel.png")))

@@ -365,3 +365,11 @@ def test_negative_sizes_are_invalid_argument(stub, case):
 def test_liveness_and_readiness_need_no_key_as_over_rest(stub):
     assert stub.ServerLive(service_pb2.ServerLiveRequest()).live
     assert stub.ServerReady(service_pb2.ServerReadyRequest()).ready
+
+
+def test_a_grpc_prediction_joins_the_models_drift_window(triton_client, http):
+    """One worker: the window the HTTP endpoint reads is the one gRPC's answers went to."""
+    before = http.get("/api/models/iris/drift").json()["seen"]
+    flowers = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])
+    triton_client.infer("iris", [fp32("features", flowers)], headers=HEADERS)
+    assert http.get("/api/models/iris/drift").json()["seen"] == before + 3

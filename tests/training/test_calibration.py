@@ -93,3 +93,52 @@ def test_the_last_layer_must_be_a_softmax():
     model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
     with pytest.raises(ValueError, match="softmax"):
         calibration.with_temperature(model, 2.0)
+
+
+# The ECE's bootstrap interval and the pooled out-of-fold ECE.
+
+
+def test_the_interval_is_the_spread_of_the_ece_over_resamples():
+    logits, y = overconfident(n=600, factor=1.0, seed=2)
+    p = calibration.softmax(logits)
+    judged = calibration.ece_interval(p, y, "synthetic", seed=3, resamples=300)
+    rng = np.random.default_rng(3)
+    by_hand = [calibration.ece(p[rows], y[rows]) for rows in rng.integers(0, 600, (300, 600))]
+    assert judged.ece == pytest.approx(calibration.ece(p, y))
+    assert (judged.low, judged.high) == pytest.approx(tuple(np.quantile(by_hand, [0.025, 0.975])))
+    assert judged.low <= judged.ece <= judged.high
+    assert (judged.rows, judged.resamples) == (600, 300)
+
+
+def test_a_larger_sample_narrows_the_interval():
+    widths = []
+    for n in (100, 3000):
+        logits, y = overconfident(n=n, factor=1.0, seed=4)
+        judged = calibration.ece_interval(
+            calibration.softmax(logits), y, "synthetic", resamples=200
+        )
+        widths.append(judged.high - judged.low)
+    assert widths[1] < widths[0] / 2
+
+
+def test_out_of_fold_answers_every_row_once_with_a_net_that_never_saw_it():
+    from training import iris
+    from training.common import Options
+    from training.out_of_fold import out_of_fold
+
+    splits = iris.load_data(None, seed=42)
+    x, y = splits.x_train[:45], splits.y_train[:45]
+    seen: list[set[bytes]] = []
+
+    def train_net(fold):
+        seen.append({row.tobytes() for row in fold.x_train} | {row.tobytes() for row in fold.x_val})
+        assert not {row.tobytes() for row in fold.x_test} & seen[-1]
+        model = iris.build_model(fold.x_train)
+        iris.fit(model, fold, 2, Options(epochs=2))
+        return model
+
+    judged = out_of_fold(x, y, train_net, seed=0, folds=3)
+    assert len(seen) == 3 == judged.folds == len(judged.temperatures)
+    assert sum(b.count for b in judged.reliability) == judged.rows == 45
+    assert judged.low <= judged.ece <= judged.high
+    assert 0 <= judged.ece_untempered <= 1

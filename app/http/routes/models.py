@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 
 from app.artifact.card import ModelCard
-from app.dataplane.schemas import ModelSummary, RolloutStatus
+from app.dataplane.schemas import ModelDrift, ModelSummary, RolloutStatus
 from app.http.routes.deps import ServiceDep, VersionQuery
 from app.http.routes.errors import ERROR_RESPONSES
 from app.http.schemas import ModelList
@@ -37,3 +37,17 @@ async def model_card(name: str, service: ServiceDep, version: VersionQuery = Non
 async def rollout_status(name: str, service: ServiceDep) -> RolloutStatus:
     service.registry.versions(name)  # 404 for an unknown model
     return service.catalog.rollout_status(name)
+
+
+@router.get(
+    "/{name}/drift",
+    response_model=ModelDrift,
+    summary="A model version's traffic against its training distribution",
+    description="Each figure of the version's rolling window of answered predictions "
+    "(GLASSBOX_DRIFT_WINDOW, per worker) against the training distribution in its card: its "
+    "population stability index, the card's threshold and whether it is crossed; null figures "
+    "while the window holds fewer than min_rows predictions (not enough data). docs/drift.md.",
+)
+async def model_drift(name: str, service: ServiceDep, version: VersionQuery = None) -> ModelDrift:
+    runtime = service.registry.resolve(name, Asked(version=version))
+    return service.predictor.drift.report(runtime)

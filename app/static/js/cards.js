@@ -2,6 +2,7 @@
 
 import { el } from "./dom.js";
 import { fmt, shapeText } from "./format.js";
+import { eceLine, reliabilityDiagram } from "./reliability.js";
 
 function metricLine(card) {
   const target = card.target;
@@ -95,6 +96,8 @@ function calibrationView(card) {
         `fitted on the ${cal.fit_split} split. Expected calibration error (${cal.bins} bins) ` +
         `on the test split: ${fmt(cal.ece_before, 4)} before, ${fmt(cal.ece_after, 4)} after.`,
     ),
+    eceLine(cal),
+    reliabilityDiagram(cal),
     el(
       "table",
       { class: "plain reliability" },

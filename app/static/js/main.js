@@ -6,6 +6,7 @@
 import { el } from "./dom.js";
 import { API, ApiError, api, apiKey, storeKey, explain } from "./api.js";
 import { cardView } from "./cards.js";
+import { driftView } from "./drift.js";
 import { rolloutView } from "./rollout.js";
 import { tabularPanel } from "./tabular.js";
 import { digitPanel, photoPanel } from "./images.js";
@@ -51,12 +52,18 @@ async function fillSection(section, summary) {
     return;
   }
   try {
-    const [card, rollout] = await Promise.all([
+    const [card, rollout, drift] = await Promise.all([
       api(`${API}/${summary.name}/card`),
       api(`${API}/${summary.name}/rollout`),
+      api(`${API}/${summary.name}/drift`),
     ]);
     card.explanation_methods = summary.explanation_methods;
-    section.append(cardView(card), rolloutView(rollout) ?? "", tryPanel(card));
+    section.append(
+      cardView(card),
+      rolloutView(rollout) ?? "",
+      driftView(summary.name, drift),
+      tryPanel(card),
+    );
   } catch (error) {
     section.append(
       el("p", {
