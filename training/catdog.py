@@ -130,7 +130,16 @@ def load_data(data_dir: Path | None, seed: int) -> Splits:
     y = np.concatenate([labels for _, labels in read])
     x_test, y_test = load_folder(root / "test")
     train, val = train_test_split(np.arange(len(y)), test_size=0.1, stratify=y, random_state=seed)
-    return Splits(large[train], y[train], small[val], y[val], x_test, y_test, source=source)
+    return Splits(
+        large[train],
+        y[train],
+        small[val],
+        y[val],
+        x_test,
+        y_test,
+        source=source,
+        x_train_served=small[train],
+    )
 
 
 @keras.saving.register_keras_serializable(package="glassbox")

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.artifact.familiarity import Familiarity
+
 CARD_FILE = "metadata.json"
 # Every exported SavedModel has both: raw input to prediction, and raw input to every layer's
 # output keyed `NN_<layer>` in order.
@@ -152,6 +154,11 @@ class ModelCard(BaseModel):
     files: dict[str, str] = Field(description="sha256 of every file of the SavedModel.")
     calibration: Calibration | None = Field(
         None, description="Classifiers: the temperature built into the export (older cards: none)."
+    )
+    familiarity: Familiarity | None = Field(
+        None,
+        description="How far an input lies from the training data (app/artifact/familiarity.py); "
+        "older cards: none.",
     )
 
     @classmethod
