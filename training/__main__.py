@@ -79,11 +79,7 @@ def refresh_familiarity(names: list[str], options: Options) -> int:
         version_dir = model_dir / str(options.version or next_version(model_dir) - 1)
         seed = ModelCard.read(version_dir).training.get("seed", options.seed)
         splits = pipeline.load_data(options.data_dir, int(str(seed)))
-        card = familiarity.refresh(
-            version_dir,
-            splits.familiarity_inputs(),
-            getattr(pipeline, "FAMILIARITY_LOG_FEATURES", ()),
-        )
+        card = familiarity.refresh(version_dir, splits.familiarity_inputs(), pipeline)
         block = card.familiarity
         assert block is not None
         print(

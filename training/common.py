@@ -219,7 +219,7 @@ def run(pipeline: Pipeline, options: Options, splits: Splits | None = None) -> R
         input_spec,
         layers,
         splits.familiarity_inputs(),
-        getattr(pipeline, "FAMILIARITY_LOG_FEATURES", ()),
+        *familiarity.options_of(pipeline),
     )
 
     seconds = time.perf_counter() - started

@@ -41,7 +41,8 @@ SplitInputs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 # A layer's activations for a batch of inputs (the inputs themselves for the layer None).
 LayerValues = Callable[[str | None, np.ndarray], np.ndarray]
 
-# Of the two image methods, the one bench/familiarity.py measured better (docs/models.md).
+# An image pipeline's FAMILIARITY_METHOD, else this: of the two image methods, each model uses
+# the one whose lowest AUROC over bench/familiarity.py's sets is higher (docs/models.md).
 IMAGE_METHOD: Method = "class_mahalanobis"
 FAMILIAR_SHARE = 0.95
 LOGITS_LAYER = "logits"
@@ -112,6 +113,7 @@ def fit(
     y_train: np.ndarray,
     values: LayerValues,
     log_features: tuple[str, ...] = (),
+    method: Method = IMAGE_METHOD,
 ) -> tuple[Familiarity, dict[str, np.ndarray]]:
     """The block (threshold not yet set) and statistics fitted on the training split."""
     if input_spec.kind == "features":
@@ -126,11 +128,9 @@ def fit(
             feature_quantiles={name: quantiles[:, i].tolist() for i, name in enumerate(names)},
         )
         return block, arrays
-    key = score_layer(layers, IMAGE_METHOD)
-    arrays = (
-        fit_class_mahalanobis(values(key, x_train), y_train) if IMAGE_METHOD != "energy" else {}
-    )
-    return _placeholder(IMAGE_METHOD, key), arrays
+    key = score_layer(layers, method)
+    arrays = fit_class_mahalanobis(values(key, x_train), y_train) if method != "energy" else {}
+    return _placeholder(method, key), arrays
 
 
 def _placeholder(method: Method, layer: str | None, **extra: object) -> Familiarity:
@@ -140,21 +140,13 @@ def _placeholder(method: Method, layer: str | None, **extra: object) -> Familiar
     )
 
 
-def familiar(scorer: Scorer, scores: np.ndarray, x: np.ndarray, names: list[str]) -> np.ndarray:
-    """Which rows count as familiar: score at most the threshold and, tabular, every feature
-    inside its training range."""
-    inside = np.ones(len(scores), bool)
-    if scorer.card.method == "input_mahalanobis":
-        inside = np.array([not row for row in scorer.outside(x, names)])
-    return (scores <= scorer.card.threshold) & inside
-
-
 def add(
     version_dir: Path,
     input_spec: InputSpec,
     layers: list[LayerSpec],
     splits_xy: SplitInputs,
     log_features: tuple[str, ...] = (),
+    method: Method = IMAGE_METHOD,
 ) -> Familiarity:
     """Fit on the training split, threshold on the validation split, score the test split;
     write `familiarity.npz` into the version folder and return the card's block.
@@ -162,25 +154,30 @@ def add(
     `splits_xy` is (x_train, y_train, x_val, x_test), the inputs as the service gets them."""
     x_train, y_train, x_val, x_test = splits_xy
     values = layer_values(version_dir, input_spec.name)
-    block, arrays = fit(input_spec, layers, x_train, y_train, values, log_features)
+    block, arrays = fit(input_spec, layers, x_train, y_train, values, log_features, method)
     scorer = Scorer(block, arrays)
     validation = scorer.scores(values(block.layer, x_val)).score
     block.threshold = float(np.quantile(validation, FAMILIAR_SHARE))
     block.validation_quantiles = quantiles_of(validation)
     scorer = Scorer(block, arrays)
-    names = [feature.name for feature in input_spec.features or []]
     test = scorer.scores(values(block.layer, x_test)).score
-    block.test_familiar = float(familiar(scorer, test, x_test, names).mean())
+    block.test_familiar = float(scorer.familiar(test).mean())
     np.savez(version_dir / FAMILIARITY_FILE, **{k: v.astype(np.float64) for k, v in arrays.items()})
     return block
 
 
-def refresh(
-    version_dir: Path, splits_xy: SplitInputs, log_features: tuple[str, ...] = ()
-) -> ModelCard:
+def options_of(pipeline: object) -> tuple[tuple[str, ...], Method]:
+    """A pipeline's log features (tabular) and image method, where it sets them."""
+    return (
+        getattr(pipeline, "FAMILIARITY_LOG_FEATURES", ()),
+        getattr(pipeline, "FAMILIARITY_METHOD", IMAGE_METHOD),
+    )
+
+
+def refresh(version_dir: Path, splits_xy: SplitInputs, pipeline: object) -> ModelCard:
     """Add familiarity to an exported version: statistics, the card's block and its hashes."""
     card = ModelCard.read(version_dir)
-    card.familiarity = add(version_dir, card.input, card.layers, splits_xy, log_features)
+    card.familiarity = add(version_dir, card.input, card.layers, splits_xy, *options_of(pipeline))
     card.files = hash_files(version_dir)
     card.write(version_dir)
     return card

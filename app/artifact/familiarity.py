@@ -79,7 +79,8 @@ class Familiarity(BaseModel):
 
 @dataclass(frozen=True)
 class Scores:
-    """Scores of a batch, and (class_mahalanobis) the index of each row's nearest class."""
+    """Scores of a batch, and (image models) the index of each row's nearest class: the class
+    mean nearest (class_mahalanobis), the highest logit (energy)."""
 
     score: np.ndarray
     nearest: np.ndarray | None = None
@@ -108,7 +109,7 @@ class Scorer:
         activations of the card's layer (the other methods)."""
         rows = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
         if self.card.method == "energy":
-            return Scores(-_logsumexp(rows))
+            return Scores(-_logsumexp(rows), rows.argmax(axis=1))
         if self.card.method == "input_mahalanobis":
             z = (logged(rows, self.arrays["log_mask"]) - self.arrays["mean"]) / self.arrays["scale"]
             return Scores(np.sum((z @ self.arrays["precision"]) * z, axis=1))
@@ -125,13 +126,21 @@ class Scorer:
         """Where each score stands among the validation inputs' scores, 0 to 100."""
         return np.asarray(np.interp(scores, self._quantiles, np.arange(101.0)))
 
-    def outside(self, rows: np.ndarray, names: list[str]) -> list[list[str]]:
-        """Tabular: the features of each row outside the training range."""
-        quantiles = self.card.feature_quantiles or {}
-        low = np.array([quantiles[name][0] for name in names])
-        high = np.array([quantiles[name][-1] for name in names])
+    def outside(self, rows: np.ndarray) -> list[list[str]] | None:
+        """Tabular: the features of each row outside the training range (None: an image
+        model, which has no such range)."""
+        quantiles = self.card.feature_quantiles
+        if quantiles is None:
+            return None
+        names = list(quantiles)
+        low = np.array([values[0] for values in quantiles.values()])
+        high = np.array([values[-1] for values in quantiles.values()])
         out = (rows < low) | (rows > high)
         return [[names[i] for i in np.flatnonzero(row)] for row in out]
+
+    def familiar(self, scores: np.ndarray) -> np.ndarray:
+        """Which rows count as familiar: those scored at most the threshold."""
+        return np.asarray(scores <= self.card.threshold)
 
 
 def logged(rows: np.ndarray, log_mask: np.ndarray) -> np.ndarray:

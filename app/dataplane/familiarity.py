@@ -18,25 +18,29 @@ def answers(
     scorer = runtime.familiarity
     if scorer is None or scores is None:
         return [None] * len(batch)
-    card = runtime.loaded_card
-    threshold = scorer.card.threshold
+    outside = scorer.outside(batch.reshape(len(batch), -1))
+    features_outside: list[list[str] | None] = [None] * len(batch)
+    if outside is not None:
+        features_outside = list(outside)
+    familiar = scorer.familiar(scores.score).tolist()
     percentiles = scorer.percentiles(scores.score).tolist()
-    outside: list[list[str] | None] = [None] * len(batch)
-    if card.input.kind == "features":
-        names = [feature.name for feature in card.input.features or []]
-        outside = list(scorer.outside(batch.reshape(len(batch), -1), names))
-    labels = card.output.labels or []
+    labels = runtime.loaded_card.output.labels or []
     nearest = [None] * len(batch) if scores.nearest is None else scores.nearest.tolist()
     return [
         InputFamiliarity(
             score=score,
-            threshold=threshold,
-            familiar=score <= threshold and not outside_row,
+            threshold=scorer.card.threshold,
+            familiar=is_familiar,
             percentile=round(percentile, 2),
             nearest_class=labels[index] if index is not None and labels else None,
             features_outside=outside_row,
         )
-        for score, percentile, index, outside_row in zip(
-            scores.score.tolist(), percentiles, nearest, outside, strict=True
+        for score, is_familiar, percentile, index, outside_row in zip(
+            scores.score.tolist(),
+            familiar,
+            percentiles,
+            nearest,
+            features_outside,
+            strict=True,
         )
     ]

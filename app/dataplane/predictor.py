@@ -14,7 +14,7 @@ from app.core.errors import GlassboxError
 from app.core.settings import Settings
 from app.dataplane import comparison, familiarity, metrics, traces
 from app.dataplane.payload_log import PayloadLog
-from app.dataplane.schemas import Comparison, LayerTrace, Prediction
+from app.dataplane.schemas import Comparison, InputFamiliarity, LayerTrace, Prediction
 from app.dataplane.shadow import Shadow
 from app.dataplane.threads import InferenceThreads
 from app.runtime import rollout
@@ -60,10 +60,16 @@ class Predictor:
             self._offer_shadow(runtime, shadow, batch, scored.outputs)
         return scored
 
-    async def predictions(self, runtime: ModelRuntime, batch: np.ndarray) -> list[Prediction]:
+    async def predict_familiarity(
+        self, runtime: ModelRuntime, batch: np.ndarray
+    ) -> tuple[np.ndarray, list[InputFamiliarity | None]]:
+        """The serving output and each row's familiarity answer (None without one in the card)."""
         scored = await self.predict_scored(runtime, batch)
-        familiar = familiarity.answers(runtime, batch, scored.familiarity)
-        return traces.describe(runtime, scored.outputs, familiar)
+        return scored.outputs, familiarity.answers(runtime, batch, scored.familiarity)
+
+    async def predictions(self, runtime: ModelRuntime, batch: np.ndarray) -> list[Prediction]:
+        outputs, familiar = await self.predict_familiarity(runtime, batch)
+        return traces.describe(runtime, outputs, familiar)
 
     def _offer_shadow(
         self,
