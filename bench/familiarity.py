@@ -30,6 +30,7 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,14 +38,15 @@ from PIL import Image, ImageDraw, ImageFont
 from sklearn.metrics import roc_auc_score
 
 from app.artifact.card import ModelCard
-from app.artifact.familiarity import Familiarity, OutOfDistributionRow, Scorer
+from app.artifact.familiarity import OutOfDistributionRow, Scorer
 from app.artifact.imaging import preprocess
 from app.core.errors import BadInput
 from bench.report import RESULTS
 from training import PIPELINES
-from training.familiarity import layer_values, score_layer
+from training.familiarity import LayerValues, fit, layer_values
 
 ROOT = Path(__file__).resolve().parent.parent
+IMAGE_METHODS = ("class_mahalanobis", "energy")
 SEED = 0
 CROPS = 10  # random crops of each sample photo
 SAMPLE = 500  # photos, digits and noise inputs per set
@@ -223,12 +225,15 @@ def measure(name: str, data_dir: Path) -> tuple[ModelCard, list[dict]]:
     else:
         sets = image_sets(name, card, data_dir)
         values = layer_values(version_dir, card.input.name)
-        energy = Scorer(_energy_card(), {})
-        logits = score_layer(card.layers, "energy")
-        methods = {
-            "class_mahalanobis": lambda x: scorer.scores(values(block.layer, x)).score,
-            "energy": lambda x: energy.scores(values(logits, x)).score,
-        }
+        x_train, y_train, _, _ = splits.familiarity_inputs()
+        methods = {}
+        for method in IMAGE_METHODS:  # each fitted on the training split as an export fits it
+            candidate = scorer
+            if method != block.method:
+                candidate = Scorer(
+                    *fit(card.input, card.layers, x_train, y_train, values, method=method)
+                )
+            methods[method] = partial(_image_scores, candidate, values)
     rows = []
     for method, score in methods.items():
         chosen = method == block.method
@@ -253,8 +258,8 @@ def measure(name: str, data_dir: Path) -> tuple[ModelCard, list[dict]]:
     return card, rows
 
 
-def _energy_card() -> Familiarity:
-    return Familiarity(method="energy", threshold=0.0, validation_quantiles=[0.0] * 101)
+def _image_scores(scorer: Scorer, values: LayerValues, x: np.ndarray) -> np.ndarray:
+    return scorer.scores(values(scorer.card.layer, x)).score
 
 
 def markdown(rows: list[dict]) -> str:

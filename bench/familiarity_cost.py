@@ -1,0 +1,185 @@
+"""`python -m bench.familiarity_cost`: what familiarity costs a typed predict, side by side.
+
+Two services on the same committed models (with their familiarity files): this checkout's, and
+the code this branch started from (`--base`, default the merge base with main, exported with
+`git archive` into a temporary folder), which reads the same cards and ignores their
+familiarity block. Each scenario (a typed JSON predict of iris and housing, an image upload to
+mnist and catdog) sends sequential requests on one keep-alive connection; the rounds interleave
+(`--rounds`, every scenario on both services, the order of the two services alternating), and
+the table gives each service's median over the rounds of its p50, and their ratio. The target
+(issue 32): the p50 grows by at most 15%. The machine is shared: the numbers move with its load,
+which the interleaving spreads over both services alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from io import BytesIO
+from pathlib import Path
+
+import httpx
+
+from app.artifact.card import ModelCard
+from bench.cards import newest_versions
+from bench.report import RESULTS
+from bench.run_info import loadavg
+from bench.scenarios import BOUNDARY, EXAMPLES_DIR, features_body, multipart_body
+from bench.servers import ROOT, Servers, child_env, free_port, uvicorn_command
+from bench.stats import percentile
+
+MODELS = ("iris", "housing", "mnist", "catdog")
+TARGET = 1.15
+
+
+def requests_of(model_dir: Path) -> dict[str, tuple[str, bytes, str]]:
+    """Each scenario's path, body and content type."""
+    cards = {name: ModelCard.read(path) for name, path in newest_versions(model_dir).items()}
+    upload = f"multipart/form-data; boundary={BOUNDARY}"
+    mnist = (EXAMPLES_DIR / "mnist.png").read_bytes()
+    catdog = (EXAMPLES_DIR / "catdog.jpg").read_bytes()
+    return {
+        "iris": ("/api/models/iris/predict", features_body(cards["iris"]), "application/json"),
+        "housing": (
+            "/api/models/housing/predict",
+            features_body(cards["housing"]),
+            "application/json",
+        ),
+        "mnist": (
+            "/api/models/mnist/predict",
+            multipart_body("file", "mnist.png", "image/png", mnist),
+            upload,
+        ),
+        "catdog": (
+            "/api/models/catdog/predict",
+            multipart_body("file", "catdog.jpg", "image/jpeg", catdog),
+            upload,
+        ),
+    }
+
+
+def export_base(commit: str, into: Path) -> None:
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", commit, "app"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+
+
+def merge_base() -> str:
+    return subprocess.run(
+        ["git", "merge-base", "HEAD", "main"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()[:12]
+
+
+async def p50_ms(url: str, request: tuple[str, bytes, str], count: int) -> tuple[float, bool]:
+    """The median latency of `count` sequential requests, and whether the answers carry
+    familiarity."""
+    path, body, content_type = request
+    latencies = []
+    async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
+        for _ in range(count):
+            started = time.perf_counter()
+            response = await client.post(path, content=body, headers={"content-type": content_type})
+            latencies.append(time.perf_counter() - started)
+            response.raise_for_status()
+    carries = "familiarity" in response.json()
+    return float(percentile(latencies, 50) or 0.0) * 1e3, carries
+
+
+async def measure(args: argparse.Namespace, work: Path) -> dict:
+    base = args.base or merge_base()
+    export_base(base, work / "base")
+    sent = requests_of(ROOT / "models")
+    env = {**child_env(list(MODELS)), "GLASSBOX_MODEL_DIR": str(ROOT / "models")}
+    with Servers(work) as servers:
+        running = {}
+        for label, cwd in (("base", work / "base"), ("familiarity", ROOT)):
+            port = free_port()
+            server = servers.start_command(
+                label, uvicorn_command("app.main:app", port), env, port, cwd=cwd
+            )
+            await servers.wait_ready(server, args.startup_timeout, path="/health/ready")
+            running[label] = server
+        for request in sent.values():  # warm-up, not measured
+            for server in running.values():
+                await p50_ms(server.url, request, 20)
+        p50s: dict[tuple[str, str], list[float]] = {}
+        carries: dict[str, bool] = {}
+        for round_index in range(args.rounds):
+            order = list(running) if round_index % 2 == 0 else list(running)[::-1]
+            for scenario, request in sent.items():
+                for label in order:
+                    value, carried = await p50_ms(running[label].url, request, args.requests)
+                    p50s.setdefault((scenario, label), []).append(value)
+                    carries[label] = carries.get(label, False) or carried
+    rows = []
+    for scenario in sent:
+        before = statistics.median(p50s[(scenario, "base")])
+        after = statistics.median(p50s[(scenario, "familiarity")])
+        rows.append(
+            {
+                "scenario": scenario,
+                "base_p50_ms": round(before, 3),
+                "familiarity_p50_ms": round(after, 3),
+                "ratio": round(after / before, 3),
+                "met": after / before <= TARGET,
+                "base_rounds_ms": [round(v, 3) for v in p50s[(scenario, "base")]],
+                "familiarity_rounds_ms": [round(v, 3) for v in p50s[(scenario, "familiarity")]],
+            }
+        )
+    return {
+        "base": base,
+        "rounds": args.rounds,
+        "requests_per_round": args.requests,
+        "loadavg": loadavg(),
+        "answers_carry_familiarity": carries,
+        "rows": rows,
+    }
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"Typed predict p50, base `{result['base']}` against this checkout, "
+        f"{result['rounds']} interleaved rounds of {result['requests_per_round']} sequential "
+        f"requests, medians over the rounds; load average {result['loadavg']} (a shared machine).",
+        "",
+        "| scenario | base p50 ms | familiarity p50 ms | ratio | <= 1.15 |",
+        "|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['scenario']} | {r['base_p50_ms']:.2f} | {r['familiarity_p50_ms']:.2f} | "
+            f"{r['ratio']:.3f} | {'yes' if r['met'] else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.familiarity_cost", description=__doc__)
+    parser.add_argument("--base", default=None, help="commit to compare (default: merge base)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=200, help="per scenario and round")
+    parser.add_argument("--startup-timeout", type=float, default=300.0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as work:
+        result = asyncio.run(measure(args, Path(work)))
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d_%H%M%S")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"familiarity_cost_{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"familiarity_cost_{stamp}.md").write_text(markdown(result) + "\n")
+    sys.stdout.write(markdown(result) + "\n")
+    return 0 if all(r["met"] for r in result["rows"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
