@@ -7,7 +7,8 @@ as familiar at the score that keeps 95% of the test split familiar), and the sha
 the card's own threshold flags. Image models are scored by both candidate methods, Mahalanobis
 distance to the nearest class at the penultimate layer and the energy of the logits, which is
 how the card's method was chosen (docs/models.md). `--record` writes the card's method's rows
-into each card's `familiarity.measured`. The table goes to bench/results/familiarity_*.md/.json.
+into each card's `familiarity.measured`. The table goes to `bench/results/familiarity_*.md`
+(and `.json`).
 
 The sets were fixed before any score was looked at, from what is at hand offline, and nothing is
 tuned to them (the thresholds come from the validation splits at export):
@@ -94,6 +95,14 @@ def crops(images: list[np.ndarray], rng: np.random.Generator) -> list[Image.Imag
     return out
 
 
+def texture_image(name: str) -> np.ndarray:
+    import skimage.data
+
+    if name == "binary_blobs":  # random unless seeded
+        return skimage.data.binary_blobs(rng=SEED)
+    return getattr(skimage.data, name)()
+
+
 def letters() -> list[Image.Image]:
     """A-Z and a-z, dark on white, in Pillow's default font at three sizes."""
     out = []
@@ -144,7 +153,7 @@ def image_sets(name: str, card: ModelCard, data_dir: Path) -> dict[str, OodSet]:
     ]
     exclude = set(TEXTURES) | (PETS if name == "catdog" else set())
     natural = crops([image for _, image in sample_photos(exclude)], rng)
-    textures = crops([getattr(skimage.data, texture)() for texture in TEXTURES], rng)
+    textures = crops([texture_image(texture) for texture in TEXTURES], rng)
     sets = {
         "natural images": uploads(natural),
         "faces": uploads(faces),
@@ -289,8 +298,9 @@ def record(card: ModelCard, rows: list[dict]) -> None:
         OutOfDistributionRow(
             name=r["set"],
             count=r["count"],
-            auroc=round(r["auroc"], 4) if r["auroc"] is not None else 1.0,
-            fpr_at_95_tpr=round(r["fpr_at_95_tpr"], 4) if r["fpr_at_95_tpr"] is not None else 0.0,
+            refused=r["refused"],
+            auroc=None if r["auroc"] is None else round(r["auroc"], 4),
+            fpr_at_95_tpr=None if r["fpr_at_95_tpr"] is None else round(r["fpr_at_95_tpr"], 4),
             flagged=round(r["flagged"], 4),
         )
         for r in rows

@@ -40,11 +40,20 @@ class OutOfDistributionRow(BaseModel):
 
     name: str = Field(description="The out-of-distribution set (bench/familiarity.py).")
     count: int = Field(description="Inputs in the set.")
-    auroc: float = Field(description="Area under the ROC curve, test split against the set.")
-    fpr_at_95_tpr: float = Field(
-        description="Share of test inputs scored as unfamiliar as the set's 5% most familiar."
+    refused: int = Field(
+        0, description="Of them, refused before any score (422): counted as flagged."
     )
-    flagged: float = Field(description="Share of the set the card's threshold calls unfamiliar.")
+    auroc: float | None = Field(
+        description="Area under the ROC curve, test split against the set's scored inputs "
+        "(null: every input was refused)."
+    )
+    fpr_at_95_tpr: float | None = Field(
+        description="Share of the set's scored inputs scored as familiar at the score that "
+        "keeps 95% of the test split familiar (null: every input was refused)."
+    )
+    flagged: float = Field(
+        description="Share of the set the card's threshold calls unfamiliar, or refused."
+    )
 
 
 class Familiarity(BaseModel):
