@@ -160,6 +160,52 @@ async def measure(args: argparse.Namespace, work: Path) -> dict:
     }
 
 
+def in_process(rounds: int, calls: int = 20) -> list[dict]:
+    """The model call and the typed answer alone, in this process, without and with the
+    familiarity score: what the score adds, free of HTTP and of most of the machine's noise
+    (both run in turns of `calls`, `rounds` x 10 times, medians)."""
+    import numpy as np
+
+    from app.dataplane import familiarity, traces
+    from app.runtime.model import ModelRuntime
+
+    rows = []
+    for name, path in newest_versions(ROOT / "models", list(MODELS)).items():
+        runtime = ModelRuntime(name, int(path.name), path)
+        runtime.load()
+        card = runtime.loaded_card
+        if card.input.kind == "features":
+            x = np.array([[spec.mean for spec in card.input.features or []]], np.float32)
+        else:
+            shape = [int(side) for side in card.input.shape[1:] if side is not None]
+            x = np.random.default_rng(0).uniform(0, 255, [1, *shape]).astype(np.float32)
+
+        def plain(runtime: ModelRuntime = runtime, x: np.ndarray = x) -> None:
+            traces.describe(runtime, runtime.predict(x))
+
+        def scored(runtime: ModelRuntime = runtime, x: np.ndarray = x) -> None:
+            out = runtime.predict_scored(x)
+            traces.describe(runtime, out.outputs, familiarity.answers(runtime, x, out.familiarity))
+
+        times: dict[str, list[float]] = {"plain": [], "scored": []}
+        for _ in range(rounds * 10):
+            for label, call in (("plain", plain), ("scored", scored)):
+                started = time.perf_counter()
+                for _ in range(calls):
+                    call()
+                times[label].append((time.perf_counter() - started) / calls * 1e3)
+        before, after = statistics.median(times["plain"]), statistics.median(times["scored"])
+        rows.append(
+            {
+                "model": name,
+                "plain_ms": round(before, 4),
+                "scored_ms": round(after, 4),
+                "added_ms": round(after - before, 4),
+            }
+        )
+    return rows
+
+
 def markdown(result: dict) -> str:
     lines = [
         f"Typed predict p50, base `{result['base']}` against this checkout, "
@@ -175,6 +221,17 @@ def markdown(result: dict) -> str:
             f"| {r['scenario']} | {r['base_p50_ms']:.2f} | {r['familiarity_p50_ms']:.2f} | "
             f"{r['ratio']:.3f} | {r['round_ratio_median']:.3f} | {'yes' if r['met'] else 'NO'} |"
         )
+    lines += [
+        "",
+        "In process, the model call and the typed answer without and with the score (ms, medians):",
+        "",
+        "| model | without | with | added |",
+        "|---|---|---|---|",
+    ]
+    for r in result["in_process"]:
+        lines.append(
+            f"| {r['model']} | {r['plain_ms']:.3f} | {r['scored_ms']:.3f} | {r['added_ms']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -188,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as work:
         result = asyncio.run(measure(args, Path(work)))
+    result["in_process"] = in_process(args.rounds)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d_%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"familiarity_cost_{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -28,7 +28,7 @@ from app.artifact.card import (
     ModelCard,
     hash_files,
 )
-from app.artifact.familiarity import Scorer, Scores
+from app.artifact.familiarity import FAMILIARITY_FILE, Scorer, Scores
 from app.core.errors import ModelLoadError
 from app.runtime.batching import Batcher
 from app.runtime.statistics import InferenceStatistics
@@ -139,6 +139,10 @@ class ModelRuntime:
         self._serve = loaded.signatures[SERVING_SIGNATURE]
         self._trace = loaded.signatures[TRACE_SIGNATURE]
         if card.familiarity is not None:
+            if not (self.path / FAMILIARITY_FILE).is_file():
+                raise ModelLoadError(
+                    f"the card has a familiarity block but {FAMILIARITY_FILE} is missing"
+                )
             self.familiarity = Scorer.read(card.familiarity, self.path)
             if card.familiarity.layer is not None:
                 self._scored = self._scored_function(card.familiarity.layer)

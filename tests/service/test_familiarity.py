@@ -93,3 +93,22 @@ def test_the_batcher_hands_each_request_its_own_rows_and_scores():
         assert answer.outputs.tolist() == [[2.0 * n]] * n
         assert answer.familiarity.score.tolist() == [n + 0.5] * n
         assert answer.familiarity.nearest.tolist() == [n] * n
+
+
+def test_a_card_with_familiarity_but_no_statistics_file_fails_to_load_and_says_why(tmp_path):
+    import shutil
+
+    from app.artifact.card import ModelCard, hash_files
+    from app.runtime.model import ModelRuntime
+    from tests.conftest import MODELS
+
+    target = tmp_path / "iris" / "1"
+    shutil.copytree(MODELS / "iris" / "1", target)
+    (target / "familiarity.npz").unlink()
+    card = ModelCard.read(target)
+    card.files = hash_files(target)
+    card.write(target)
+    runtime = ModelRuntime("iris", 1, target)
+    runtime.load()
+    assert not runtime.ready
+    assert "familiarity.npz is missing" in runtime.reason
