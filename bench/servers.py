@@ -151,13 +151,16 @@ class Servers:
         server.started = STARTED[http]
         return server
 
-    def start_command(self, label: str, command: list[str], env: dict[str, str], port: int):
-        """Start any server's command line, which listens on `port`; returns at once."""
+    def start_command(
+        self, label: str, command: list[str], env: dict[str, str], port: int, cwd: Path = ROOT
+    ):
+        """Start any server's command line, which listens on `port`, in `cwd` (whose `app` a
+        `python -m` command imports); returns at once."""
         log_path = self.log_dir / f"{label}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 command,
-                cwd=ROOT,
+                cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from app.artifact.card import ModelCard, hash_files
+from app.artifact.familiarity import FAMILIARITY_FILE
 from tests.conftest import MODELS
 
 IRIS = sorted((MODELS / "iris").iterdir())[-1]
@@ -41,6 +42,8 @@ def perturbed_iris(target: Path, seed: int = 0) -> Path:
             variable.assign(variable + noise)
     signatures = {name: loaded.signatures[name] for name in loaded.signatures}
     tf.saved_model.save(loaded, str(target), signatures=signatures)
+    # Its familiarity statistics are the inputs' own, which the noise does not change.
+    shutil.copy2(IRIS / FAMILIARITY_FILE, target / FAMILIARITY_FILE)
     card = ModelCard.read(IRIS)
     card.version = 2
     card.files = hash_files(target)

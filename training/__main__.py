@@ -1,7 +1,11 @@
 """`python -m training iris|housing|mnist|catdog|all [options]`: train, export, print a table.
 
+`python -m training familiarity [iris|housing|mnist|catdog|all] --data-dir <data>`: add the
+familiarity statistics to the exported versions in `--out` (`--version`, default: each model's
+newest), from their SavedModels and the training data, without retraining.
 `python -m training drift-reference|calibration-intervals [--data-dir D]` adds figures to the
-committed cards without retraining (`training.cards`)."""
+committed cards without retraining (`training.cards`).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from training import PIPELINES, cards
-from training.common import Options, format_table, run
+from training import PIPELINES, cards, familiarity
+from training.common import Options, format_table, next_version, run
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[list[str], Options]:
@@ -67,10 +71,35 @@ def parse_args(argv: list[str] | None = None) -> tuple[list[str], Options]:
     return names, options
 
 
+def refresh_familiarity(names: list[str], options: Options) -> int:
+    """The familiarity statistics added to already exported versions (no training)."""
+    from app.artifact.card import ModelCard
+
+    for name in names:
+        pipeline = PIPELINES[name]
+        model_dir = options.out_dir / name
+        version_dir = model_dir / str(options.version or next_version(model_dir) - 1)
+        seed = ModelCard.read(version_dir).training.get("seed", options.seed)
+        splits = pipeline.load_data(options.data_dir, int(str(seed)))
+        card = familiarity.refresh(version_dir, splits.familiarity_inputs(), pipeline)
+        block = card.familiarity
+        assert block is not None
+        print(
+            f"{name:<8} {block.method:<18} threshold {block.threshold:10.4f}  "
+            f"test familiar {block.test_familiar:.3f}  {version_dir}",
+            flush=True,
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in cards.COMMANDS:
         return cards.main(argv[0], argv[1:])
+    if argv[:1] == ["familiarity"]:
+        rest = argv[1:] if argv[1:2] and not argv[1].startswith("-") else ["all", *argv[1:]]
+        names, options = parse_args(rest)
+        return refresh_familiarity(names, options)
     names, options = parse_args(argv)
     results = []
     for name in names:

@@ -26,6 +26,7 @@ from app.artifact.card import (
     Target,
     hash_files,
 )
+from training import familiarity
 from training.calibration import calibrate
 from training.drift import reference
 
@@ -41,6 +42,13 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     source: str = ""
+    # The training inputs as the service gets them, where x_train is not (catdog keeps larger
+    # photos for its random crops): what the familiarity statistics are fitted on.
+    x_train_served: np.ndarray | None = None
+
+    def familiarity_inputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        served = self.x_train if self.x_train_served is None else self.x_train_served
+        return served, self.y_train, self.x_val, self.x_test
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.x_train), "validation": len(self.x_val), "test": len(self.x_test)}
@@ -211,6 +219,14 @@ def run(pipeline: Pipeline, options: Options, splits: Splits | None = None) -> R
     version_dir.mkdir(parents=True)
     input_spec = pipeline.input_spec(splits)
     export_savedmodel(trained.model, input_spec, output_spec, version_dir)
+    layers = layer_specs(trained.model)
+    familiar = familiarity.add(
+        version_dir,
+        input_spec,
+        layers,
+        splits.familiarity_inputs(),
+        *familiarity.options_of(pipeline),
+    )
     model = trained.model
     drift = reference(
         input_spec,
@@ -231,7 +247,7 @@ def run(pipeline: Pipeline, options: Options, splits: Splits | None = None) -> R
         library_versions=library_versions(),
         input=input_spec,
         output=output_spec,
-        layers=layer_specs(trained.model),
+        layers=layers,
         training={
             **trained.settings,
             "seed": options.seed,
@@ -245,6 +261,7 @@ def run(pipeline: Pipeline, options: Options, splits: Splits | None = None) -> R
         files=hash_files(version_dir),
         calibration=calibrated,
         drift=drift,
+        familiarity=familiar,
     )
     card.write(version_dir)
     version_dir = replace_dir(version_dir, model_dir / str(version))

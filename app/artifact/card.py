@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from app.artifact.drift_reference import DriftReference
+from app.artifact.familiarity import Familiarity
 
 CARD_FILE = "metadata.json"
 # Every exported SavedModel has both: raw input to prediction, and raw input to every layer's
@@ -187,6 +188,11 @@ class ModelCard(BaseModel):
     )
     drift: DriftReference | None = Field(
         None, description="The training distribution the traffic is compared with (docs/drift.md)."
+    )
+    familiarity: Familiarity | None = Field(
+        None,
+        description="How far an input lies from the training data (app/artifact/familiarity.py); "
+        "older cards: none.",
     )
 
     @classmethod

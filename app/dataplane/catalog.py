@@ -24,7 +24,13 @@ from app.dataplane.shadow import Shadow
 from app.dataplane.threads import InferenceThreads
 from app.runtime import rollout
 from app.runtime.batching import Batcher
-from app.runtime.model import ModelRuntime, ModelState, folder_fingerprint, settle_heap
+from app.runtime.model import (
+    ModelRuntime,
+    ModelState,
+    ScoredOutputs,
+    folder_fingerprint,
+    settle_heap,
+)
 from app.runtime.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
@@ -194,7 +200,7 @@ class Catalog:
         self._reload_listeners.append(listener)
 
     @staticmethod
-    async def _drain_then_settle(batchers: list[Batcher]) -> None:
+    async def _drain_then_settle(batchers: list[Batcher[ScoredOutputs]]) -> None:
         """Let removed versions finish their requests, then collect them in one pass (each
         collection holds up the event loop for a while)."""
         await asyncio.gather(*(batcher.drain_and_close() for batcher in batchers))

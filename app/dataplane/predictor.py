@@ -14,15 +14,15 @@ from app.artifact.card import SERVING_SIGNATURE
 from app.core import tracing
 from app.core.errors import GlassboxError
 from app.core.settings import Settings
-from app.dataplane import comparison, metrics, traces
+from app.dataplane import comparison, familiarity, metrics, traces
 from app.dataplane.drift import Drift
 from app.dataplane.payload_log import PayloadLog
-from app.dataplane.schemas import Comparison, LayerTrace, Prediction
+from app.dataplane.schemas import Comparison, InputFamiliarity, LayerTrace, Prediction
 from app.dataplane.shadow import Shadow
 from app.dataplane.threads import InferenceThreads
 from app.runtime import rollout
 from app.runtime.batching import Batcher
-from app.runtime.model import ModelRuntime
+from app.runtime.model import ModelRuntime, ScoredOutputs
 from app.runtime.registry import Asked, ModelRegistry
 
 
@@ -45,8 +45,12 @@ class Predictor:
         self.drift = drift
 
     async def predict(self, runtime: ModelRuntime, batch: np.ndarray) -> np.ndarray:
-        """The serving_default output (the card's output) for a float32 batch, batched with
-        concurrent requests for the same model version.
+        """The serving_default output (the card's output) for a float32 batch."""
+        return (await self.predict_scored(runtime, batch)).outputs
+
+    async def predict_scored(self, runtime: ModelRuntime, batch: np.ndarray) -> ScoredOutputs:
+        """The serving_default output (the card's output) for a float32 batch, and each row's
+        familiarity score, batched with concurrent requests for the same model version.
 
         Every transport's predictions pass here (typed routes, TF Serving and v2 over HTTP and
         gRPC), so this is where the payload log takes its sample, where the answered batch
@@ -54,18 +58,26 @@ class Predictor:
         answers is copied to its shadow candidate, if it has one (after the answer, never
         holding it up)."""
         if self.payload_log is None:
-            outputs = await self._batcher(runtime).submit(batch)
+            scored = await self._batcher(runtime).submit(batch)
         else:
-            outputs = await self._logged_predict(runtime, batch, self.payload_log)
-        self.drift.observe(runtime, batch, outputs)
+            scored = await self._logged_predict(runtime, batch, self.payload_log)
+        scores = None if scored.familiarity is None else scored.familiarity.score
+        self.drift.observe(runtime, batch, scored.outputs, scores)
         shadow = self.registry.plan(runtime.name).shadow
         if shadow is not None and shadow.version != runtime.version:
-            self._offer_shadow(runtime, shadow, batch, outputs)
-        return outputs
+            self._offer_shadow(runtime, shadow, batch, scored.outputs)
+        return scored
+
+    async def predict_familiarity(
+        self, runtime: ModelRuntime, batch: np.ndarray
+    ) -> tuple[np.ndarray, list[InputFamiliarity | None]]:
+        """The serving output and each row's familiarity answer (None without one in the card)."""
+        scored = await self.predict_scored(runtime, batch)
+        return scored.outputs, familiarity.answers(runtime, batch, scored.familiarity)
 
     async def predictions(self, runtime: ModelRuntime, batch: np.ndarray) -> list[Prediction]:
-        outputs = await self.predict(runtime, batch)
-        return traces.describe(runtime, outputs)
+        outputs, familiar = await self.predict_familiarity(runtime, batch)
+        return traces.describe(runtime, outputs, familiar)
 
     def _offer_shadow(
         self,
@@ -85,20 +97,21 @@ class Predictor:
 
     async def _logged_predict(
         self, runtime: ModelRuntime, batch: np.ndarray, log: PayloadLog
-    ) -> np.ndarray:
+    ) -> ScoredOutputs:
         if not log.sampled():
             return await self._batcher(runtime).submit(batch)
         started = time.perf_counter()
-        outputs = await self._batcher(runtime).submit(batch)
+        scored = await self._batcher(runtime).submit(batch)
         seconds = time.perf_counter() - started
-        log.offer(runtime.name, runtime.version, runtime.loaded_card, batch, outputs, seconds)
-        return outputs
+        card = runtime.loaded_card
+        log.offer(runtime.name, runtime.version, card, batch, scored.outputs, seconds)
+        return scored
 
-    def _batcher(self, runtime: ModelRuntime) -> Batcher:
+    def _batcher(self, runtime: ModelRuntime) -> Batcher[ScoredOutputs]:
         """The version's batcher, made on its first request."""
         if runtime.batcher is None:
             runtime.batcher = Batcher(
-                runtime.predict,
+                runtime.predict_scored,
                 self.threads.executor,
                 self.settings.batch_policy(runtime.name),
                 observer=metrics,
@@ -133,7 +146,7 @@ class Predictor:
         weights: bool = False,
     ) -> LayerTrace:
         outputs = await self._traced_call(runtime, one)
-        return traces.layer_trace(runtime, outputs, self.settings, full=full, weights=weights)
+        return traces.layer_trace(runtime, one, outputs, self.settings, full=full, weights=weights)
 
     async def _traced_call(self, runtime: ModelRuntime, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The trace signature's outputs, on an inference thread."""

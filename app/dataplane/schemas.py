@@ -41,6 +41,26 @@ class ReloadReport(BaseModel):
     removed: list[str] = Field(description="name/version of each version no longer served.")
 
 
+class InputFamiliarity(BaseModel):
+    """How familiar the input looks to the model: its score against the card's threshold
+    (docs/models.md, "Familiarity"). Unfamiliar means the model is guessing."""
+
+    score: float = Field(description="The familiarity score; higher is less familiar.")
+    threshold: float = Field(
+        description="Scores above it are unfamiliar (95% of held-in validation inputs are not)."
+    )
+    familiar: bool = Field(description="Whether the input looks like the training data.")
+    percentile: float = Field(
+        description="Where the score stands among the validation inputs' scores, 0 to 100."
+    )
+    nearest_class: str | None = Field(
+        None, description="Image models: the class whose training activations lie nearest."
+    )
+    features_outside: list[str] | None = Field(
+        None, description="Tabular models: the features outside the training range."
+    )
+
+
 class ClassPrediction(BaseModel):
     model: str
     version: int
@@ -52,6 +72,7 @@ class ClassPrediction(BaseModel):
         description="The array the model actually saw after preprocessing (image models, "
         "when return_input=true).",
     )
+    familiarity: InputFamiliarity | None = None
 
 
 class ValuePrediction(BaseModel):
@@ -60,6 +81,7 @@ class ValuePrediction(BaseModel):
     value: float = Field(description="The prediction in the model's unit.")
     unit: str | None = None
     dollars: float | None = Field(None, description="The value in dollars, where it is money.")
+    familiarity: InputFamiliarity | None = None
 
 
 Prediction = ClassPrediction | ValuePrediction
@@ -107,6 +129,7 @@ class LayerTrace(BaseModel):
     version: int
     layers: list[LayerOutput]
     prediction: Prediction
+    familiarity: InputFamiliarity | None = None
 
 
 class Completeness(BaseModel):
@@ -155,6 +178,7 @@ class Explanation(BaseModel):
         "the colour channels.",
     )
     counterfactual: Counterfactual | None = None
+    familiarity: InputFamiliarity | None = None
 
 
 class ShadowStatus(BaseModel):

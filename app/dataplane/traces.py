@@ -8,8 +8,10 @@ import numpy as np
 
 from app.core.errors import PayloadTooLarge
 from app.core.settings import Settings
+from app.dataplane import familiarity
 from app.dataplane.schemas import (
     ClassPrediction,
+    InputFamiliarity,
     LayerOutput,
     LayerTrace,
     Prediction,
@@ -23,13 +25,15 @@ WEIGHTED_LAYER_TYPES = {"Dense", "Conv2D", "DepthwiseConv2D", "SeparableConv2D"}
 
 def layer_trace(
     runtime: ModelRuntime,
+    batch: np.ndarray,
     outputs: dict[str, np.ndarray],
     settings: Settings,
     *,
     full: bool = False,
     weights: bool = False,
 ) -> LayerTrace:
-    """The trace signature's `outputs` for one input as the typed layer trace."""
+    """The trace signature's `outputs` for one input (`batch`, one row) as the typed layer
+    trace."""
     inline_limit = settings.trace_inline_values
     slice_size = settings.trace_slice_values
     specs = runtime.loaded_card.layers
@@ -73,17 +77,24 @@ def layer_trace(
             )
         )
     last = outputs[specs[-1].trace_key][:1]
+    familiar = familiarity.answers(runtime, batch[:1], runtime.trace_scores(batch[:1], outputs))
     return LayerTrace(
         model=runtime.name,
         version=runtime.version,
         layers=layers,
-        prediction=describe(runtime, last)[0],
+        prediction=describe(runtime, last, familiar)[0],
+        familiarity=familiar[0],
     )
 
 
-def describe(runtime: ModelRuntime, rows: np.ndarray) -> list[Prediction]:
+def describe(
+    runtime: ModelRuntime,
+    rows: np.ndarray,
+    familiar: list[InputFamiliarity | None] | None = None,
+) -> list[Prediction]:
     """Each model output row (`rows` is 2-D) as a typed answer with labels and units from the
-    card."""
+    card, and its familiarity where given."""
+    known = familiar or [None] * len(rows)
     # Plain constructors: pydantic-core validates these few fields in about half the time
     # `model_construct`'s Python loop takes to skip validating them (pydantic 2.14).
     output = runtime.loaded_card.output
@@ -97,8 +108,11 @@ def describe(runtime: ModelRuntime, rows: np.ndarray) -> list[Prediction]:
                 label=labels[index],
                 class_index=index,
                 probabilities=dict(zip(labels, row, strict=True)),
+                familiarity=one,
             )
-            for index, row in zip(rows.argmax(axis=1).tolist(), rows.tolist(), strict=True)
+            for index, row, one in zip(
+                rows.argmax(axis=1).tolist(), rows.tolist(), known, strict=True
+            )
         ]
     return [
         ValuePrediction(
@@ -107,6 +121,7 @@ def describe(runtime: ModelRuntime, rows: np.ndarray) -> list[Prediction]:
             value=value,
             unit=output.unit,
             dollars=round(value * output.unit_scale, 2) if output.unit_scale else None,
+            familiarity=one,
         )
-        for value in rows.reshape(len(rows), -1)[:, 0].tolist()
+        for value, one in zip(rows.reshape(len(rows), -1)[:, 0].tolist(), known, strict=True)
     ]

@@ -106,22 +106,20 @@ class PredictionServicer(GuardedServicer, prediction_service_pb2_grpc.Prediction
                 )
             else:
                 batch = _predict_batch(self.service, card, given)
-            if signature == SERVING_SIGNATURE:
-                names = [card.output.name]
-            else:
-                names = [layer.trace_key for layer in card.layers]
-            unknown = [name for name in request.output_filter if name not in names]
-            if unknown:
-                raise ProtocolError(
-                    f"output tensor alias not found in signature: {unknown[0]}. Outputs of "
-                    f"'{signature}': {', '.join(names)}."
-                )
-            names = list(request.output_filter) or names
+            names = protocol.output_names(card, signature, list(request.output_filter))
             tensors.refuse_large_answer(self.service, card, names, len(batch))
-            outputs = await self.service.predictor.call_signature(runtime, signature, batch)
+            outputs = await protocol.signature_outputs(
+                self.service, runtime, signature, batch, names
+            )
             response = predict_pb2.PredictResponse(model_spec=_answered_spec(runtime, signature))
             for name in names:
-                response.outputs[name].CopyFrom(codec.float_tensor(outputs[name]))
+                values = outputs[name]
+                tensor = (
+                    codec.string_tensor(values)
+                    if values.dtype == object
+                    else codec.float_tensor(values)
+                )
+                response.outputs[name].CopyFrom(tensor)
             return response
 
         return await self.guard.run(

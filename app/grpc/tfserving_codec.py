@@ -99,6 +99,18 @@ def float_tensor(values: np.ndarray) -> tensor_pb2.TensorProto:
     return proto
 
 
+def string_tensor(values: np.ndarray) -> tensor_pb2.TensorProto:
+    """A 1-D output of byte strings (`familiarity`'s JSON per row) as DT_STRING."""
+    proto = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(values))]
+        ),
+    )
+    proto.string_val.extend(values.tolist())
+    return proto
+
+
 def _feature_values(feature: example_pb2.Feature, where: str) -> list[float]:
     kind = feature.WhichOneof("kind")
     if kind not in ("float_list", "int64_list"):

@@ -22,8 +22,12 @@ from app.core.errors import (
     ProtocolError,
     UnsupportedMediaType,
 )
+from app.dataplane.schemas import InputFamiliarity
 from app.dataplane.service import InferenceService
 
+# The extra output both protocols return when a request names it (and only then): each row's
+# familiarity (app/dataplane/familiarity.py), from the same model call as the prediction.
+FAMILIARITY_OUTPUT = "familiarity"
 SERVER_NAME = "glassbox"
 SERVER_VERSION = "0.1.0"
 # Open Inference's name for the framework; Triton uses the same for a TensorFlow SavedModel.
@@ -56,11 +60,25 @@ def output_shape(card: ModelCard) -> list[int | None]:
 
 
 def output_shapes(card: ModelCard) -> dict[str, list[int | None]]:
-    """Every output a request may ask for: the prediction, then each layer by its trace key."""
+    """Every output a request may ask for: the prediction, each layer by its trace key, and
+    (a card with familiarity) `familiarity`."""
     return {
         card.output.name: output_shape(card),
         **{layer.trace_key: layer.output_shape for layer in card.layers},
+        **({FAMILIARITY_OUTPUT: [None]} if card.familiarity is not None else {}),
     }
+
+
+def familiarity_tensor(answers: Sequence[InputFamiliarity | None]) -> np.ndarray:
+    """The `familiarity` output: one JSON object per row (as the typed answers' `familiarity`),
+    UTF-8 bytes, in a 1-D object array (BYTES in v2, DT_STRING in TF Serving)."""
+    return np.array(
+        [
+            b"null" if one is None else one.model_dump_json(exclude_none=True).encode()
+            for one in answers
+        ],
+        dtype=object,
+    )
 
 
 def as_float32(value: Any, where: str) -> np.ndarray:

@@ -15,10 +15,12 @@ from app.dataplane import explain
 from app.dataplane.schemas import Explanation
 from app.dataplane.service import InferenceService
 from app.protocols.tensors import (
+    FAMILIARITY_OUTPUT,
     ImageDecoder,
     as_float32,
     check_count,
     dims,
+    familiarity_tensor,
     image_decoder,
     output_shape,
     refuse_large_answer,
@@ -66,9 +68,12 @@ class TFTensorShape(BaseModel):
 
 
 class TFTensorInfo(BaseModel):
-    dtype: Literal["DT_FLOAT"] = "DT_FLOAT"
+    dtype: Literal["DT_FLOAT", "DT_STRING"] = "DT_FLOAT"
     tensor_shape: TFTensorShape
-    name: str = Field(description="The tensor's name in the SavedModel's graph.")
+    name: str = Field(
+        description="The tensor's name in the SavedModel's graph ('familiarity': computed by "
+        "the service, not in the graph)."
+    )
 
 
 class TFSignatureDef(BaseModel):
@@ -112,6 +117,12 @@ class TFPredictRequest(BaseModel):
     )
     inputs: Any = Field(
         None, description='Columnar format: the whole batch, bare or as {"<input>": batch}.'
+    )
+    output_filter: list[str] | None = Field(
+        None,
+        description="The outputs to answer, as gRPC PredictRequest's output_filter (default: "
+        "the signature's own). serving_default also answers 'familiarity' when named here: "
+        "each row's familiarity as a JSON string.",
     )
 
 
@@ -188,6 +199,9 @@ def tf_model_metadata(runtime: ModelRuntime) -> TFModelMetadata:
         inputs={name: _tensor_info(card.input.shape, f"serving_default_{name}:0")},
         outputs={card.output.name: _tensor_info(output_shape(card), "StatefulPartitionedCall:0")},
     )
+    if card.familiarity is not None:  # computed by the service, not a tensor of the graph
+        serving.outputs[FAMILIARITY_OUTPUT] = _tensor_info([None], FAMILIARITY_OUTPUT)
+        serving.outputs[FAMILIARITY_OUTPUT].dtype = "DT_STRING"
     # A signature's outputs are numbered in the order of their sorted keys.
     layers = sorted(card.layers, key=lambda layer: layer.trace_key)
     trace = TFSignatureDef(
@@ -271,6 +285,42 @@ def _tf_column_batch(card: ModelCard, inputs: Any, decode_image: ImageDecoder) -
     return batch
 
 
+def output_names(card: ModelCard, signature: str, output_filter: list[str]) -> list[str]:
+    """The outputs a Predict answers: those named in `output_filter`, else the signature's
+    own; serving_default's `familiarity` only when named."""
+    if signature == SERVING_SIGNATURE:
+        names = [card.output.name]
+        known = names + ([FAMILIARITY_OUTPUT] if card.familiarity is not None else [])
+    else:
+        names = known = [layer.trace_key for layer in card.layers]
+    unknown = [name for name in output_filter if name not in known]
+    if unknown:
+        raise ProtocolError(
+            f"output tensor alias not found in signature: {unknown[0]}. Outputs of "
+            f"'{signature}': {', '.join(known)}."
+        )
+    return list(output_filter) or names
+
+
+async def signature_outputs(
+    service: InferenceService,
+    runtime: ModelRuntime,
+    signature: str,
+    batch: np.ndarray,
+    names: list[str],
+) -> dict[str, np.ndarray]:
+    """The named outputs of a signature for a batch, `familiarity` as `familiarity_tensor`."""
+    if FAMILIARITY_OUTPUT not in names:
+        outputs = await service.predictor.call_signature(runtime, signature, batch)
+        return {name: outputs[name] for name in names}
+    values, familiar = await service.predictor.predict_familiarity(runtime, batch)
+    found = {
+        runtime.loaded_card.output.name: values,
+        FAMILIARITY_OUTPUT: familiarity_tensor(familiar),
+    }
+    return {name: found[name] for name in names}
+
+
 async def tf_predict(
     service: InferenceService, runtime: ModelRuntime, request: TFPredictRequest
 ) -> TFPredictResponse:
@@ -300,12 +350,13 @@ async def tf_predict(
         batch = build(card, given, decode_image)
     if instances is None:  # columnar: the count is known once the batch is built
         check_count(service, len(batch))
-    if signature == SERVING_SIGNATURE:
-        names = [card.output.name]
-    else:
-        names = [layer.trace_key for layer in card.layers]
+    names = output_names(card, signature, request.output_filter or [])
     refuse_large_answer(service, card, names, len(batch))
-    outputs = await service.predictor.call_signature(runtime, signature, batch)
+    outputs = await signature_outputs(service, runtime, signature, batch, names)
+    outputs = {
+        name: np.array([row.decode() for row in values]) if name == FAMILIARITY_OUTPUT else values
+        for name, values in outputs.items()
+    }
     if len(outputs) == 1:  # TF Serving leaves a lone output unnamed
         (values,) = outputs.values()
         if row_format:

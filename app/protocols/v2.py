@@ -12,9 +12,11 @@ from app.core.errors import ProtocolError
 from app.dataplane.service import InferenceService
 from app.protocols import v2_inputs
 from app.protocols.tensors import (
+    FAMILIARITY_OUTPUT,
     PLATFORM,
     SERVER_NAME,
     dims,
+    familiarity_tensor,
     output_shape,
     output_shapes,
     refuse_large_answer,
@@ -58,7 +60,12 @@ def v2_model_metadata(runtime: ModelRuntime, versions: list[ModelRuntime]) -> Me
             MetadataTensor(name=card.input.name, datatype="FP32", shape=dims(card.input.shape))
         ],
         outputs=[
-            MetadataTensor(name=card.output.name, datatype="FP32", shape=dims(output_shape(card)))
+            MetadataTensor(name=card.output.name, datatype="FP32", shape=dims(output_shape(card))),
+            *(
+                [MetadataTensor(name=FAMILIARITY_OUTPUT, datatype="BYTES", shape=[-1])]
+                if card.familiarity is not None
+                else []
+            ),
         ],
     )
 
@@ -116,13 +123,19 @@ async def v2_outputs(
         batch = _v2_batch(service, card, request.inputs, parts)
     refuse_large_answer(service, card, names, len(batch))
     results: dict[str, np.ndarray] = {}
-    if card.output.name in names:
+    if FAMILIARITY_OUTPUT in names:
+        outputs, familiar = await service.predictor.predict_familiarity(runtime, batch)
+        results[card.output.name] = outputs
+        results[FAMILIARITY_OUTPUT] = familiarity_tensor(familiar)
+    elif card.output.name in names:
         results[card.output.name] = await service.predictor.predict(runtime, batch)
-    if any(name != card.output.name for name in names):
+    if any(name not in (card.output.name, FAMILIARITY_OUTPUT) for name in names):
         results.update(await service.predictor.call_signature(runtime, TRACE_SIGNATURE, batch))
     return {
         name: classify(card, results[name], counts[name])
         if counts.get(name)
+        else results[name]
+        if name == FAMILIARITY_OUTPUT
         else np.ascontiguousarray(results[name], dtype="<f4")
         for name in names
     }

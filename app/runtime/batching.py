@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import numpy as np
 from opentelemetry.trace import Span, SpanContext
@@ -40,6 +40,15 @@ from app.core.settings import BatchPolicy
 from app.runtime.statistics import InferenceStatistics
 
 logger = logging.getLogger(__name__)
+
+
+class Rows(Protocol):
+    """What a model call answers for a batch: an array, or anything sliced by rows as one."""
+
+    def __getitem__(self, rows: slice, /) -> Any: ...
+
+
+RowsT = TypeVar("RowsT", bound=Rows)
 
 
 class BatchObserver(Protocol):
@@ -64,9 +73,9 @@ class _Unobserved:
 
 
 @dataclass
-class _Request:
+class _Request(Generic[RowsT]):
     batch: np.ndarray
-    future: asyncio.Future[np.ndarray]
+    future: asyncio.Future[RowsT]
     enqueued: float
     arrived_ns: int  # perf_counter_ns, for the statistics
     trace: SpanContext | None  # the request's span, when it is traced
@@ -79,10 +88,10 @@ def _model_call(batch: Span | None) -> Span | None:
     return tracing.start("model call", batch.get_span_context())
 
 
-class Batcher:
+class Batcher(Generic[RowsT]):
     def __init__(
         self,
-        predict: Callable[[np.ndarray], np.ndarray],
+        predict: Callable[[np.ndarray], RowsT],
         executor: Executor,
         policy: BatchPolicy,
         observer: BatchObserver | None = None,
@@ -97,16 +106,18 @@ class Batcher:
         self._observer = observer or _Unobserved()
         self._model = model  # (name, version): the metrics' labels
         self.statistics = statistics or InferenceStatistics()
-        self._queue: asyncio.Queue[_Request] | None = None
+        self._queue: asyncio.Queue[_Request[RowsT]] | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._carry: _Request | None = None
-        self._held: list[_Request] = []  # the batch being gathered or computed, off the queue
+        self._carry: _Request[RowsT] | None = None
+        self._held: list[
+            _Request[RowsT]
+        ] = []  # the batch being gathered or computed, off the queue
 
     @property
     def depth(self) -> int:
         return (self._queue.qsize() if self._queue else 0) + (self._carry is not None)
 
-    async def submit(self, batch: np.ndarray) -> np.ndarray:
+    async def submit(self, batch: np.ndarray) -> RowsT:
         """The model's output rows for `batch`, computed in a shared batch."""
         queue = self._queue
         if self._worker is None or queue is None:
@@ -115,7 +126,7 @@ class Batcher:
             queue = self._queue = asyncio.Queue()
             self._worker = asyncio.create_task(self._run(queue), name="batcher")
         arrived = time.perf_counter_ns()
-        request = _Request(
+        request: _Request[RowsT] = _Request(
             batch,
             asyncio.get_running_loop().create_future(),
             self._clock(),
@@ -157,7 +168,7 @@ class Batcher:
                     ModelNotReady("The model version stopped serving; retry the request.")
                 )
 
-    async def _run(self, queue: asyncio.Queue[_Request]) -> None:
+    async def _run(self, queue: asyncio.Queue[_Request[RowsT]]) -> None:
         while True:
             requests = await self._gather(queue)
             try:
@@ -168,7 +179,9 @@ class Batcher:
                         request.future.set_exception(error)
             self._held = []
 
-    async def _compute(self, requests: list[_Request], queue: asyncio.Queue[_Request]) -> None:
+    async def _compute(
+        self, requests: list[_Request[RowsT]], queue: asyncio.Queue[_Request[RowsT]]
+    ) -> None:
         self._observer.set_queue_depth(*self._model, queue.qsize())
         requests = self._drop_expired(requests)
         if not requests:
@@ -200,15 +213,17 @@ class Batcher:
         )
 
     @staticmethod
-    def _answer(requests: list[_Request], outputs: np.ndarray) -> None:
+    def _answer(requests: list[_Request[RowsT]], outputs: RowsT) -> None:
         offset = 0
         for request in requests:
             rows = len(request.batch)
             if not request.future.done():  # the caller may have gone away
-                request.future.set_result(outputs[offset : offset + rows])
+                request.future.set_result(cast(RowsT, outputs[offset : offset + rows]))
             offset += rows
 
-    def _traced(self, requests: list[_Request], rows: int, assembling_ns: int) -> Span | None:
+    def _traced(
+        self, requests: list[_Request[RowsT]], rows: int, assembling_ns: int
+    ) -> Span | None:
         """Each traced request's `queue` span, from its arrival to now, with the batch's size;
         the batch's own span, a child of the first traced request and linked to all of them
         (None when none is traced: sampled out, or tracing was off when they arrived)."""
@@ -229,14 +244,16 @@ class Batcher:
         attributes = {**sizes, tracing.MODEL: name, tracing.VERSION: version}
         return tracing.start("batch", traced[0], links=traced, attributes=attributes)
 
-    async def _gather(self, queue: asyncio.Queue[_Request]) -> list[_Request]:
+    async def _gather(self, queue: asyncio.Queue[_Request[RowsT]]) -> list[_Request[RowsT]]:
         first = self._carry or await queue.get()
         self._carry = None
         self._held = [first]  # from here until answered: a drain waits for them
         await self._fill(self._held, queue)
         return self._held
 
-    async def _fill(self, requests: list[_Request], queue: asyncio.Queue[_Request]) -> None:
+    async def _fill(
+        self, requests: list[_Request[RowsT]], queue: asyncio.Queue[_Request[RowsT]]
+    ) -> None:
         """Add queued requests to a batch that holds its first one, as the policy says."""
         rows = len(requests[0].batch)
         deadline = self._clock() + self.policy.max_wait_ms / 1000
@@ -259,7 +276,7 @@ class Batcher:
             await asyncio.sleep(0 if self.policy.quiet_turns else min(remaining, 0.0002))
             quiet += 1
 
-    def _drop_expired(self, requests: list[_Request]) -> list[_Request]:
+    def _drop_expired(self, requests: list[_Request[RowsT]]) -> list[_Request[RowsT]]:
         now = self._clock()
         live = []
         for request in requests:

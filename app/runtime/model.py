@@ -2,7 +2,10 @@
 
 The runtime knows TensorFlow and the model card, never HTTP. `load()` verifies the files against
 the card's hashes, loads the SavedModel and warms both signatures up; `predict()` and `trace()`
-take a float32 batch shaped as the card says.
+take a float32 batch shaped as the card says. `predict_scored()` adds each row's familiarity
+score (app/artifact/familiarity.py) from the same model call: a function made at load from the
+trace signature that returns the serving output and the one layer the score reads (TensorFlow
+prunes the rest), for a card with a familiarity block.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import functools
 import gc
 import logging
 import os
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, cast
@@ -26,6 +30,7 @@ from app.artifact.card import (
     ModelCard,
     hash_files,
 )
+from app.artifact.familiarity import FAMILIARITY_FILE, Scorer, Scores
 from app.core.errors import ModelLoadError
 from app.runtime.batching import Batcher
 from app.runtime.statistics import InferenceStatistics
@@ -40,6 +45,24 @@ class ModelState(StrEnum):
     FAILED = "failed"
 
 
+@dataclass(frozen=True)
+class ScoredOutputs:
+    """The serving output of a batch and, for a card with familiarity, each row's score."""
+
+    outputs: np.ndarray
+    familiarity: Scores | None = None
+
+    def __len__(self) -> int:
+        return len(self.outputs)
+
+    def __getitem__(self, rows: slice) -> ScoredOutputs:
+        scores = self.familiarity
+        if scores is None:
+            return ScoredOutputs(self.outputs[rows])
+        nearest = None if scores.nearest is None else scores.nearest[rows]
+        return ScoredOutputs(self.outputs[rows], Scores(scores.score[rows], nearest))
+
+
 class ModelRuntime:
     def __init__(self, name: str, version: int, path: Path):
         self.name = name
@@ -51,11 +74,13 @@ class ModelRuntime:
         # The SavedModel's concrete functions (TensorFlow has no type information).
         self._serve: Any = None
         self._trace: Any = None
+        self._scored: Any = None  # serving output and the familiarity layer, one call
+        self.familiarity: Scorer | None = None
         self._weights: dict[str, dict[str, np.ndarray]] = {}
         self.fingerprint = folder_fingerprint(path)
         # Its dynamic batcher, made by the data plane on the first request (one object per
         # version in the registry's one map: the batcher goes when the version goes).
-        self.batcher: Batcher | None = None
+        self.batcher: Batcher[ScoredOutputs] | None = None
         # What it has computed, for Triton's statistics (the batcher records into it).
         self.statistics = InferenceStatistics()
         # Its last answered predictions, for drift, made by the data plane on the first one.
@@ -118,13 +143,35 @@ class ModelRuntime:
         self._loaded = loaded  # keeps the variables the signatures read alive
         self._serve = loaded.signatures[SERVING_SIGNATURE]
         self._trace = loaded.signatures[TRACE_SIGNATURE]
+        if card.familiarity is not None:
+            if not (self.path / FAMILIARITY_FILE).is_file():
+                raise ModelLoadError(
+                    f"the card has a familiarity block but {FAMILIARITY_FILE} is missing"
+                )
+            self.familiarity = Scorer.read(card.familiarity, self.path)
+            if card.familiarity.layer is not None:
+                self._scored = self._scored_function(card.familiarity.layer)
         for variable in loaded.variables:
             layer, _, weight = variable.name.rpartition(":")[0].rpartition("/")
             self._weights.setdefault(layer, {})[weight] = variable.numpy()
         # Only the batch dimension of an input is unknown.
         warm = np.zeros([1, *cast(list[int], card.input.shape[1:])], dtype=np.float32)
         self.predict(warm)
+        self.predict_scored(warm)
         self.trace(warm)
+
+    def _scored_function(self, layer: str) -> Any:
+        import tensorflow as tf
+
+        card, trace = self.loaded_card, self._trace
+        last = card.layers[-1].trace_key  # the serving output (the export's own check)
+        spec = tf.TensorSpec([None, *card.input.shape[1:]], tf.float32)
+
+        def scored(batch: Any) -> dict[str, Any]:
+            outputs = trace(**{card.input.name: batch})
+            return {"output": outputs[last], "layer": outputs[layer]}
+
+        return tf.function(scored, input_signature=[spec])
 
     def call(self, signature: str, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every output of a signature (serving_default or trace) for a float32 batch."""
@@ -137,6 +184,27 @@ class ModelRuntime:
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """The serving_default output for a float32 batch."""
         return self.call(SERVING_SIGNATURE, batch)[self.loaded_card.output.name]
+
+    def predict_scored(self, batch: np.ndarray) -> ScoredOutputs:
+        """The serving output for a float32 batch with each row's familiarity score, from one
+        model call (without familiarity in the card: the output alone)."""
+        import tensorflow as tf
+
+        scorer = self.familiarity
+        if scorer is None:
+            return ScoredOutputs(self.predict(batch))
+        if self._scored is None:  # the score reads the input itself
+            return ScoredOutputs(self.predict(batch), scorer.scores(batch))
+        outputs = self._scored(tf.constant(batch, dtype=tf.float32))
+        return ScoredOutputs(outputs["output"].numpy(), scorer.scores(outputs["layer"].numpy()))
+
+    def trace_scores(self, batch: np.ndarray, outputs: dict[str, np.ndarray]) -> Scores | None:
+        """Familiarity scores from a trace of `batch` (None without familiarity in the card)."""
+        scorer = self.familiarity
+        if scorer is None:
+            return None
+        layer = scorer.card.layer
+        return scorer.scores(batch if layer is None else outputs[layer])
 
     def trace(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every layer's output, keyed as the card's layers say, in order."""

@@ -61,7 +61,7 @@ def test_server_and_models_are_live_ready_and_described(triton_client, case):
             "shape": [str(-1 if size is None else size) for size in case.card.input.shape],
         }
     ]
-    assert [output["name"] for output in model["outputs"]] == [case.card.output.name]
+    assert [output["name"] for output in model["outputs"]] == [case.card.output.name, "familiarity"]
 
 
 def test_raw_fp32_inference_matches_typed(triton_client, case):

@@ -111,9 +111,14 @@ def test_metadata_is_the_savedmodel_signatures(app_client, name):
             "signature_name": "",
             "version": version_dir.name,
         }
-        assert body["metadata"]["signature_def"]["signature_def"] == _savedmodel_signatures(
-            version_dir
-        )
+        served = body["metadata"]["signature_def"]["signature_def"]
+        # Besides the SavedModel's own outputs, the service's `familiarity` (asked by name).
+        assert served["serving_default"]["outputs"].pop("familiarity") == {
+            "dtype": "DT_STRING",
+            "tensor_shape": {"dim": [{"size": "-1", "name": ""}], "unknown_rank": False},
+            "name": "familiarity",
+        }
+        assert served == _savedmodel_signatures(version_dir)
 
 
 def test_status_maps_each_runtime_state(tmp_path):

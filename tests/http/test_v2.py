@@ -168,7 +168,9 @@ def test_model_is_ready_and_its_metadata_is_the_card(client, name):
                 "name": card.output.name,
                 "datatype": "FP32",
                 "shape": [-1 if d is None else d for d in card.layers[-1].output_shape],
-            }
+            },
+            # One JSON object per row, answered only when a request names it.
+            {"name": "familiarity", "datatype": "BYTES", "shape": [-1]},
         ]
 
 

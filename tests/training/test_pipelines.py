@@ -1,13 +1,16 @@
 """Each pipeline trains one short epoch on a tiny slice and exports a self-contained SavedModel."""
 
+import shutil
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from app.artifact.card import ModelCard, hash_files
+from app.runtime.model import ModelRuntime
 from tests.conftest import FIXTURES
 from tests.savedmodel_checks import check_dense_layers, variables_by_layer
-from training import PIPELINES, catdog, iris
+from training import PIPELINES, catdog, familiarity, iris
 from training.common import Options, Splits, run
 
 
@@ -132,3 +135,46 @@ def test_catdog_export_answers_a_photo_and_its_mirror_alike(exported):
     np.testing.assert_allclose(photo, mirror, atol=1e-6)
     assert card.metrics["flip_consistency"] == 1.0
     assert "mirror_mean" in [layer.name for layer in card.layers]
+
+
+def test_export_writes_familiarity_with_its_threshold_on_the_validation_split(exported, tmp_path):
+    name, path, splits = exported
+    card = ModelCard.read(path)
+    block = card.familiarity
+    assert block is not None
+    assert block.method == {"iris": "input_mahalanobis", "housing": "input_mahalanobis"}.get(
+        name, getattr(PIPELINES[name], "FAMILIARITY_METHOD", None)
+    )
+    assert "familiarity.npz" in card.files
+    runtime = ModelRuntime(name, 1, path)
+    runtime.load()
+    assert runtime.ready, runtime.reason
+    x_val = splits.x_val.astype(np.float32)
+    scores = runtime.predict_scored(x_val).familiarity.score
+    # The threshold keeps 95% of the validation split familiar, and the quantiles are its own.
+    assert block.threshold == pytest.approx(np.quantile(scores, 0.95), rel=1e-4, abs=1e-4)
+    assert block.validation_quantiles[0] == pytest.approx(scores.min(), rel=1e-4, abs=1e-4)
+    assert block.validation_quantiles[100] == pytest.approx(scores.max(), rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.parametrize("exported", ["iris"], indirect=True)
+def test_the_re_export_adds_familiarity_to_a_version_without_it(exported, tmp_path):
+    _, path, splits = exported
+    version_dir = tmp_path / "iris" / "1"
+    shutil.copytree(path, version_dir)
+    card = ModelCard.read(version_dir)
+    (version_dir / "familiarity.npz").unlink()
+    card.familiarity = None
+    card.files = hash_files(version_dir)
+    card.write(version_dir)
+    refreshed = familiarity.refresh(version_dir, splits.familiarity_inputs(), iris)
+    assert refreshed.familiarity is not None
+    assert refreshed.files == hash_files(version_dir)
+    assert "familiarity.npz" in refreshed.files
+    assert refreshed.familiarity.threshold == pytest.approx(card_threshold(path), rel=1e-6)
+
+
+def card_threshold(path) -> float:
+    block = ModelCard.read(path).familiarity
+    assert block is not None
+    return block.threshold

@@ -13,7 +13,7 @@ import numpy as np
 from app.artifact.card import ModelCard
 from app.core.errors import BadInput
 from app.core.settings import Settings
-from app.dataplane import schemas
+from app.dataplane import familiarity, schemas
 from app.dataplane.explain.chunks import never_stop
 from app.dataplane.explain.counterfactuals import counterfactual, sentence
 from app.dataplane.explain.gradcam import grad_cam, grad_cam_layer
@@ -132,7 +132,8 @@ def explanation(
     """The explanation of one input row (its preprocessing done), as the API answers it;
     ClientGone at the next chunk of gradients once `stop()` says the caller has gone."""
     card = runtime.loaded_card
-    prediction = runtime.predict(row[np.newaxis])[0]
+    scored = runtime.predict_scored(row[np.newaxis])
+    prediction = scored.outputs[0]
     output = target_index(card, prediction, options.target)
     steps = options.steps or default_steps(card)
     if options.method == "integrated_gradients":
@@ -153,6 +154,7 @@ def explanation(
         baseline=baseline_description(card) if options.method == "integrated_gradients" else None,
         steps=steps if options.method == "integrated_gradients" else None,
         samples=options.samples if options.method == "smoothgrad" else None,
+        familiarity=familiarity.answers(runtime, row[np.newaxis], scored.familiarity)[0],
     )
     if attribution.output is not None and attribution.baseline_output is not None:
         total = float(attribution.values.sum())

@@ -2,6 +2,7 @@
 // upload control.
 
 import { el } from "./dom.js";
+import { familiarityView } from "./familiarity.js";
 import { fmt, percent } from "./format.js";
 import { probabilityBars } from "./plots.js";
 
@@ -56,6 +57,7 @@ export function answerView(prediction) {
         el("span", { class: "answer-p", text: ` ${percent(p)} sure` }),
       ),
       probabilityBars(prediction.probabilities, prediction.label),
+      familiarityView(prediction),
     );
   }
   const dollars =
@@ -78,6 +80,7 @@ export function answerView(prediction) {
         text: ` (${fmt(prediction.value)} × ${prediction.unit ?? "units"})`,
       }),
     ),
+    familiarityView(prediction),
   );
 }
 

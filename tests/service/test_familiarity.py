@@ -1,0 +1,114 @@
+"""The familiarity score on small fixtures: each method against its definition, the
+percentiles, the training range, and the batcher handing each request its own scores."""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from app.artifact.familiarity import Familiarity, Scorer, Scores, quantiles_of
+from app.core.settings import BatchPolicy
+from app.runtime.batching import Batcher
+from app.runtime.model import ScoredOutputs
+from training.familiarity import fit_class_mahalanobis, fit_inputs
+
+
+def card(method, **extra) -> Familiarity:
+    return Familiarity.model_validate(
+        {"method": method, "threshold": 4.0, "validation_quantiles": list(range(101))} | extra
+    )
+
+
+def test_class_mahalanobis_is_the_squared_distance_to_the_nearest_class_mean():
+    rng = np.random.default_rng(0)
+    means = np.array([[0.0, 0.0, 0.0], [5.0, 5.0, 0.0]])
+    labels = rng.integers(0, 2, 2000)
+    features = means[labels] + rng.normal(size=(2000, 3)) * [1.0, 2.0, 0.5]
+    arrays = fit_class_mahalanobis(features, labels)
+    scorer = Scorer(card("class_mahalanobis", layer="07_dense"), arrays)
+    rows = np.array([[0.1, -0.2, 0.0], [4.0, 6.0, 0.3], [-30.0, -30.0, 5.0]])
+    scores = scorer.scores(rows)
+    precision = arrays["precision"]
+    by_hand = [
+        min(float((row - mean) @ precision @ (row - mean)) for mean in arrays["means"])
+        for row in rows
+    ]
+    np.testing.assert_allclose(scores.score, by_hand, rtol=1e-9)
+    assert scores.nearest.tolist() == [0, 1, 0]
+    # The fitted precision undoes the per-axis spread: about 1 / variance on each axis.
+    np.testing.assert_allclose(np.diag(precision), [1.0, 0.25, 4.0], rtol=0.15)
+
+
+def test_energy_is_minus_logsumexp_of_the_logits_and_names_the_top_class():
+    logits = np.array([[1.0, 2.0, 3.0], [1000.0, 0.0, 0.0], [-5.0, -5.0, -5.0]])
+    scores = Scorer(card("energy", layer="09_logits"), {}).scores(logits)
+    by_hand = [-np.log(np.exp([1.0, 2.0, 3.0]).sum()), -1000.0, 5.0 - np.log(3.0)]
+    np.testing.assert_allclose(scores.score, by_hand, rtol=1e-9)
+    assert scores.nearest.tolist() == [2, 0, 0]
+
+
+def test_input_mahalanobis_standardises_after_log1p_and_names_features_outside_the_range():
+    rng = np.random.default_rng(1)
+    x = np.c_[rng.normal(10, 2, 1000), rng.lognormal(3, 1, 1000)]
+    arrays = fit_inputs(x, np.array([False, True]))
+    quantiles = {"a": [x[:, 0].min(), x[:, 0].max()], "b": [x[:, 1].min(), x[:, 1].max()]}
+    scorer = Scorer(card("input_mahalanobis", feature_quantiles=quantiles), arrays)
+    centre = np.array([[10.0, np.expm1(np.log1p(x[:, 1]).mean())]])
+    far = np.array([[10.0, x[:, 1].max() * 50]])
+    assert scorer.scores(centre).score[0] < 0.05
+    assert scorer.scores(far).score[0] > 9
+    # The mean squared distance of the training rows is their dimension (2).
+    assert scorer.scores(x).score.mean() == pytest.approx(2.0, rel=0.01)
+    assert scorer.outside(np.r_[centre, far, [[-100.0, centre[0, 1]]]]) == [[], ["b"], ["a"]]
+
+
+def test_percentiles_interpolate_the_validation_quantiles():
+    scorer = Scorer(card("energy", validation_quantiles=quantiles_of(np.arange(1001.0))), {})
+    np.testing.assert_allclose(
+        scorer.percentiles(np.array([-5.0, 0.0, 500.0, 995.0, 2000.0])), [0, 0, 50, 99.5, 100]
+    )
+    assert scorer.familiar(np.array([3.9, 4.0, 4.1])).tolist() == [True, True, False]
+
+
+def test_a_card_needs_101_validation_quantiles():
+    with pytest.raises(ValueError, match="validation_quantiles"):
+        card("energy", validation_quantiles=[0.0] * 100)
+
+
+def test_the_batcher_hands_each_request_its_own_rows_and_scores():
+    def scored(batch):
+        return ScoredOutputs(batch * 2, Scores(batch[:, 0] + 0.5, batch[:, 0].astype(int)))
+
+    async def run():
+        with ThreadPoolExecutor(1) as executor:
+            batcher = Batcher(scored, executor, BatchPolicy(max_batch_size=16))
+            answers = await asyncio.gather(
+                *(batcher.submit(np.full((n, 1), float(n))) for n in (1, 2, 3))
+            )
+            await batcher.close()
+            return answers
+
+    for n, answer in zip((1, 2, 3), asyncio.run(run()), strict=True):
+        assert answer.outputs.tolist() == [[2.0 * n]] * n
+        assert answer.familiarity.score.tolist() == [n + 0.5] * n
+        assert answer.familiarity.nearest.tolist() == [n] * n
+
+
+def test_a_card_with_familiarity_but_no_statistics_file_fails_to_load_and_says_why(tmp_path):
+    import shutil
+
+    from app.artifact.card import ModelCard, hash_files
+    from app.runtime.model import ModelRuntime
+    from tests.conftest import MODELS
+
+    target = tmp_path / "iris" / "1"
+    shutil.copytree(MODELS / "iris" / "1", target)
+    (target / "familiarity.npz").unlink()
+    card = ModelCard.read(target)
+    card.files = hash_files(target)
+    card.write(target)
+    runtime = ModelRuntime("iris", 1, target)
+    runtime.load()
+    assert not runtime.ready
+    assert "familiarity.npz is missing" in runtime.reason
