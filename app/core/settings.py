@@ -8,14 +8,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
-
-def _split_commas(value: object) -> object:
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
-
+from app.core.payload_log_settings import PayloadLogSettings, split_commas
 
 _OptionalPath = Annotated[Path | None, BeforeValidator(lambda value: value or None)]
 
@@ -32,11 +27,11 @@ class BatchOverride(BaseModel):
     timeout_s: float | None = Field(None, gt=0)
 
 
-class Settings(BaseSettings):
+class Settings(PayloadLogSettings):
     model_config = SettingsConfigDict(env_prefix="GLASSBOX_", extra="ignore", allow_inf_nan=False)
 
     model_dir: Path = Field(Path("models"), description="Folder of <name>/<version>/ models.")
-    models: Annotated[list[str], NoDecode, BeforeValidator(_split_commas)] = Field(
+    models: Annotated[list[str], NoDecode, BeforeValidator(split_commas)] = Field(
         default_factory=list,
         description="Comma-separated model names to load; empty loads every model found "
         "(GLASSBOX_MODEL_CONTROL=explicit: none).",
@@ -175,17 +170,17 @@ class Settings(BaseSettings):
         "start when it exists (else written with GLASSBOX_MODELS). Empty: kept in memory (one "
         "worker); python -m app.serve --workers N makes one for its workers.",
     )
-    api_keys: Annotated[list[str], NoDecode, BeforeValidator(_split_commas)] = Field(
+    api_keys: Annotated[list[str], NoDecode, BeforeValidator(split_commas)] = Field(
         default_factory=list,
         description="Comma-separated API keys. When set, every route but liveness and "
         "readiness needs one (Authorization: Bearer KEY, or X-API-Key: KEY).",
     )
-    admin_api_keys: Annotated[list[str], NoDecode, BeforeValidator(_split_commas)] = Field(
+    admin_api_keys: Annotated[list[str], NoDecode, BeforeValidator(split_commas)] = Field(
         default_factory=list,
         description="Comma-separated keys for /admin and /v2/repository routes (and the gRPC "
         "Repository calls); with none set, they are refused.",
     )
-    cors_origins: Annotated[list[str], NoDecode, BeforeValidator(_split_commas)] = Field(
+    cors_origins: Annotated[list[str], NoDecode, BeforeValidator(split_commas)] = Field(
         default_factory=list,
         description="Comma-separated origins allowed by CORS; empty turns CORS off.",
     )
@@ -266,47 +261,6 @@ class Settings(BaseSettings):
         description="Predictions each model version's drift window keeps, per worker (the "
         "last ones answered, compared with the training distribution: docs/drift.md); 0 turns "
         "drift off.",
-    )
-    payload_log: str = Field(
-        "",
-        description="Where the payload log goes (one sampled JSON line per prediction: inputs "
-        "as the model saw them, outputs, model, version, request id; docs/payload-log.md): "
-        "empty turns it off, `stdout`, or a file path, where {pid} becomes the process id (one "
-        "file per worker).",
-    )
-    payload_log_sample: float = Field(
-        1.0,
-        ge=0,
-        le=1,
-        description="Fraction of predictions the payload log records, each chosen at random; "
-        "0 records none.",
-    )
-    payload_log_max_record_bytes: int = Field(
-        65536,
-        ge=1024,
-        description="Longest payload log line, in bytes: a longer record keeps its metadata and "
-        "leaves out its inputs (then its outputs), naming them in `cut`.",
-    )
-    payload_log_redact: Annotated[list[str], NoDecode, BeforeValidator(_split_commas)] = Field(
-        default_factory=list,
-        description='Comma-separated names the payload log writes as "[redacted]": features of '
-        "a tabular model (e.g. MedInc), or a model's whole input or output by its card name "
-        "(e.g. image, probabilities).",
-    )
-    payload_log_max_bytes: int = Field(
-        100 * 1024 * 1024,
-        ge=0,
-        description="A payload log file is rotated (to .1, .1 to .2, ...) before a line would "
-        "take it past this many bytes; 0 never rotates.",
-    )
-    payload_log_backups: int = Field(
-        5, ge=1, description="Rotated payload log files kept; the oldest is deleted."
-    )
-    payload_log_queue_size: int = Field(
-        1024,
-        gt=0,
-        description="Payload log records waiting for the writer thread; a record that finds "
-        "the queue full is dropped and counted, so a request never waits for the disk.",
     )
 
     @model_validator(mode="after")

@@ -204,18 +204,11 @@ def bin_labels(edges: np.ndarray) -> list[str]:
 
 def familiarity_bins(card: ModelCard) -> Bins | None:
     """The deciles of the card's familiarity validation quantiles as bins, each holding the
-    share of validation inputs between its percentiles; None for a card without the block.
-
-    The block (`familiarity`: `validation_quantiles`, the score at percentiles 0..100) is read
-    by name, whichever object or mapping the card holds it as."""
-    block = getattr(card, "familiarity", None)
-    if block is None:
+    share of validation inputs between its percentiles (`validation_quantiles`, the score at
+    percentiles 0..100); None for a card without the block."""
+    if card.familiarity is None:
         return None
-    quantiles = (
-        block["validation_quantiles"] if isinstance(block, dict) else block.validation_quantiles
-    )
-    if len(quantiles) != 101:
-        return None
+    quantiles = card.familiarity.validation_quantiles
     kept: dict[float, int] = {}  # edge to its highest percentile among the deciles
     for percentile in range(10, 100, 10):
         kept[float(quantiles[percentile])] = percentile

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from app.http.app import create_app
 from app.protocols import tfserving as protocol
-from app.protocols.tfserving import (
+from app.protocols.tfserving_bodies import (
     TFModelMetadata,
     TFModelStatus,
     TFPredictResponse,

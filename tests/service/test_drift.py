@@ -9,6 +9,7 @@ from prometheus_client import REGISTRY
 
 from app.artifact.card import ModelCard
 from app.artifact.drift_reference import bin_counts, decile_bins
+from app.artifact.familiarity import Familiarity
 from app.core.settings import Settings
 from app.dataplane.drift import Drift
 from app.dataplane.drift_figures import familiarity_bins, figures, psi
@@ -130,16 +131,10 @@ def test_shifting_one_feature_crosses_that_features_threshold_only():
     assert [name for name, f in features.items() if f.crossed] == ["HouseAge"]
 
 
-class FamiliarCard(ModelCard):
-    """A card as the familiarity branch writes it: a top-level `familiarity` block."""
-
-    familiarity: dict[str, object]
-
-
-def familiar_card() -> FamiliarCard:
+def familiar_card() -> ModelCard:
     quantiles = [float(q) for q in np.linspace(0.0, 10.0, 101)]  # uniform on [0, 10]
-    block = {"threshold": 9.5, "higher_is_less_familiar": True, "validation_quantiles": quantiles}
-    return FamiliarCard(**housing_card().model_dump(), familiarity=block)
+    block = Familiarity(method="input_mahalanobis", threshold=9.5, validation_quantiles=quantiles)
+    return housing_card().model_copy(update={"familiarity": block})
 
 
 def familiarity_figure(scores: np.ndarray | None):
@@ -153,7 +148,8 @@ def test_the_familiarity_bins_are_the_deciles_of_the_validation_quantiles():
     bins = familiarity_bins(familiar_card())
     assert bins.edges == pytest.approx([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
     assert bins.proportions == pytest.approx([0.1] * 10)
-    assert familiarity_bins(housing_card()) is None  # no block: no figure
+    no_block = housing_card().model_copy(update={"familiarity": None})
+    assert familiarity_bins(no_block) is None  # no block: no figure
 
 
 def test_scores_like_the_validation_ones_stay_under_the_threshold():

@@ -17,8 +17,9 @@ from app.http.routes.deps import ServiceDep, while_connected
 from app.http.routes.protocol_route import PROTOCOL_RESPONSES, ProtocolRoute
 from app.http.routes.responses import MODEL_VERSION_HEADER, ModelJSON
 from app.protocols import tfserving as protocol
-from app.protocols.tfserving import (
+from app.protocols.tfserving_bodies import (
     KServeExplainRequest,
+    KServeExplainResponse,
     TFModelMetadata,
     TFPredictRequest,
     TFPredictResponse,
@@ -159,7 +160,7 @@ async def predict_label(name: str, label: str, body: PredictBody, service: Servi
 
 @router.post(
     "/{name}:explain",
-    response_model=protocol.KServeExplainResponse,
+    response_model=KServeExplainResponse,
     response_model_exclude_none=True,
     summary="Explain (KServe v1)",
     description="KServe's v1 protocol `:explain` (the path TF Serving leaves free): integrated "
@@ -170,6 +171,7 @@ async def explain(
     name: str,
     body: Annotated[
         KServeExplainRequest,
+        KServeExplainResponse,
         Body(openapi_examples={"iris": {"value": {"instances": [[6.3, 3.3, 6.0, 2.5]]}}}),
     ],
     service: ServiceDep,
