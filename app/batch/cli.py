@@ -88,6 +88,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Add the K features that moved each answer most (integrated gradients; tabular).",
     )
     parser.add_argument(
+        "--familiarity",
+        action="store_true",
+        help="Add each input's familiarity: its score, percentile and whether it looks like "
+        'the training data (docs/models.md, "Familiarity").',
+    )
+    parser.add_argument(
         "--explain-steps",
         type=int,
         help="Integration steps of --explain (default: as /explain).",
@@ -172,6 +178,7 @@ def run(args: argparse.Namespace, settings: Settings, console: Console) -> Summa
         source.id_column,
         explain_top=args.explain,
         explain_steps=args.explain_steps,
+        with_familiarity=args.familiarity,
     )
     predictions, refused = TableSink(args.output), TableSink(rejects)
     started = time.perf_counter()

@@ -26,11 +26,21 @@ class ScoreBatches:
     """A `map_batches` stage: the model loaded once, when Ray starts the worker's actor, from
     the worker's own copy of the model folder (checked against the card's hashes)."""
 
-    def __init__(self, settings: Settings, model: str, version: str, id_column: str, top: int):
+    def __init__(
+        self,
+        settings: Settings,
+        model: str,
+        version: str,
+        id_column: str,
+        top: int,
+        with_familiarity: bool,
+    ):
         runtime = load_runtime(
             settings.model_dir, model, version, verify_hashes=settings.verify_hashes
         )
-        self.scorer = Scorer(runtime, settings, id_column, explain_top=top)
+        self.scorer = Scorer(
+            runtime, settings, id_column, explain_top=top, with_familiarity=with_familiarity
+        )
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         scored = self.scorer.score(batch)
@@ -56,6 +66,7 @@ def score_dataset(
     batch_size: int = 4096,
     workers: int = 1,
     explain_top: int = 0,
+    with_familiarity: bool = False,
 ) -> tuple[Any, Any]:
     """The predictions and the rejects of the input at `path` as Ray datasets (lazy: they run
         when written or read; the scoring itself has run). Ray must be started (`ray.init`), or it
@@ -81,7 +92,7 @@ def score_dataset(
             dataset = ray.data.read_parquet(str(path), columns=columns)
     scored = dataset.map_batches(
         ScoreBatches,
-        fn_constructor_args=(settings, model, version, id_column, explain_top),
+        fn_constructor_args=(settings, model, version, id_column, explain_top, with_familiarity),
         batch_format="pyarrow",
         batch_size=batch_size,
         concurrency=workers,

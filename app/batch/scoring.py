@@ -10,7 +10,8 @@ endpoints' own message); an image file is opened, checked and preprocessed by
 reason, never dropped. What passes is scored in one call of the model per chunk.
 
 The prediction's columns are made by a list of column makers (`Scorer.makers`), each a function
-of the chunk's accepted rows and the model's outputs: a later column (familiarity) is one more.
+of the chunk's accepted rows and the model's outputs with their familiarity scores, which come
+from the same model call (`ModelRuntime.predict_scored`).
 """
 
 from __future__ import annotations
@@ -29,15 +30,16 @@ import pyarrow.compute as pc
 from app.artifact.card import ModelCard
 from app.core.errors import BadInput, GlassboxError
 from app.core.settings import Settings
-from app.dataplane import explain
+from app.dataplane import explain, familiarity
 from app.dataplane.inputs import Inputs, range_refusals
-from app.runtime.model import ModelRuntime
+from app.runtime.model import ModelRuntime, ScoredOutputs
 
 IMAGE_COLUMN = "image"  # the file bytes of an image model's input table
 REASON_COLUMN = "reason"  # why a rejected input was refused
 
-# A column maker: (the accepted rows as the model took them, the model's outputs) to columns.
-ColumnMaker = Callable[[np.ndarray, np.ndarray], dict[str, pa.Array]]
+# A column maker: (the accepted rows as the model took them, the model's outputs and their
+# familiarity scores) to columns.
+ColumnMaker = Callable[[np.ndarray, ScoredOutputs], dict[str, pa.Array]]
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Scorer:
         *,
         explain_top: int = 0,
         explain_steps: int | None = None,
+        with_familiarity: bool = False,
     ):
         self.runtime = runtime
         self.card = card = runtime.loaded_card
@@ -63,6 +66,8 @@ class Scorer:
         self.makers: list[ColumnMaker] = [prediction_columns(card)]
         if explain_top:
             self.makers.append(attribution_columns(runtime, settings, explain_top, explain_steps))
+        if with_familiarity:
+            self.makers.append(familiarity_columns(runtime))
         self._decoders: ThreadPoolExecutor | None = None
 
     def score(self, table: pa.Table) -> Scored:
@@ -73,7 +78,7 @@ class Scorer:
         else:
             rows, refusals = self._image_rows(table.column(IMAGE_COLUMN).to_pylist())
         accepted = np.array([reason is None for reason in refusals], dtype=bool)
-        outputs = self.runtime.predict(rows) if len(rows) else self._no_outputs()
+        outputs = self.runtime.predict_scored(rows) if len(rows) else self._no_outputs()
         columns = {self.id_column: ids.filter(pa.array(accepted))}
         for maker in self.makers:
             columns.update(maker(rows, outputs))
@@ -110,9 +115,9 @@ class Scorer:
         except GlassboxError as error:
             return None, error.message
 
-    def _no_outputs(self) -> np.ndarray:
+    def _no_outputs(self) -> ScoredOutputs:
         width = len(self.card.output.labels or []) or 1
-        return np.zeros([0, width], dtype=np.float32)
+        return ScoredOutputs(np.zeros([0, width], dtype=np.float32))
 
 
 def feature_rows(card: ModelCard, table: pa.Table) -> tuple[np.ndarray, list[str | None]]:
@@ -187,7 +192,8 @@ def prediction_columns(card: ModelCard) -> ColumnMaker:
     output = card.output
     labels = output.labels or []
 
-    def columns(rows: np.ndarray, outputs: np.ndarray) -> dict[str, pa.Array]:
+    def columns(rows: np.ndarray, scored: ScoredOutputs) -> dict[str, pa.Array]:
+        outputs = scored.outputs
         if output.kind == "value":
             values = outputs[:, 0]  # (rows, 1), as the card's output shape
             made = {"value": pa.array(values, type=pa.float32())}
@@ -227,7 +233,8 @@ def attribution_columns(
     path_steps = steps or explain.default_steps(card)
     names = np.array([spec.name for spec in specs], dtype=object)
 
-    def columns(rows: np.ndarray, outputs: np.ndarray) -> dict[str, pa.Array]:
+    def columns(rows: np.ndarray, scored: ScoredOutputs) -> dict[str, pa.Array]:
+        outputs = scored.outputs
         attributions = np.zeros([len(rows), len(specs)], dtype=np.float32)
         for index, (row, prediction) in enumerate(zip(rows, outputs, strict=True)):
             target = explain.target_index(card, prediction, None)
@@ -240,6 +247,36 @@ def attribution_columns(
             made[f"top{rank + 1}_feature"] = pa.array(names[chosen], type=pa.string())
             value = attributions[np.arange(len(rows)), chosen]
             made[f"top{rank + 1}_attribution"] = pa.array(value, type=pa.float32())
+        return made
+
+    return columns
+
+
+def familiarity_columns(runtime: ModelRuntime) -> ColumnMaker:
+    """Each row's familiarity as the typed answers give it (docs/models.md, "Familiarity"):
+    `familiarity_score`, `familiarity_percentile`, `familiar`, and `nearest_class` (image models)
+    or `features_outside` (tabular models: the names outside the training range, `;`-joined)."""
+    card = runtime.loaded_card
+    if card.familiarity is None:
+        raise BadInput(f"'{card.name}' version {card.version} has no familiarity in its card.")
+    images = card.input.kind != "features"
+
+    def columns(rows: np.ndarray, scored: ScoredOutputs) -> dict[str, pa.Array]:
+        found = [
+            answer
+            for answer in familiarity.answers(runtime, rows, scored.familiarity)
+            if answer is not None
+        ]
+        made = {
+            "familiarity_score": pa.array([a.score for a in found], type=pa.float32()),
+            "familiarity_percentile": pa.array([a.percentile for a in found], type=pa.float32()),
+            "familiar": pa.array([a.familiar for a in found], type=pa.bool_()),
+        }
+        if images:
+            made["nearest_class"] = pa.array([a.nearest_class for a in found], type=pa.string())
+        else:
+            outside = [";".join(a.features_outside or []) for a in found]
+            made["features_outside"] = pa.array(outside, type=pa.string())
         return made
 
     return columns

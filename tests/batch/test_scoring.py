@@ -5,10 +5,10 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from app.batch.scoring import IMAGE_COLUMN, Scorer
+from app.batch.scoring import IMAGE_COLUMN, Scorer, familiarity_columns
 from app.core.errors import BadInput, GlassboxError
 from app.core.settings import Settings
-from app.dataplane import explain
+from app.dataplane import explain, familiarity
 from app.dataplane.inputs import Inputs
 from app.http.schemas import features_model
 from tests.batch.conftest import FEATURES, png
@@ -141,3 +141,45 @@ def test_top_attributions_are_the_explanations(housing_runtime, housing_rows):
 def test_attributions_of_images_are_refused(mnist_runtime):
     with pytest.raises(BadInput, match="for tabular models"):
         Scorer(mnist_runtime, Settings(), "file", explain_top=1)
+
+
+def test_familiarity_columns_are_the_typed_answers(housing_runtime, housing_rows):
+    rows = housing_rows[:5].copy()
+    rows[4, 0] *= 4  # MedInc far above the census blocks'
+    scored = Scorer(housing_runtime, Settings(), "id", with_familiarity=True).score(
+        feature_table(rows.tolist(), list("abcde"))
+    )
+    answered = familiarity.answers(
+        housing_runtime, rows, housing_runtime.predict_scored(rows).familiarity
+    )
+    found = scored.predictions.to_pylist()
+    assert [row["familiar"] for row in found] == [a.familiar for a in answered]
+    assert not found[4]["familiar"]
+    np.testing.assert_allclose(
+        [row["familiarity_score"] for row in found], [a.score for a in answered], rtol=1e-4
+    )
+    assert [row["features_outside"] for row in found] == [
+        ";".join(a.features_outside or []) for a in answered
+    ]
+
+
+def test_familiarity_of_an_image_names_its_nearest_class_where_the_method_has_one(
+    mnist_runtime, mnist_sample
+):
+    digits = mnist_sample["x_test"][:3]
+    table = pa.table({"file": ["a", "b", "c"], IMAGE_COLUMN: [png(d) for d in digits]})
+    found = Scorer(mnist_runtime, Settings(), "file", with_familiarity=True).score(table)
+    assert found.predictions.num_rows == 3
+    assert {"familiarity_score", "familiarity_percentile", "familiar", "nearest_class"} <= set(
+        found.predictions.column_names
+    )
+    assert all(
+        0 <= p <= 100 for p in found.predictions.column("familiarity_percentile").to_pylist()
+    )
+
+
+def test_familiarity_is_refused_for_a_card_without_it(housing_runtime):
+    card = housing_runtime.loaded_card.model_copy(update={"familiarity": None})
+    runtime = type("Bare", (), {"loaded_card": card})()
+    with pytest.raises(BadInput, match="no familiarity"):
+        familiarity_columns(runtime)

@@ -41,7 +41,8 @@ def test_the_held_out_sample_keeps_every_figure_under_its_threshold(housing_clie
     answer = drift(housing_client)
     assert answer.rows == len(housing_sample["x_test"])
     assert answer.enough_data
-    assert {figure.kind for figure in answer.figures} == {"feature", "prediction"}
+    # The familiarity scores come from the same model calls (the card's `familiarity` block).
+    assert {figure.kind for figure in answer.figures} == {"feature", "prediction", "familiarity"}
     assert all(figure.psi < figure.threshold for figure in answer.figures)
     assert answer.crossed == []
 
@@ -101,3 +102,13 @@ def test_every_transport_feeds_the_same_window(app_client):
     tf_serving = {"instances": flowers}
     assert app_client.post("/v1/models/iris:predict", json=tf_serving).status_code == 200
     assert drift(app_client, "iris").seen == before + 1 + 2 + 2
+
+
+def test_inputs_outside_the_training_data_move_the_familiarity_figure(
+    housing_client, housing_sample
+):
+    rows = housing_sample["x_test"].copy()
+    rows[:, 0] = np.minimum(rows[:, 0] * 3, 22.0)  # MedInc tripled, within the accepted range
+    send(housing_client, rows)
+    figure = next(f for f in drift(housing_client).figures if f.kind == "familiarity")
+    assert figure.crossed
