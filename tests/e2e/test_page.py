@@ -377,6 +377,7 @@ def test_every_model_shows_its_drift_and_housing_its_figures_after_traffic(page,
     panel.locator("button.drift-refresh").click()
     expect(panel.locator(".drift-summary")).to_contain_text("every figure under its threshold")
     expect(panel.locator("canvas.drift-bars")).to_be_visible()
-    expect(panel.locator(".drift-names li")).to_have_count(len(names) + 1)
+    # The features, the prediction and the familiarity scores.
+    expect(panel.locator(".drift-names li")).to_have_count(len(names) + 2)
     panel.scroll_into_view_if_needed()
     panel.screenshot(path=str(screenshot(page, "drift-housing").with_suffix(".panel.png")))

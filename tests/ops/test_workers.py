@@ -308,6 +308,29 @@ def test_a_worker_that_dies_with_requests_queued_is_replaced_and_its_gauges_forg
     assert f"Worker [{killed}] died" in server.output()
 
 
+# Before the SIGTERM test, which stops the module's server.
+def test_the_drift_gauges_of_both_workers_read_as_one_series(server):
+    """Each worker keeps its own window and writes its own gauges; a scrape reads one series
+    per figure (the largest live worker's PSI, the sum of their windows' rows), no pid label."""
+    rows = [list(FLOWER.values())] * 250
+    for _ in range(4):  # fresh connections, spread over both workers: 250 rows each
+        with httpx.Client(base_url=server.base, timeout=60) as client:
+            assert (
+                client.post("/v1/models/iris:predict", json={"instances": rows}).status_code == 200
+            )
+    scrape = httpx.get(f"{server.base}/metrics", timeout=30).text
+    families = {f.name: f for f in text_string_to_metric_families(scrape)}
+    (psi,) = [
+        s for s in families["glassbox_drift_psi"].samples if s.labels["figure"] == "predicted_class"
+    ]
+    assert "pid" not in psi.labels
+    assert psi.value > 0.2  # every flower the same species: far from the training priors
+    (window,) = [
+        s for s in families["glassbox_drift_window_rows"].samples if s.labels["model"] == "iris"
+    ]
+    assert 1000 <= window.value <= WORKERS * 1000
+
+
 def test_sigterm_stops_every_worker_and_exits_0(server):
     workers = [Process.of(pid) for pid in owners_in(server, port_of(server), LISTEN)]
     assert server.stop() == 0
@@ -409,25 +432,3 @@ def test_no_file_is_made_in_poll_mode_or_when_one_is_named(monkeypatch, tmp_path
     share_model_control(tmp_path, environ := {})
     assert environ == {}
     assert list(tmp_path.iterdir()) == []
-
-
-def test_the_drift_gauges_of_both_workers_read_as_one_series(server):
-    """Each worker keeps its own window and writes its own gauges; a scrape reads one series
-    per figure (the largest live worker's PSI, the sum of their windows' rows), no pid label."""
-    rows = [list(FLOWER.values())] * 250
-    for _ in range(4):  # fresh connections, spread over both workers: 250 rows each
-        with httpx.Client(base_url=server.base, timeout=60) as client:
-            assert (
-                client.post("/v1/models/iris:predict", json={"instances": rows}).status_code == 200
-            )
-    scrape = httpx.get(f"{server.base}/metrics", timeout=30).text
-    families = {f.name: f for f in text_string_to_metric_families(scrape)}
-    (psi,) = [
-        s for s in families["glassbox_drift_psi"].samples if s.labels["figure"] == "predicted_class"
-    ]
-    assert "pid" not in psi.labels
-    assert psi.value > 0.2  # every flower the same species: far from the training priors
-    (window,) = [
-        s for s in families["glassbox_drift_window_rows"].samples if s.labels["model"] == "iris"
-    ]
-    assert 1000 <= window.value <= WORKERS * 1000

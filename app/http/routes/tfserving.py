@@ -171,7 +171,6 @@ async def explain(
     name: str,
     body: Annotated[
         KServeExplainRequest,
-        KServeExplainResponse,
         Body(openapi_examples={"iris": {"value": {"instances": [[6.3, 3.3, 6.0, 2.5]]}}}),
     ],
     service: ServiceDep,
