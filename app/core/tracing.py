@@ -215,8 +215,7 @@ def current() -> SpanContext | None:
 
 def current_trace_id() -> str | None:
     """The current trace's id in hex (as in `traceparent`), for log lines; None when off."""
-    found = current()
-    return None if found is None else f"{found.trace_id:032x}"
+    return trace_id_of(current())
 
 
 def trace_id_of(found: SpanContext | None) -> str | None:
