@@ -2,8 +2,11 @@
 off within noise of the code before tracing, on at 10% sampling within 10%).
 
 Five servers, one worker each, iris only, all started before any is measured:
-- `before`: the code of `--before` (default `main`, exported with `git archive` into a temporary
-  folder), which has no tracing;
+- `before`: the code of `--before` (exported with `git archive` into a temporary folder), a
+  commit without tracing (refused if it has `app/core/tracing.py`): `1d08af5^`, the first
+  parent of the merge that brought tracing in, or, fairer now that later work (familiarity,
+  drift) adds its own cost to each request, today's code with the tracing calls taken out
+  (the branch `tracing-cost-baseline`);
 - `off`: this tree with no OTEL_* variable set (tracing off);
 - `0%`: this tree with tracing on and nothing sampled (`OTEL_TRACES_SAMPLER_ARG=0.0`): what
   every request pays, sampled or not (its server span, the answer's `traceparent`, the trace
@@ -14,10 +17,11 @@ Five servers, one worker each, iris only, all started before any is measured:
 - `100%`: the same at `OTEL_TRACES_SAMPLER=parentbased_always_on`.
 Then wrk sends the typed iris body at `--concurrency` (16) for `--seconds` (5, after a 2 s
 warm-up) to each in turn, in `--rounds` (3) interleaved rounds, so the machine's drift falls
-on all five alike. The table gives the median req/s and its spread (min-max) over the rounds,
-the server's CPU time per request (all its threads, the export thread's included: on a shared
-machine a steadier measure of what tracing adds than req/s), p50/p99 of the median round,
-and each row's ratios to `before`.
+on all five alike; each round starts one server further on, so that none always runs right
+after the same one (the 100% server's export backlog, say). The table gives the median req/s
+and its spread (min-max) over the rounds, the server's CPU time per request (all its threads,
+the export thread's included: on a shared machine a steadier measure of what tracing adds
+than req/s), p50/p99 of the median round, and each row's ratios to `before`.
 """
 
 from __future__ import annotations
@@ -65,6 +69,13 @@ def resolved(ref: str) -> str:
         ["git", "rev-parse", "--short", ref], cwd=ROOT, capture_output=True, check=True, text=True
     )
     return done.stdout.strip()
+
+
+def has_tracing(ref: str) -> bool:
+    found = subprocess.run(
+        ["git", "cat-file", "-e", f"{ref}:app/core/tracing.py"], cwd=ROOT, capture_output=True
+    )
+    return found.returncode == 0
 
 
 def export_tree(ref: str, into: Path) -> Path:
@@ -120,6 +131,12 @@ def measured(server: Server, payload: Payload, concurrency: int, seconds: float)
     result = wrk.measure(server.url, payload, concurrency=concurrency, seconds=seconds)
     spent = cpu_seconds(server.process.pid) - before
     return {**result, "cpu_ms": round(spent * 1000 / max(result["ok"], 1), 4)}
+
+
+def in_turn(rows: list[Row], round_index: int) -> list[Row]:
+    """The rows in round `round_index`'s order: all of them, from one further on each round."""
+    start = round_index % len(rows)
+    return rows[start:] + rows[:start]
 
 
 def summary(row: Row) -> dict:
@@ -186,7 +203,7 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> tuple[list[dict],
         for row in rows:
             await servers.wait_ready(row.server, args.startup_timeout, "/health/ready")
         for index in range(args.rounds):
-            for row in rows:
+            for row in in_turn(rows, index):
                 result = await asyncio.to_thread(
                     measured, row.server, payload, args.concurrency, args.seconds
                 )
@@ -202,7 +219,9 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> tuple[list[dict],
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tracing", description=__doc__)
-    parser.add_argument("--before", default="main", help="the commit without tracing")
+    parser.add_argument(
+        "--before", required=True, help="a commit without tracing (the docstring names two)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=16)
@@ -211,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not wrk.available():
         sys.stderr.write("wrk is not installed: apt-get install wrk\n")
+        return 2
+    if has_tracing(args.before):
+        sys.stderr.write(f"--before {args.before} has tracing: name a commit without it\n")
         return 2
     header = run_header()
     before_commit = resolved(args.before)

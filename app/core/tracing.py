@@ -22,7 +22,7 @@ call metadata) and answer with their own `traceparent`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import Token
 from dataclasses import dataclass
@@ -194,14 +194,18 @@ def serve(name: str, carrier: Mapping[str, str], attributes: dict[str, Any]) -> 
 # -- spans inside a request --------------------------------------------------------------------
 
 
-def span(name: str, attributes: dict[str, Any] | None = None) -> AbstractContextManager[Any]:
+def span(
+    name: str, attributes: Callable[[], dict[str, Any]] | None = None
+) -> AbstractContextManager[Any]:
     """A child span of the current one for the block (an error raised in it is recorded),
-    or an empty context manager when tracing is off or the current span is not recorded (a
-    request the sampler left out: its children would be left out too, at a cost)."""
+    with the attributes `attributes()` makes; or a shared empty context manager, with nothing
+    made, when tracing is off or the current span is not recorded (a request the sampler left
+    out: its children would be left out too, at a cost)."""
     tracer = _state.tracer
     if tracer is None or not trace.get_current_span().is_recording():
         return _NO_SPAN
-    return tracer.start_as_current_span(name, attributes=attributes)
+    made = None if attributes is None else attributes()
+    return tracer.start_as_current_span(name, attributes=made)
 
 
 def current() -> SpanContext | None:

@@ -7,8 +7,10 @@ whole itself), so a client sending slowly holds none.
 The batcher's queue alone does not bound this: under overload requests pile up before they
 reach it (in the event loop, parsing and decoding), and latency would grow without a refusal.
 
-With tracing on, each decision is an `admission` span (the places taken and the limit; a
-refusal is the span's error).
+With tracing on, a refusal is an `admission` span in error (the places taken and the limit).
+An admitted request has none: admission never waits (a place is free or the request is refused
+at once), so its span would only say that a place was taken, and a sampled request's spans are
+what tracing costs.
 """
 
 from __future__ import annotations
@@ -22,12 +24,6 @@ from app.core.errors import GlassboxError, Overloaded
 from app.core.settings import Settings
 from app.dataplane import metrics
 from app.runtime.registry import DEFAULT, Asked, ModelRegistry
-
-
-def _admission_attributes(model: str, taken: int, limit: int) -> dict[str, object] | None:
-    if not tracing.enabled():
-        return None
-    return {tracing.MODEL: model, "glassbox.in_flight": taken, "glassbox.in_flight_limit": limit}
 
 
 class InFlightLimit:
@@ -60,9 +56,16 @@ class InFlightLimit:
         """Takes one of the model's places; Overloaded when none is free."""
         limit = self.per_model.get(model, self.limit)
         taken = self.in_flight.get(model, 0)
-        with tracing.span("admission", _admission_attributes(model, taken, limit)):
-            if taken >= limit:
-                self._count_refusal(model, asked)
+        if taken >= limit:
+            self._count_refusal(model, asked)
+            with tracing.span(
+                "admission",
+                lambda: {
+                    tracing.MODEL: model,
+                    "glassbox.in_flight": taken,
+                    "glassbox.in_flight_limit": limit,
+                },
+            ):
                 raise Overloaded(
                     f"The model is busy: {limit} requests are already in progress. Retry shortly."
                 )

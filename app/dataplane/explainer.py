@@ -75,8 +75,14 @@ class Explainer:
         GLASSBOX_EXPLAIN_QUEUE_SIZE waiting or running (a request takes a place per row, all or
         none). One that waits longer than GLASSBOX_EXPLAIN_TIMEOUT_S for a turn is answered
         504, not computed."""
-        attributes = {tracing.MODEL: runtime.name, tracing.VERSION: runtime.version}
-        with tracing.span("explanation", {**attributes, "glassbox.rows": len(rows)}):
+        with tracing.span(
+            "explanation",
+            lambda: {
+                tracing.MODEL: runtime.name,
+                tracing.VERSION: runtime.version,
+                "glassbox.rows": len(rows),
+            },
+        ):
             return await self._explain(runtime, rows, options)
 
     def _ended(self, work: asyncio.Future[Explanation]) -> None:

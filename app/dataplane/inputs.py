@@ -76,7 +76,7 @@ class Inputs:
         (Pillow releases the GIL while it decodes). A small plain one (see
         `imaging.cheap_to_open`, with at most `inline_decode_pixels`) takes about a millisecond
         or less, less than handing it to a thread and back, which is why it is done in place."""
-        with tracing.span(PREPROCESSING, {"glassbox.image_bytes": len(data)}):
+        with tracing.span(PREPROCESSING, lambda: {"glassbox.image_bytes": len(data)}):
             return await self._image_input(card, data)
 
     async def _image_input(self, card: ModelCard, data: bytes) -> np.ndarray:

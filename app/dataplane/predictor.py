@@ -150,8 +150,14 @@ class Predictor:
 
     async def _traced_call(self, runtime: ModelRuntime, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The trace signature's outputs, on an inference thread."""
-        attributes = {tracing.MODEL: runtime.name, tracing.VERSION: runtime.version}
-        with tracing.span("model call", {**attributes, "glassbox.signature": "trace"}):
+        with tracing.span(
+            "model call",
+            lambda: {
+                tracing.MODEL: runtime.name,
+                tracing.VERSION: runtime.version,
+                "glassbox.signature": "trace",
+            },
+        ):
             return await self.threads.run(runtime.trace, batch)
 
     async def compare(

@@ -173,13 +173,13 @@ def end_span(served: tracing.Served, scope: Scope, status: int) -> None:
         return
     route = _route_template(scope)
     span.update_name(f"{scope['method']} {route}")
-    span.set_attribute("http.route", route)
-    span.set_attribute("http.response.status_code", status)
+    attributes: dict[str, str | int] = {"http.route": route, "http.response.status_code": status}
     model, version = _model_and_version(scope)
     if model is not None:
-        span.set_attribute(tracing.MODEL, model)
+        attributes[tracing.MODEL] = model
     if version is not None:
-        span.set_attribute(tracing.VERSION, version)
+        attributes[tracing.VERSION] = version
+    span.set_attributes(attributes)  # one lock and one check, not one per attribute
     served.end(error=status >= 500)
 
 

@@ -81,13 +81,6 @@ class _Request(Generic[RowsT]):
     trace: SpanContext | None  # the request's span, when it is traced
 
 
-def _model_call(batch: Span | None) -> Span | None:
-    """The model call's span inside the batch's, when the batch is traced."""
-    if batch is None:
-        return None
-    return tracing.start("model call", batch.get_span_context())
-
-
 class Batcher(Generic[RowsT]):
     def __init__(
         self,
@@ -195,14 +188,15 @@ class Batcher(Generic[RowsT]):
             else np.concatenate([request.batch for request in requests])
         )
         traced = self._traced(requests, len(batch), assembling) if tracing.enabled() else None
-        with tracing.ended(traced):
-            started = time.perf_counter_ns()
-            with tracing.ended(_model_call(traced)):
-                outputs = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._predict, batch
-                )
-            computed = time.perf_counter_ns()
-            self._answer(requests, outputs)
+        started = time.perf_counter_ns()
+        if traced is None:  # nothing to end: no context managers either
+            outputs = await self._call(batch)
+        else:
+            called = tracing.start("model call", traced.get_span_context())
+            with tracing.ended(traced), tracing.ended(called):
+                outputs = await self._call(batch)
+        computed = time.perf_counter_ns()
+        self._answer(requests, outputs)
         self._observer.observe_inference(*self._model, (computed - started) / 1e9, len(batch))
         self.statistics.executed(
             len(requests),
@@ -211,6 +205,9 @@ class Batcher(Generic[RowsT]):
             computed - started,
             time.perf_counter_ns() - computed,
         )
+
+    def _call(self, batch: np.ndarray) -> asyncio.Future[RowsT]:
+        return asyncio.get_running_loop().run_in_executor(self._executor, self._predict, batch)
 
     @staticmethod
     def _answer(requests: list[_Request[RowsT]], outputs: RowsT) -> None:

@@ -48,14 +48,14 @@ def exported(
 ) -> dict[str, ReceivedSpan]:
     """The spans of the answer's trace by name, once its server span and their children have
     arrived: the server span the one the answer's `traceparent` names, a child of the
-    client's span, and the parent of admission, queue and batch."""
+    client's span, and the parent of queue and batch."""
     _, trace_id, span_id, _ = traceparent.split("-")
-    wanted = {server_span, "admission", "queue", "batch", "model call"}
+    wanted = {server_span, "queue", "batch", "model call"}
     spans = receiver.wait_for(lambda spans: wanted <= set(in_trace(spans, trace_id)), EXPORT_WAIT_S)
     found = in_trace(spans, trace_id)
     server = found[server_span]
     assert (server.span_id, server.parent_span_id) == (span_id, client_span)
-    for name in ("admission", "queue", "batch"):
+    for name in ("queue", "batch"):
         assert found[name].parent_span_id == server.span_id, name
     assert found["model call"].parent_span_id == found["batch"].span_id
     return found

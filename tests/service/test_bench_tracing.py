@@ -1,5 +1,5 @@
-"""The tracing benchmark: which server gets which OTEL_* variables, the median round, and the
-receiver that stands in for a collector."""
+"""The tracing benchmark: which server gets which OTEL_* variables, the rounds' order, the
+median round, and the receiver that stands in for a collector."""
 
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -10,7 +10,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from bench.otlp_receiver import TRACES_PATH, OtlpReceiver
-from bench.tracing import Row, environment, summary
+from bench.tracing import Row, environment, has_tracing, in_turn, summary
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # every git repository knows it
 
 
 def test_only_the_traced_servers_get_an_endpoint_and_their_sampler(monkeypatch):
@@ -25,6 +27,22 @@ def test_only_the_traced_servers_get_an_endpoint_and_their_sampler(monkeypatch):
     )
     assert environment("0%", "http://r:1")["OTEL_TRACES_SAMPLER_ARG"] == "0.0"
     assert environment("100%", "http://r:1")["OTEL_TRACES_SAMPLER"] == "parentbased_always_on"
+
+
+def test_a_before_with_tracing_is_told_apart():
+    assert has_tracing("HEAD")
+    assert not has_tracing(EMPTY_TREE)
+
+
+def test_each_round_starts_one_server_further_on():
+    rows = [Row(name, server=None) for name in ("before", "off", "0%")]
+    orders = [[row.name for row in in_turn(rows, index)] for index in range(4)]
+    assert orders == [
+        ["before", "off", "0%"],
+        ["off", "0%", "before"],
+        ["0%", "before", "off"],
+        ["before", "off", "0%"],
+    ]
 
 
 def test_a_row_is_its_median_round():

@@ -74,14 +74,20 @@ def test_a_batch_of_several_requests_is_one_span_linked_to_each(spans):
     assert model_call.parent.span_id == batch.context.span_id
 
 
-def test_an_unsampled_request_makes_no_child_span(spans):
+def never_made() -> dict:
+    raise AssertionError("attributes made for a span that is not recorded")
+
+
+def test_an_unsampled_request_makes_no_child_span_nor_its_attributes(spans):
     async def main():
         unsampled = {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-00"}
         served = tracing.serve("request", unsampled, {})
         with ThreadPoolExecutor(1) as pool:
             batcher = Batcher(lambda batch: batch, pool, BatchPolicy())
-            with tracing.span("admission"):
+            with tracing.span("child", never_made):
                 await batcher.submit(np.zeros((1, 3), np.float32))
+            assert tracing.start("later") is None
+            assert tracing.current().trace_id == int(CLIENT_TRACE, 16)  # for logs and links
             await batcher.close()
         served.end()
         return served
@@ -89,6 +95,14 @@ def test_an_unsampled_request_makes_no_child_span(spans):
     served = asyncio.run(main())
     assert f"{served.span.get_span_context().trace_id:032x}" == CLIENT_TRACE  # the id lives on
     assert spans.get_finished_spans() == ()
+
+
+def test_with_tracing_off_no_attributes_are_made(spans):
+    tracing.shutdown()
+    with tracing.span("child", never_made):
+        pass
+    assert tracing.start("later") is None
+    assert tracing.current() is None
 
 
 def test_an_untraced_batch_makes_no_span(spans):
