@@ -1,7 +1,7 @@
 """Logging: one JSON object per line on stderr for the app's and uvicorn's loggers, each line
 carrying the request id of the request being handled (set by the HTTP layer's observability
-middleware in `request_id_var`, and by the gRPC call guard), its trace id when tracing is on
-(`app.core.tracing`), and the request's surface for the payload log (`surface_var`)."""
+middleware in `request_id_var`, and by the gRPC call guard), and the request's surface for the
+payload log (`surface_var`)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ from contextvars import ContextVar
 from typing import TextIO
 
 from pydantic_core import to_json
-
-from app.core import tracing
 
 # The id of the request this task is handling, for every line logged while it is handled.
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -63,8 +61,7 @@ utc_timestamp = _UtcTimestamps()
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: ts, level, logger, message, request_id, trace_id (when
-    tracing is on), then the extras."""
+    """One JSON object per record: ts, level, logger, message, request_id, then the extras."""
 
     def format(self, record: logging.LogRecord) -> str:
         extras = {key: value for key, value in record.__dict__.items() if key not in _NOT_EXTRA}
@@ -94,9 +91,6 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id or request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
-        trace_id = tracing.current_trace_id()
-        if trace_id:
-            entry["trace_id"] = trace_id
         for key, value in extras.items():
             entry.setdefault(key, value)
         try:

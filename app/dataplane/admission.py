@@ -6,9 +6,6 @@ whole itself), so a client sending slowly holds none.
 
 The batcher's queue alone does not bound this: under overload requests pile up before they
 reach it (in the event loop, parsing and decoding), and latency would grow without a refusal.
-
-With tracing on, each decision is an `admission` span (the places taken and the limit; a
-refusal is the span's error).
 """
 
 from __future__ import annotations
@@ -17,17 +14,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Self
 
-from app.core import tracing
 from app.core.errors import GlassboxError, Overloaded
 from app.core.settings import Settings
 from app.dataplane import metrics
 from app.runtime.registry import DEFAULT, Asked, ModelRegistry
-
-
-def _admission_attributes(model: str, taken: int, limit: int) -> dict[str, object] | None:
-    if not tracing.enabled():
-        return None
-    return {tracing.MODEL: model, "glassbox.in_flight": taken, "glassbox.in_flight_limit": limit}
 
 
 class InFlightLimit:
@@ -59,14 +49,12 @@ class InFlightLimit:
     def acquire(self, model: str, asked: Asked = DEFAULT) -> None:
         """Takes one of the model's places; Overloaded when none is free."""
         limit = self.per_model.get(model, self.limit)
-        taken = self.in_flight.get(model, 0)
-        with tracing.span("admission", _admission_attributes(model, taken, limit)):
-            if taken >= limit:
-                self._count_refusal(model, asked)
-                raise Overloaded(
-                    f"The model is busy: {limit} requests are already in progress. Retry shortly."
-                )
-        self.in_flight[model] = taken + 1
+        if self.in_flight.get(model, 0) >= limit:
+            self._count_refusal(model, asked)
+            raise Overloaded(
+                f"The model is busy: {limit} requests are already in progress. Retry shortly."
+            )
+        self.in_flight[model] = self.in_flight.get(model, 0) + 1
 
     def release(self, model: str) -> None:
         """Gives the place back; a model with none taken is forgotten, so made-up names sent

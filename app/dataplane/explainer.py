@@ -1,8 +1,7 @@
 """Explanations' way in: each row's explanation on the inference threads, with places of its
 own (GLASSBOX_EXPLAIN_CONCURRENCY running, GLASSBOX_EXPLAIN_QUEUE_SIZE waiting or running) so a
 burst of explanations waits for its own turn, not the predictions'; a caller that goes away
-stops the work at its next chunk of gradients. With tracing on, a request's explanations are
-one `explanation` span (its wait for turns included)."""
+stops the work at its next chunk of gradients."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ import threading
 
 import numpy as np
 
-from app.core import tracing
 from app.core.errors import DeadlineExceeded, Overloaded
 from app.core.settings import Settings
 from app.dataplane import explain
@@ -27,9 +25,13 @@ class Explainer:
         self._slots = asyncio.Semaphore(settings.explain_concurrency)
         self._explaining = 0
 
-    async def _explain(
+    async def explain(
         self, runtime: ModelRuntime, rows: np.ndarray, options: explain.ExplainOptions
     ) -> list[Explanation]:
+        """An explanation of each input row, at most GLASSBOX_EXPLAIN_CONCURRENCY at once and
+        GLASSBOX_EXPLAIN_QUEUE_SIZE waiting or running (a request takes a place per row, all or
+        none). One that waits longer than GLASSBOX_EXPLAIN_TIMEOUT_S for a turn is answered
+        504, not computed."""
         explain.check_options(runtime.loaded_card, options, self.settings)
         limit = self.settings.explain_queue_size
         if self._explaining + len(rows) > limit:
@@ -67,17 +69,6 @@ class Explainer:
             return answers
         finally:
             self._explaining -= waiting
-
-    async def explain(
-        self, runtime: ModelRuntime, rows: np.ndarray, options: explain.ExplainOptions
-    ) -> list[Explanation]:
-        """An explanation of each input row, at most GLASSBOX_EXPLAIN_CONCURRENCY at once and
-        GLASSBOX_EXPLAIN_QUEUE_SIZE waiting or running (a request takes a place per row, all or
-        none). One that waits longer than GLASSBOX_EXPLAIN_TIMEOUT_S for a turn is answered
-        504, not computed."""
-        attributes = {tracing.MODEL: runtime.name, tracing.VERSION: runtime.version}
-        with tracing.span("explanation", {**attributes, "glassbox.rows": len(rows)}):
-            return await self._explain(runtime, rows, options)
 
     def _ended(self, work: asyncio.Future[Explanation]) -> None:
         self._slots.release()

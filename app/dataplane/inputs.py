@@ -14,7 +14,6 @@ import numpy as np
 
 from app.artifact import imaging
 from app.artifact.card import FeatureSpec, ModelCard
-from app.core import tracing
 from app.core.errors import BadInput, PayloadTooLarge
 from app.core.settings import Settings
 
@@ -76,8 +75,7 @@ class Inputs:
         (Pillow releases the GIL while it decodes). A small plain one (see
         `imaging.cheap_to_open`, with at most `inline_decode_pixels`) takes about a millisecond
         or less, less than handing it to a thread and back, which is why it is done in place."""
-        with tracing.span(PREPROCESSING, {"glassbox.image_bytes": len(data)}):
-            return await self._image_input(card, data)
+        return await self._image_input(card, data)
 
     async def _image_input(self, card: ModelCard, data: bytes) -> np.ndarray:
         limit = self.settings.inline_decode_pixels
@@ -110,9 +108,8 @@ class Inputs:
             return await asyncio.to_thread(function, *args)
 
     async def base64_image_input(self, card: ModelCard, encoded: str) -> np.ndarray:
-        with tracing.span(PREPROCESSING):
-            async with self._decode_slots:
-                return await asyncio.to_thread(self.base64_image_array, card, encoded)
+        async with self._decode_slots:
+            return await asyncio.to_thread(self.base64_image_array, card, encoded)
 
     def base64_image_array(
         self, card: ModelCard, encoded: str, where: str = "image_base64"

@@ -11,7 +11,6 @@ import time
 import numpy as np
 
 from app.artifact.card import SERVING_SIGNATURE
-from app.core import tracing
 from app.core.errors import GlassboxError
 from app.core.settings import Settings
 from app.dataplane import comparison, familiarity, metrics, traces
@@ -150,9 +149,7 @@ class Predictor:
 
     async def _traced_call(self, runtime: ModelRuntime, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The trace signature's outputs, on an inference thread."""
-        attributes = {tracing.MODEL: runtime.name, tracing.VERSION: runtime.version}
-        with tracing.span("model call", {**attributes, "glassbox.signature": "trace"}):
-            return await self.threads.run(runtime.trace, batch)
+        return await self.threads.run(runtime.trace, batch)
 
     async def compare(
         self, first: ModelRuntime, second: ModelRuntime, rows: np.ndarray

@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from opentelemetry.trace import Span
 
-from app.core import tracing
 from app.runtime.model import ModelRuntime
 
 logger = logging.getLogger(__name__)
@@ -75,17 +73,6 @@ def disagreement(
     return changes, np.abs(rows - other).mean(axis=1)
 
 
-def _copy_span(model: str, version: int) -> Span | None:
-    """A copy's span: a trace of its own, linked to the request's span."""
-    request = tracing.current()
-    return tracing.start(
-        "shadow copy",
-        links=() if request is None else (request,),
-        attributes={tracing.MODEL: model, tracing.VERSION: version},
-        root=True,
-    )
-
-
 class Shadow:
     def __init__(
         self, max_in_flight: int, timeout_s: float, observer: ShadowObserver | None = None
@@ -136,13 +123,10 @@ class Shadow:
             return
         self._in_flight += 1
         self._idle.clear()
-        traced = _copy_span(*key) if tracing.enabled() else None
         future = loop.run_in_executor(self._executor, candidate.predict, batch)
         timer = loop.call_later(self._timeout_s, self._timed_out, future, key)
         classifier = candidate.loaded_card.output.kind == "probabilities"
-        future.add_done_callback(
-            lambda done: self._finish(done, timer, key, outputs, classifier, traced)
-        )
+        future.add_done_callback(lambda done: self._finish(done, timer, key, outputs, classifier))
 
     def drop(self, model: str, version: int) -> None:
         """Count a copy not made: too many in flight, or the candidate is not there."""
@@ -170,7 +154,6 @@ class Shadow:
         key: tuple[str, int],
         outputs: np.ndarray,
         classifier: bool,
-        traced: Span | None = None,
     ) -> None:
         # The place is given back only when the candidate's call has returned: a call that
         # hangs keeps it, so later copies are dropped instead of queueing behind it.
@@ -179,10 +162,6 @@ class Shadow:
             self._idle.set()
         late = timer.when() <= asyncio.get_running_loop().time()
         timer.cancel()
-        if traced is not None:
-            failed = None if future.cancelled() else future.exception()
-            traced.set_attribute("glassbox.shadow.late", late)
-            tracing.end(traced, failed)
         if future.cancelled() or late:
             return
         tally = self.tally(*key)

@@ -1,8 +1,7 @@
 """What every gRPC call gets, as HTTP requests get it from the middleware: the API key checked
 from call metadata, the model's admission place, the client's deadline, one error hierarchy
-mapped to status codes (never INTERNAL for bad input), metrics by protocol and method, one
-JSON log line with a request id and, when tracing is on, a server span that continues the
-call metadata's `traceparent` (the trailing metadata carries the call's own back).
+mapped to status codes (never INTERNAL for bad input), metrics by protocol and method, and one
+JSON log line with a request id.
 
 It is one wrapper around each servicer method (`CallGuard.run`), not a chain of interceptors:
 one pass per call.
@@ -19,7 +18,6 @@ from typing import Any, TypeVar
 import grpc
 from prometheus_client import Counter, Histogram
 
-from app.core import tracing
 from app.core.errors import (
     BadInput,
     ClientGone,
@@ -68,34 +66,6 @@ STATUS_CODES: dict[type[GlassboxError], grpc.StatusCode] = {
     RepositoryRefused: grpc.StatusCode.FAILED_PRECONDITION,
     ModelNotInRepository: grpc.StatusCode.NOT_FOUND,
 }
-
-
-# The codes that mark a server span as failed (OpenTelemetry's gRPC conventions): the server's
-# fault, not the client's.
-_SERVER_FAULTS = frozenset(
-    {
-        grpc.StatusCode.UNKNOWN,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.UNIMPLEMENTED,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DATA_LOSS,
-    }
-)
-_TRACE_KEYS = ("traceparent", "tracestate")
-
-
-def _traced(
-    protocol: str, method: str, metadata: dict[str, Any], request_id: str
-) -> tracing.Served | None:
-    carrier = {key: metadata[key] for key in _TRACE_KEYS if key in metadata}
-    attributes = {
-        "rpc.system": "grpc",
-        "rpc.service": protocol,
-        "rpc.method": method,
-        tracing.REQUEST_ID: request_id,
-    }
-    return tracing.serve(f"{protocol}/{method}", carrier, attributes)
 
 
 def status_code(error: GlassboxError) -> grpc.StatusCode:
@@ -180,10 +150,7 @@ class CallGuard:
         request_id = request_id_from(metadata.get("x-request-id", ""))
         token = request_id_var.set(request_id)
         surface = surface_var.set(f"grpc/{protocol}")
-        served = _traced(protocol, method, metadata, request_id) if tracing.enabled() else None
-        trailer: tuple[tuple[str, str], ...] = (("x-request-id", request_id),)
-        if served is not None:
-            trailer += (("traceparent", served.traceparent()),)
+        trailer = (("x-request-id", request_id),)
         code, message = grpc.StatusCode.OK, ""
         try:
             if not open_call and not self.authorized(metadata, admin):
@@ -233,11 +200,6 @@ class CallGuard:
                     "latency_ms": round(seconds * 1000, 2),
                 },
             )
-            if served is not None:
-                served.span.set_attribute("rpc.grpc.status_code", code.value[0])
-                if model is not None:
-                    served.span.set_attribute(tracing.MODEL, clipped(model))
-                served.end(error=code in _SERVER_FAULTS)
             request_id_var.reset(token)
             surface_var.reset(surface)
         await context.abort(code, message, trailing_metadata=trailer)

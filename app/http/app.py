@@ -15,7 +15,6 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import BaseRoute
 
-from app.core import tracing
 from app.core.logging import configure_logging
 from app.core.settings import Settings, get_settings
 from app.dataplane.admission import InFlightLimit
@@ -58,8 +57,6 @@ def create_app(settings: Settings | None = None, companions: Sequence[Companion]
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_threads(settings.tf_intra_op_threads, settings.tf_inter_op_threads)
-        # Here, not at import: each worker process makes its own export thread.
-        traces_started = tracing.start_from_environment()
         service = InferenceService(settings, registry, admission)
         app.state.service = service
         await service.catalog.reload()
@@ -76,8 +73,6 @@ def create_app(settings: Settings | None = None, companions: Sequence[Companion]
         if watcher is not None:
             watcher.cancel()
         await service.aclose()
-        if traces_started:
-            tracing.shutdown()  # what is still buffered is exported first
 
     app = FastAPI(
         title="Glassbox",
@@ -96,15 +91,8 @@ def create_app(settings: Settings | None = None, companions: Sequence[Companion]
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=[
-                "Authorization",
-                "X-API-Key",
-                "Content-Type",
-                "X-Request-ID",
-                "traceparent",
-                "tracestate",
-            ],
-            expose_headers=["X-Request-ID", "Retry-After", "traceparent"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
         )
         if settings.cors_origins
         else None

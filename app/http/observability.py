@@ -7,8 +7,6 @@
 - One structured JSON log line per request (request id, method, route, model, version, status,
   latency), the request id taken from `X-Request-ID` or made up, and echoed back.
 - Log lines in JSON: `app.core.logging.configure_logging()`, with the request id set here.
-- A request's server span when tracing is on (`traced`, `end_span`; `app.core.tracing`): the
-  client's `traceparent` continued, the span named by the route template once it is known.
 
 With several uvicorn workers in one container, set `PROMETHEUS_MULTIPROC_DIR` (deploy/serve.sh
 does) so that a scrape, answered by whichever worker gets it, sums every worker's counters.
@@ -32,7 +30,6 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
-from app.core import tracing
 from app.core.logging import log_fields
 from app.core.metrics import series
 from app.http.paths import model_request
@@ -135,7 +132,6 @@ REQUEST_ID_HEADER = "X-Request-ID"
 
 # Probes and scrapes come every few seconds; at INFO they would drown the requests that matter.
 _QUIET_ROUTES = ("/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/metrics")
-_TRACE_HEADERS = (b"traceparent", b"tracestate")
 
 
 def _model_and_version(scope: Scope) -> tuple[str | None, int | None]:
@@ -146,41 +142,6 @@ def _model_and_version(scope: Scope) -> tuple[str | None, int | None]:
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
     return getattr(route, "path_format", None) or getattr(route, "path", None) or UNMATCHED_ROUTE
-
-
-def traced(scope: Scope, request_id: str) -> tracing.Served | None:
-    """The request's server span, continuing the client's W3C trace context; None for the
-    probes and scrapes, which would fill a trace store as they would fill the logs."""
-    path = scope["path"]
-    if path in _QUIET_ROUTES:
-        return None
-    carrier = {
-        name.decode("latin-1"): value.decode("latin-1")
-        for name, value in scope["headers"]
-        if name in _TRACE_HEADERS
-    }
-    method = scope["method"]
-    attributes = {"http.request.method": method, "url.path": path, tracing.REQUEST_ID: request_id}
-    return tracing.serve(method, carrier, attributes)
-
-
-def end_span(served: tracing.Served, scope: Scope, status: int) -> None:
-    """The server span named and ended as the semantic conventions say: "POST /route", its
-    status code, an error only for a 5xx (a 4xx is the client's)."""
-    span = served.span
-    if not span.is_recording():  # sampled out: nothing of it is kept
-        served.end()
-        return
-    route = _route_template(scope)
-    span.update_name(f"{scope['method']} {route}")
-    span.set_attribute("http.route", route)
-    span.set_attribute("http.response.status_code", status)
-    model, version = _model_and_version(scope)
-    if model is not None:
-        span.set_attribute(tracing.MODEL, model)
-    if version is not None:
-        span.set_attribute(tracing.VERSION, version)
-    served.end(error=status >= 500)
 
 
 def record_request(scope: Scope, status: int, started: float) -> None:

@@ -32,9 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 import numpy as np
-from opentelemetry.trace import Span, SpanContext
 
-from app.core import tracing
 from app.core.errors import DeadlineExceeded, ModelNotReady
 from app.core.settings import BatchPolicy
 from app.runtime.statistics import InferenceStatistics
@@ -78,14 +76,7 @@ class _Request(Generic[RowsT]):
     future: asyncio.Future[RowsT]
     enqueued: float
     arrived_ns: int  # perf_counter_ns, for the statistics
-    trace: SpanContext | None  # the request's span, when it is traced
 
-
-def _model_call(batch: Span | None) -> Span | None:
-    """The model call's span inside the batch's, when the batch is traced."""
-    if batch is None:
-        return None
-    return tracing.start("model call", batch.get_span_context())
 
 
 class Batcher(Generic[RowsT]):
@@ -131,7 +122,6 @@ class Batcher(Generic[RowsT]):
             asyncio.get_running_loop().create_future(),
             self._clock(),
             arrived,
-            tracing.current(),
         )
         try:
             queue.put_nowait(request)
@@ -194,15 +184,12 @@ class Batcher(Generic[RowsT]):
             if len(requests) == 1
             else np.concatenate([request.batch for request in requests])
         )
-        traced = self._traced(requests, len(batch), assembling) if tracing.enabled() else None
-        with tracing.ended(traced):
-            started = time.perf_counter_ns()
-            with tracing.ended(_model_call(traced)):
-                outputs = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._predict, batch
-                )
-            computed = time.perf_counter_ns()
-            self._answer(requests, outputs)
+        started = time.perf_counter_ns()
+        outputs = await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._predict, batch
+        )
+        computed = time.perf_counter_ns()
+        self._answer(requests, outputs)
         self._observer.observe_inference(*self._model, (computed - started) / 1e9, len(batch))
         self.statistics.executed(
             len(requests),
@@ -221,28 +208,6 @@ class Batcher(Generic[RowsT]):
                 request.future.set_result(cast(RowsT, outputs[offset : offset + rows]))
             offset += rows
 
-    def _traced(
-        self, requests: list[_Request[RowsT]], rows: int, assembling_ns: int
-    ) -> Span | None:
-        """Each traced request's `queue` span, from its arrival to now, with the batch's size;
-        the batch's own span, a child of the first traced request and linked to all of them
-        (None when none is traced: sampled out, or tracing was off when they arrived)."""
-        sizes = {tracing.BATCH_SIZE: rows, tracing.BATCH_REQUESTS: len(requests)}
-        now_ns = time.time_ns()
-        traced = []
-        for request in requests:
-            if request.trace is None or not request.trace.trace_flags.sampled:
-                continue
-            arrived_ns = now_ns - (assembling_ns - request.arrived_ns)
-            queued = tracing.start("queue", request.trace, attributes=sizes, start_ns=arrived_ns)
-            if queued is not None:
-                queued.end(now_ns)
-            traced.append(request.trace)
-        if not traced:
-            return None
-        name, version = self._model
-        attributes = {**sizes, tracing.MODEL: name, tracing.VERSION: version}
-        return tracing.start("batch", traced[0], links=traced, attributes=attributes)
 
     async def _gather(self, queue: asyncio.Queue[_Request[RowsT]]) -> list[_Request[RowsT]]:
         first = self._carry or await queue.get()

@@ -8,11 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from opentelemetry.trace import SpanContext
 from pydantic_core import to_json
 
 from app.artifact.card import ModelCard
-from app.core import tracing
 from app.core.logging import utc_timestamp
 
 REDACTED = "[redacted]"
@@ -30,7 +28,6 @@ class Exchange:
 
     at: float
     request_id: str | None
-    trace: SpanContext | None  # the request's span, when tracing is on
     surface: str | None
     model: str
     version: int
@@ -59,8 +56,6 @@ def line(exchange: Exchange, *, max_record_bytes: int, redact: frozenset[str]) -
         "rows": exchange.rows,
         "latency_ms": round(exchange.latency_s * 1000, 3),
     }
-    if exchange.trace is not None:  # tracing on: the trace to jump to
-        entry["trace_id"] = tracing.trace_id_of(exchange.trace)
     cut = []
     for field, name, values in (
         ("inputs", card.input.name, exchange.inputs),

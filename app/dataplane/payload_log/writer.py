@@ -1,9 +1,7 @@
 """The payload log's queue and writer: `offer` puts references to a prediction's arrays on a
 bounded queue and returns; one writer thread turns them into lines and writes them. A record
 that finds the queue full, or whose write fails (a full disk), is dropped and counted in
-`glassbox_payload_log_dropped_total`; a request never waits for the disk. With tracing on, a
-record's write is a `payload log write` span, a child of its request's span (it ends after the
-answer has left).
+`glassbox_payload_log_dropped_total`; a request never waits for the disk.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ import numpy as np
 from prometheus_client import Counter
 
 from app.artifact.card import ModelCard
-from app.core import tracing
 from app.core.logging import request_id_var, surface_var
 from app.core.metrics import series
 from app.core.settings import Settings
@@ -101,7 +98,6 @@ class PayloadLog:
         exchange = Exchange(
             at=time.time(),
             request_id=request_id_var.get(),
-            trace=tracing.current(),
             surface=surface_var.get(),
             model=model,
             version=version,
@@ -141,17 +137,11 @@ class PayloadLog:
                     self._idle.notify_all()
 
     def _write(self, exchange: Exchange) -> None:
-        traced = (
-            None
-            if exchange.trace is None or not exchange.trace.trace_flags.sampled
-            else tracing.start("payload log write", exchange.trace)
-        )
         try:
             self.sink.write(
                 line(exchange, max_record_bytes=self.max_record_bytes, redact=self.redact)
             )
         except Exception as error:  # a full disk, a closed pipe: drop, count, keep serving
-            tracing.end(traced, error)
             series(DROPPED, WRITE_ERROR).inc()
             if not self._failing:
                 self._failing = True
@@ -160,7 +150,6 @@ class PayloadLog:
                     extra={"error": repr(error)},
                 )
             return
-        tracing.end(traced)
         WRITTEN.inc()
         if self._failing:
             self._failing = False

@@ -1,9 +1,7 @@
 """Every HTTP request's way in and out, as one pure ASGI middleware.
 
-In order: the request id and, when tracing is on, the request's span (the client's
-`traceparent` continued, the answer's `traceparent` its own), API keys (401), the whole body
-read within its deadline and size (408, 413: before a model's place is taken, so a slow sender
-holds none), the caller (for a
+In order: the request id, API keys (401), the whole body read within its deadline and size
+(408, 413: before a model's place is taken, so a slow sender holds none), the caller (for a
 sticky canary split), the model's in-flight limit (503 with Retry-After) and the surface the
 payload log names, a compressed body decoded (400, 413, 415) and the JSON depth limit (422);
 on the way out the answer compressed where Accept-Encoding asks, the request id and security
@@ -21,7 +19,6 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core import tracing
 from app.core.errors import Overloaded
 from app.core.keys import caller_of
 from app.core.logging import request_id_from, request_id_var, surface_var
@@ -83,7 +80,6 @@ class Gateway:
         token = request_id_var.set(request_id)
         status = 500  # what the client gets if the app raises before answering
         id_header = (b"x-request-id", request_id.encode("latin-1"))
-        served = observability.traced(scope, request_id) if tracing.enabled() else None
 
         async def answer(message: Message) -> None:
             nonlocal status
@@ -91,8 +87,6 @@ class Gateway:
                 status = message["status"]
                 kept = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
                 kept.append(id_header)
-                if served is not None:
-                    kept.append((b"traceparent", served.traceparent().encode("latin-1")))
                 message["headers"] = with_security_headers(kept)
             await send(message)
 
@@ -102,13 +96,9 @@ class Gateway:
             # The id stays set: the 500 handler outside this middleware logs with it.
             scope["method"] = method  # counted and logged as sent
             observability.record_request(scope, status, started)
-            if served is not None:
-                observability.end_span(served, scope, 500)
             raise
         scope["method"] = method
-        observability.record_request(scope, status, started)  # its line with the trace id
-        if served is not None:
-            observability.end_span(served, scope, status)
+        observability.record_request(scope, status, started)
         request_id_var.reset(token)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
