@@ -6,7 +6,7 @@ Five servers, one worker each, iris only, all started before any is measured:
   commit without tracing (refused if it has `app/core/tracing.py`): `1d08af5^`, the first
   parent of the merge that brought tracing in, or, fairer now that later work (familiarity,
   drift) adds its own cost to each request, today's code with the tracing calls taken out
-  (the branch `tracing-cost-baseline`);
+  (fa48c53, kept in main's history as a parent of a merge that took none of its tree);
 - `off`: this tree with no OTEL_* variable set (tracing off);
 - `0%`: this tree with tracing on and nothing sampled (`OTEL_TRACES_SAMPLER_ARG=0.0`): what
   every request pays, sampled or not (its server span, the answer's `traceparent`, the trace
