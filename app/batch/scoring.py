@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from app.artifact.card import ModelCard
+from app.artifact.familiarity import Scores
 from app.core.errors import BadInput, GlassboxError
 from app.core.settings import Settings
 from app.dataplane import explain, familiarity
@@ -270,20 +271,17 @@ def familiarity_columns(runtime: ModelRuntime) -> ColumnMaker:
     images = card.input.kind != "features"
 
     def columns(rows: np.ndarray, scored: ScoredOutputs) -> dict[str, pa.Array]:
-        found = [
-            answer
-            for answer in familiarity.answers(runtime, rows, scored.familiarity)
-            if answer is not None
-        ]
+        scores = scored.familiarity or Scores(np.zeros(0))  # none where no row was accepted
+        found = cast(familiarity.Familiarities, familiarity.columns(runtime, rows, scores))
         made = {
-            "familiarity_score": pa.array([a.score for a in found], type=pa.float32()),
-            "familiarity_percentile": pa.array([a.percentile for a in found], type=pa.float32()),
-            "familiar": pa.array([a.familiar for a in found], type=pa.bool_()),
+            "familiarity_score": pa.array(found.score, type=pa.float32()),
+            "familiarity_percentile": pa.array(np.round(found.percentile, 2), type=pa.float32()),
+            "familiar": pa.array(found.familiar, type=pa.bool_()),
         }
         if images:
-            made["nearest_class"] = pa.array([a.nearest_class for a in found], type=pa.string())
+            made["nearest_class"] = pa.array(found.nearest_class, type=pa.string())
         else:
-            outside = [";".join(a.features_outside or []) for a in found]
+            outside = [";".join(names) for names in found.features_outside or []]
             made["features_outside"] = pa.array(outside, type=pa.string())
         return made
 
