@@ -29,7 +29,7 @@ def one_at_a_time(card: ModelCard, cells: dict[str, object]) -> str | None:
             problems.append(f"{spec.name} is missing")
             continue
         try:
-            value = float(cell)  # type: ignore[arg-type]
+            value = float(str(cell))
         except ValueError:
             problems.append(f"{spec.name} is not a number (got {str(cell)[:40]!r})")
             continue
@@ -90,7 +90,7 @@ def test_text_cells_are_refused_as_the_service_refuses_each_row(
     accepted, refusals = feature_rows(card, as_table(rows, text=True))
 
     assert refusals == refused
-    kept = [[float(rows[i][name]) for name in FEATURES] for i in expected if i not in refused]  # type: ignore[arg-type]
+    kept = [[float(str(rows[i][name])) for name in FEATURES] for i in expected if i not in refused]
     np.testing.assert_allclose(accepted, np.array(kept, dtype=np.float32), rtol=1e-6)
 
 
