@@ -24,7 +24,7 @@ from app.core.errors import GlassboxError
 from app.core.settings import Settings, get_settings
 
 EXIT_SCORED, EXIT_REJECTS, EXIT_UNUSABLE, EXIT_STOPPED = 0, 1, 2, 3
-DEFAULT_BATCH = {"features": 4096, "image": 128}  # rows per model call
+DEFAULT_BATCH = {"features": 8192, "image": 128}  # rows per model call
 
 
 @dataclass
@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--batch-size",
         type=int,
-        help="Inputs per chunk and model call (default: 4096 rows, 128 images).",
+        help="Inputs per chunk and model call (default: 8192 rows, 128 images).",
     )
     parser.add_argument(
         "--format",

@@ -16,7 +16,6 @@ from the same model call (`ModelRuntime.predict_scored`).
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,12 +27,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from app.artifact.card import ModelCard
+from app.artifact.familiarity import Scores
 from app.core.errors import BadInput, GlassboxError
 from app.core.settings import Settings
 from app.dataplane import explain, familiarity
 from app.dataplane.inputs import Inputs, range_refusals
 from app.runtime.model import ModelRuntime, ScoredOutputs
 
+# Text that Arrow's cast reads as Python's float() does (to the same value; Arrow reads
+# fewer forms than Python, never more).
+PLAIN_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 IMAGE_COLUMN = "image"  # the file bytes of an image model's input table
 REASON_COLUMN = "reason"  # why a rejected input was refused
 
@@ -77,16 +80,16 @@ class Scorer:
             rows, refusals = feature_rows(self.card, table)
         else:
             rows, refusals = self._image_rows(table.column(IMAGE_COLUMN).to_pylist())
-        accepted = np.array([reason is None for reason in refusals], dtype=bool)
+        refused = np.zeros(table.num_rows, dtype=bool)
+        refused[list(refusals)] = True
         outputs = self.runtime.predict_scored(rows) if len(rows) else self._no_outputs()
-        columns = {self.id_column: ids.filter(pa.array(accepted))}
+        columns = {self.id_column: ids.filter(pa.array(~refused))}
         for maker in self.makers:
             columns.update(maker(rows, outputs))
-        refused = [reason for reason in refusals if reason is not None]
         rejects = pa.table(
             {
-                self.id_column: ids.filter(pa.array(~accepted)),
-                REASON_COLUMN: pa.array(refused, type=pa.string()),
+                self.id_column: ids.filter(pa.array(refused)),
+                REASON_COLUMN: pa.array(list(refusals.values()), type=pa.string()),
             }
         )
         return Scored(pa.table(columns), rejects)
@@ -95,13 +98,13 @@ class Scorer:
         if self._decoders is not None:
             self._decoders.shutdown()
 
-    def _image_rows(self, files: list[bytes | None]) -> tuple[np.ndarray, list[str | None]]:
+    def _image_rows(self, files: list[bytes | None]) -> tuple[np.ndarray, dict[int, str]]:
         """Each file opened, checked and preprocessed as an upload is, on a few threads (Pillow
         decodes without the interpreter's lock)."""
         if self._decoders is None:
             self._decoders = ThreadPoolExecutor(min(4, os.cpu_count() or 1), "batch-decode")
         results = list(self._decoders.map(self._image_row, files))
-        refusals = [reason for _, reason in results]
+        refusals = {row: reason for row, (_, reason) in enumerate(results) if reason is not None}
         arrays = [array for array, _ in results if array is not None]
         shape = [0, *cast(list[int], self.card.input.shape[1:])]
         rows = np.concatenate(arrays) if arrays else np.zeros(shape, dtype=np.float32)
@@ -120,62 +123,68 @@ class Scorer:
         return ScoredOutputs(np.zeros([0, width], dtype=np.float32))
 
 
-def feature_rows(card: ModelCard, table: pa.Table) -> tuple[np.ndarray, list[str | None]]:
+def feature_rows(card: ModelCard, table: pa.Table) -> tuple[np.ndarray, dict[int, str]]:
     """The accepted rows of a table of features as the model's float32 batch (card order), and
-    for every row why it is refused, or None: a value missing, not a number or not finite, or
-    outside the card's accepted range."""
+    the refused rows' reasons by their index, in order: a value missing, not a number or not
+    finite, or outside the card's accepted range. Python runs for the refused rows alone."""
     specs = card.input.features or []
     values = np.empty([table.num_rows, len(specs)], dtype=np.float64)
-    problems: list[list[str]] = [[] for _ in range(table.num_rows)]
+    problems: dict[int, list[str]] = {}
     for index, spec in enumerate(specs):
         values[:, index] = _numbers(spec.name, table.column(spec.name), problems)
-    refusals: list[str | None] = []
-    for found, in_range in zip(problems, range_refusals(card, values), strict=True):
-        reasons = [*found, in_range] if in_range else found
-        refusals.append("; ".join(reasons) if reasons else None)
-    accepted = [reason is None for reason in refusals]
+    for row, in_range in range_refusals(card, values).items():
+        problems.setdefault(row, []).append(in_range)
+    refusals = {row: "; ".join(problems[row]) for row in sorted(problems)}
+    accepted = np.ones(table.num_rows, dtype=bool)
+    accepted[list(refusals)] = False
     return values[accepted].astype(np.float32), refusals
 
 
-def _numbers(name: str, column: pa.ChunkedArray, problems: list[list[str]]) -> np.ndarray:
+def _numbers(name: str, column: pa.ChunkedArray, problems: dict[int, list[str]]) -> np.ndarray:
     """A column of one feature as float64, NaN where a value is refused, with each refusal
     added to its row's problems. Text (a CSV's cells) is read as Python reads a float."""
+    unread = np.zeros(len(column), dtype=bool)  # text that is not a number
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         try:
-            numbers = pc.cast(column, pa.float64())
-        except pa.ArrowInvalid:  # some cell is not a number: find which, cell by cell
-            return _parsed_cells(name, column.to_pylist(), problems)
+            values = _float64(pc.cast(column, pa.float64()))
+        except pa.ArrowInvalid:  # some cell is not a number as Arrow reads one
+            values = _text_numbers(name, column, unread, problems)
     elif any(
         is_type(column.type)
         for is_type in (pa.types.is_integer, pa.types.is_floating, pa.types.is_null)
     ):
-        numbers = pc.cast(column, pa.float64())
+        values = _float64(pc.cast(column, pa.float64()))
     else:
         raise BadInput(f"Column '{name}' holds {column.type}; a feature must be a number.")
-    values = np.array(numbers.to_numpy(zero_copy_only=False), dtype=np.float64)  # a copy
-    missing = np.asarray(numbers.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    for row in np.flatnonzero(missing | ~np.isfinite(values)).tolist():
-        problems[row].append(_refusal(name, None if missing[row] else float(values[row])))
-    values[missing] = np.nan
+    missing = np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    for row in np.flatnonzero(missing | (~np.isfinite(values) & ~unread)).tolist():
+        problems.setdefault(row, []).append(
+            _refusal(name, None if missing[row] else float(values[row]))
+        )
     return values
 
 
-def _parsed_cells(name: str, cells: list[str | None], problems: list[list[str]]) -> np.ndarray:
-    values = np.full(len(cells), np.nan)
-    for row, cell in enumerate(cells):
-        if cell is None:
-            problems[row].append(_refusal(name, None))
-            continue
+def _text_numbers(
+    name: str, column: pa.ChunkedArray, unread: np.ndarray, problems: dict[int, list[str]]
+) -> np.ndarray:
+    """`_numbers` of text that Arrow's cast refuses somewhere: the plain numbers
+    (`PLAIN_NUMBER`) cast by Arrow at once, each other cell read by Python's `float` (which
+    also reads " 1" and "1_000"), a cell that is not a number marked in `unread`."""
+    plain = pc.fill_null(pc.match_substring_regex(column, PLAIN_NUMBER), True)
+    values = _float64(pc.cast(pc.if_else(plain, column, pa.scalar(None, column.type)), "float64"))
+    others = np.flatnonzero(~np.asarray(plain.to_numpy(zero_copy_only=False), dtype=bool))
+    for row, cell in zip(others.tolist(), column.take(others).to_pylist(), strict=True):
         try:
-            value = float(cell)
+            values[row] = float(cell)
         except ValueError:
-            problems[row].append(f"{name} is not a number (got {cell[:40]!r})")
-            continue
-        if math.isfinite(value):
-            values[row] = value
-        else:
-            problems[row].append(_refusal(name, value))
+            unread[row] = True
+            problems.setdefault(row, []).append(f"{name} is not a number (got {cell[:40]!r})")
     return values
+
+
+def _float64(numbers: pa.ChunkedArray) -> np.ndarray:
+    """A float64 column as a writable array, NaN where it is null."""
+    return np.array(numbers.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def _refusal(name: str, value: float | None) -> str:
@@ -262,20 +271,17 @@ def familiarity_columns(runtime: ModelRuntime) -> ColumnMaker:
     images = card.input.kind != "features"
 
     def columns(rows: np.ndarray, scored: ScoredOutputs) -> dict[str, pa.Array]:
-        found = [
-            answer
-            for answer in familiarity.answers(runtime, rows, scored.familiarity)
-            if answer is not None
-        ]
+        scores = scored.familiarity or Scores(np.zeros(0))  # none where no row was accepted
+        found = cast(familiarity.Familiarities, familiarity.columns(runtime, rows, scores))
         made = {
-            "familiarity_score": pa.array([a.score for a in found], type=pa.float32()),
-            "familiarity_percentile": pa.array([a.percentile for a in found], type=pa.float32()),
-            "familiar": pa.array([a.familiar for a in found], type=pa.bool_()),
+            "familiarity_score": pa.array(found.score, type=pa.float32()),
+            "familiarity_percentile": pa.array(np.round(found.percentile, 2), type=pa.float32()),
+            "familiar": pa.array(found.familiar, type=pa.bool_()),
         }
         if images:
-            made["nearest_class"] = pa.array([a.nearest_class for a in found], type=pa.string())
+            made["nearest_class"] = pa.array(found.nearest_class, type=pa.string())
         else:
-            outside = [";".join(a.features_outside or []) for a in found]
+            outside = [";".join(names) for names in found.features_outside or []]
             made["features_outside"] = pa.array(outside, type=pa.string())
         return made
 

@@ -1,6 +1,8 @@
 """A batch job's input, read a chunk at a time so memory follows the chunk, not the file: a CSV
-through pyarrow's streaming reader (a block of a few MiB at a time), a Parquet file by its
-record batches (`pq.ParquetFile.iter_batches`), a folder of images a batch of files at a time.
+through pyarrow's streaming reader (blocks of `CSV_BLOCK_BYTES`), a Parquet file by its record
+batches (`pq.ParquetFile.iter_batches`), a folder of images a batch of files at a time. A
+table's chunks have the batch size each, the last one what is left, whatever the blocks' and
+row groups' sizes, so the model sees one batch shape and a last one.
 
 Each chunk is an Arrow table as `Scorer.score` takes it: the id column, then the card's
 feature columns (a CSV's cells as text, which the scorer reads as numbers) or the `image`
@@ -29,7 +31,9 @@ FORMATS: tuple[Format, ...] = ("csv", "parquet", "images")
 SUFFIXES: dict[str, Format] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 ROW_NUMBER = "row"  # the id of a table without an id column
 FILE_NAME = "file"  # the id of an image in a folder
-CSV_BLOCK_BYTES = 4 << 20
+# pyarrow's streaming reader reads up to 32 blocks ahead of what is taken (its background queue):
+# 256 KiB blocks bound that at 8 MiB, where 4 MiB ones held up to 128 MiB of a large file.
+CSV_BLOCK_BYTES = 256 << 10
 
 
 class UnreadableInput(BadInput):
@@ -97,16 +101,13 @@ class Source:
         if self.format == "images":
             yield from self._image_chunks()
             return
-        row = before = 0
-        for table, done in self._tables():
-            for start in range(0, table.num_rows, self.batch_size):
-                part = table.slice(start, self.batch_size)
-                if self.id_column == ROW_NUMBER:
-                    numbers = pa.array(range(row, row + part.num_rows), type=pa.int64())
-                    part = part.add_column(0, ROW_NUMBER, numbers)
-                row += part.num_rows
-                yield Chunk(part, done if start + self.batch_size >= table.num_rows else before)
-            before = done
+        row = 0
+        for part, done in batched(self._tables(), self.batch_size):
+            if self.id_column == ROW_NUMBER:
+                numbers = pa.array(range(row, row + part.num_rows), type=pa.int64())
+                part = part.add_column(0, ROW_NUMBER, numbers)
+            row += part.num_rows
+            yield Chunk(part, done)
 
     def empty(self) -> pa.Table:
         """A chunk of no rows, as the others would be (for the outputs of an empty input)."""
@@ -165,6 +166,22 @@ class Source:
             return pq.ParquetFile(self.path)
         except (OSError, pa.ArrowInvalid) as error:
             raise UnreadableInput(f"{self.path} is not a readable Parquet file: {error}") from None
+
+
+def batched(tables: Iterator[tuple[pa.Table, int]], size: int) -> Iterator[tuple[pa.Table, int]]:
+    """The rows of `tables` again, `size` at a time (the last: what is left), each with how far
+    the input had been read when it was complete. Zero-copy: slices of the tables read."""
+    pending: list[pa.Table] = []
+    held = done = 0
+    for table, done in tables:
+        pending.append(table)
+        held += table.num_rows
+        while held >= size:
+            joined = pa.concat_tables(pending)
+            yield joined.slice(0, size), done
+            pending, held = [joined.slice(size)], held - size
+    if held:
+        yield pa.concat_tables(pending), done
 
 
 def csv_convert_options(card: ModelCard, columns: list[str]) -> pa_csv.ConvertOptions:

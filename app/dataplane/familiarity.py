@@ -4,6 +4,8 @@ nearest class (image models) and the features outside the training range (tabula
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from app.artifact.familiarity import Scores
@@ -11,36 +13,62 @@ from app.dataplane.schemas import InputFamiliarity
 from app.runtime.model import ModelRuntime
 
 
+@dataclass(frozen=True)
+class Familiarities:
+    """A batch's familiarity as columns, one entry per row: what `answers` says row by row."""
+
+    threshold: float  # the card's: a score at most this is familiar
+    score: np.ndarray
+    familiar: np.ndarray  # bool
+    percentile: np.ndarray  # among the validation inputs, 0 to 100, unrounded
+    nearest_class: list[str | None]
+    features_outside: list[list[str]] | None  # tabular models only
+
+
+def columns(runtime: ModelRuntime, batch: np.ndarray, scores: Scores) -> Familiarities | None:
+    """The batch's familiarity, None where the card has none."""
+    scorer = runtime.familiarity
+    if scorer is None:
+        return None
+    labels = runtime.loaded_card.output.labels or []
+    nearest: list[str | None] = [None] * len(batch)
+    if scores.nearest is not None and labels:
+        nearest = [labels[index] for index in scores.nearest.tolist()]
+    return Familiarities(
+        threshold=scorer.card.threshold,
+        score=scores.score,
+        familiar=scorer.familiar(scores.score),
+        percentile=scorer.percentiles(scores.score),
+        nearest_class=nearest,
+        features_outside=scorer.outside(batch.reshape(len(batch), -1)),
+    )
+
+
 def answers(
     runtime: ModelRuntime, batch: np.ndarray, scores: Scores | None
 ) -> list[InputFamiliarity | None]:
     """One answer per row of `batch`; None for each where the card has no familiarity."""
-    scorer = runtime.familiarity
-    if scorer is None or scores is None:
+    found = None if scores is None else columns(runtime, batch, scores)
+    if found is None:
         return [None] * len(batch)
-    outside = scorer.outside(batch.reshape(len(batch), -1))
-    features_outside: list[list[str] | None] = [None] * len(batch)
-    if outside is not None:
-        features_outside = list(outside)
-    familiar = scorer.familiar(scores.score).tolist()
-    percentiles = scorer.percentiles(scores.score).tolist()
-    labels = runtime.loaded_card.output.labels or []
-    nearest = [None] * len(batch) if scores.nearest is None else scores.nearest.tolist()
+    outside: list[list[str] | None] = [None] * len(batch)
+    if found.features_outside is not None:
+        outside = list(found.features_outside)
     return [
         InputFamiliarity(
             score=score,
-            threshold=scorer.card.threshold,
+            threshold=found.threshold,
             familiar=is_familiar,
             percentile=round(percentile, 2),
-            nearest_class=labels[index] if index is not None and labels else None,
+            nearest_class=nearest,
             features_outside=outside_row,
         )
-        for score, is_familiar, percentile, index, outside_row in zip(
-            scores.score.tolist(),
-            familiar,
-            percentiles,
-            nearest,
-            features_outside,
+        for score, is_familiar, percentile, nearest, outside_row in zip(
+            found.score.tolist(),
+            found.familiar.tolist(),
+            found.percentile.tolist(),
+            found.nearest_class,
+            outside,
             strict=True,
         )
     ]

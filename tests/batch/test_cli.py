@@ -155,6 +155,24 @@ def test_the_reader_is_consumed_lazily(tmp_path, housing_rows, housing_runtime, 
         list(chunks)
 
 
+def test_chunks_have_the_batch_size_whatever_the_blocks(
+    tmp_path, housing_rows, housing_runtime, monkeypatch
+):
+    """Blocks of about six rows are gathered into chunks of the batch size, the last what is
+    left, every row once and in order."""
+    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 1024)
+    rows = np.tile(housing_rows, (50, 1))
+    path = write_housing_csv(tmp_path / "in.csv", rows, bad=False)
+    source = sources.Source(
+        path, "csv", housing_runtime.loaded_card, None, batch_size=300, max_image_bytes=1 << 20
+    )
+    chunks = list(source.chunks())
+    assert [chunk.table.num_rows for chunk in chunks] == [300] * 6 + [200]
+    ids = [i for chunk in chunks for i in chunk.table.column("id").to_pylist()]
+    assert ids == [f"r{i}" for i in range(len(rows))]
+    assert chunks[-1].done == path.stat().st_size
+
+
 def test_the_module_runs_as_a_command(tmp_path, housing_csv):
     done = subprocess.run(
         [sys.executable, "-m", "app.batch", "--version"],
