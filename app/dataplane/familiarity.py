@@ -22,7 +22,7 @@ def answers(
     features_outside: list[list[str] | None] = [None] * len(batch)
     if outside is not None:
         features_outside = list(outside)
-    familiar = scorer.familiar(scores.score).tolist()
+    familiar = scorer.familiar(scores.score, batch).tolist()
     percentiles = scorer.percentiles(scores.score).tolist()
     labels = runtime.loaded_card.output.labels or []
     nearest = [None] * len(batch) if scores.nearest is None else scores.nearest.tolist()
