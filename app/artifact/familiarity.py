@@ -19,6 +19,10 @@ Two methods, one score each, higher meaning less familiar:
   with the training inputs' standardised covariance. Where the card says
   `outside_range_unfamiliar`, any feature outside the training range (the 0th and 100th of
   `feature_quantiles`) also makes an input unfamiliar, whatever its score.
+- `input_mixture` (tabular models whose inputs have several modes, housing's two metropolitan
+  areas): minus the log density of the standardised input under a Gaussian mixture of the
+  training inputs, as many components as the Bayesian information criterion chose; the range
+  as for `input_mahalanobis`.
 
 `energy` (Liu et al., "Energy-based Out-of-distribution Detection", 2020: -logsumexp of the
 logits at `layer`) is computed too, so that the benchmark (`bench/familiarity.py`) can choose
@@ -38,7 +42,9 @@ from pydantic import BaseModel, Field
 FAMILIARITY_FILE = "familiarity.npz"
 # The percentiles of each feature's training values a tabular card records.
 FEATURE_PERCENTILES = (0, 1, 5, 25, 50, 75, 95, 99, 100)
-Method = Literal["class_mahalanobis", "energy", "feature_ensemble", "input_mahalanobis"]
+Method = Literal[
+    "class_mahalanobis", "energy", "feature_ensemble", "input_mahalanobis", "input_mixture"
+]
 
 
 class OutOfDistributionRow(BaseModel):
@@ -164,10 +170,25 @@ class Scorer:
         rows = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
         if self.card.method == "energy":
             return Scores(-_logsumexp(rows), rows.argmax(axis=1))
-        if self.card.method == "input_mahalanobis":
+        if self.card.method in ("input_mahalanobis", "input_mixture"):
             z = (logged(rows, self.arrays["log_mask"]) - self.arrays["mean"]) / self.arrays["scale"]
+            if self.card.method == "input_mixture":
+                return Scores(-self._log_density(z))
             return Scores(np.sum((z @ self.arrays["precision"]) * z, axis=1))
         return Scores(*_class_distances(rows, self._class_statistics))
+
+    def _log_density(self, z: np.ndarray) -> np.ndarray:
+        """The mixture's log density at each row (scikit-learn's parametrisation: each
+        component's precision as its Cholesky factor)."""
+        weights, means = self.arrays["weights"], self.arrays["component_means"]
+        cholesky = self.arrays["precision_cholesky"]
+        # y_k = (z - m_k) L_k, so that |y_k|^2 is the squared distance under precision L_k L_k'.
+        y = np.einsum("nd,kde->nke", z, cholesky) - np.einsum("kd,kde->ke", means, cholesky)
+        log_det = np.log(np.diagonal(cholesky, axis1=1, axis2=2)).sum(axis=1)
+        per_component = (
+            np.log(weights) + log_det - 0.5 * (z.shape[1] * np.log(2 * np.pi) + (y**2).sum(axis=2))
+        )
+        return _logsumexp(per_component)
 
     def percentiles(self, scores: np.ndarray) -> np.ndarray:
         """Where each score stands among the validation inputs' scores, 0 to 100."""

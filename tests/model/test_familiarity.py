@@ -16,7 +16,7 @@ from training import PIPELINES, catdog, iris
 NAMES = sorted(PIPELINES)
 METHODS = {
     "iris": "input_mahalanobis",
-    "housing": "input_mahalanobis",
+    "housing": "input_mixture",
     "mnist": "feature_ensemble",
     "catdog": "class_mahalanobis",
 }

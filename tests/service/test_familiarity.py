@@ -12,7 +12,7 @@ from app.artifact.familiarity import Familiarity, Scorer, Scores, channel_means,
 from app.core.settings import BatchPolicy
 from app.runtime.batching import Batcher
 from app.runtime.model import ScoredOutputs
-from training.familiarity import fit_class_mahalanobis, fit_ensemble, fit_inputs
+from training.familiarity import fit_class_mahalanobis, fit_ensemble, fit_inputs, fit_mixture
 
 
 def card(method, **extra) -> Familiarity:
@@ -62,6 +62,18 @@ def test_input_mahalanobis_standardises_after_log1p_and_names_features_outside_t
     # The mean squared distance of the training rows is their dimension (2).
     assert scorer.scores(x).score.mean() == pytest.approx(2.0, rel=0.01)
     assert scorer.outside(np.r_[centre, far, [[-100.0, centre[0, 1]]]]) == [[], ["b"], ["a"]]
+
+
+def test_input_mixture_finds_the_gap_between_two_modes_that_one_gaussian_calls_its_centre():
+    rng = np.random.default_rng(4)
+    modes = np.array([[-4.0, 0.0], [4.0, 0.0]])
+    x = modes[rng.integers(0, 2, 2000)] + rng.normal(size=(2000, 2)) * 0.5
+    no_log = np.zeros(2, bool)
+    mixture = Scorer(card("input_mixture"), fit_mixture(x, no_log))
+    one_gaussian = Scorer(card("input_mahalanobis"), fit_inputs(x, no_log))
+    at_mode, between = np.array([[4.0, 0.0]]), np.array([[0.0, 0.0]])
+    assert one_gaussian.scores(between).score[0] < one_gaussian.scores(at_mode).score[0]
+    assert mixture.scores(between).score[0] > np.quantile(mixture.scores(x).score, 0.99)
 
 
 def test_a_feature_outside_the_training_range_is_unfamiliar_only_where_the_card_says_so():
