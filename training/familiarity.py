@@ -210,8 +210,7 @@ def _placeholder(method: Method, layer: str | None, **extra: object) -> Familiar
 
 def scored(scorer: Scorer, values: LayerValues, x: np.ndarray) -> np.ndarray:
     """The familiarity score of each input, from the layers the scorer reads."""
-    channels = {part.layer: part.channels for part in scorer.card.parts}
-    outputs = {key: values(key, x, channels.get(key)) for key in scorer.layers}
+    outputs = {key: values(key, x, channels) for key, channels in scorer.layers.items()}
     return scorer.scores_of(x, outputs).score
 
 

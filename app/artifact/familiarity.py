@@ -142,11 +142,12 @@ class Scorer:
         self._parts = [class_statistics(self.arrays, f"_{i}") for i in range(len(card.parts))]
 
     @property
-    def layers(self) -> list[str]:
-        """The trace keys the score reads (none: it reads the input itself)."""
+    def layers(self) -> dict[str, int | None]:
+        """The trace keys the score reads (none: it reads the input itself), each with the
+        channels it is averaged into over positions (None: read as it is)."""
         if self.card.parts:
-            return [part.layer for part in self.card.parts]
-        return [] if self.card.layer is None else [self.card.layer]
+            return {part.layer: part.channels for part in self.card.parts}
+        return {} if self.card.layer is None else {self.card.layer: None}
 
     @classmethod
     def read(cls, card: Familiarity, version_dir: Path) -> Scorer:

@@ -160,16 +160,26 @@ class ModelRuntime:
         self.predict_scored(warm)
         self.trace(warm)
 
-    def _scored_function(self, layers: list[str]) -> Any:
+    def _scored_function(self, layers: dict[str, int | None]) -> Any:
         import tensorflow as tf
 
         card, trace = self.loaded_card, self._trace
         last = card.layers[-1].trace_key  # the serving output (the export's own check)
         spec = tf.TensorSpec([None, *card.input.shape[1:]], tf.float32)
 
+        def read(value: Any, channels: int | None) -> Any:
+            if channels is None:
+                return value
+            # Averaged in the graph: a convolution's positions never leave it (mnist's first:
+            # 21,632 values a digit, against its 32 channels).
+            return tf.reduce_mean(value, axis=list(range(1, value.shape.rank - 1)))
+
         def scored(batch: Any) -> dict[str, Any]:
             outputs = trace(**{card.input.name: batch})
-            return {"output": outputs[last], **{layer: outputs[layer] for layer in layers}}
+            return {
+                "output": outputs[last],
+                **{layer: read(outputs[layer], channels) for layer, channels in layers.items()},
+            }
 
         return tf.function(scored, input_signature=[spec])
 

@@ -126,7 +126,7 @@ def test_a_feature_ensemble_sums_each_layers_standardised_distance():
     )
     assert [(part.layer, part.channels) for part in parts] == [("00_conv", 3), ("01_dense", None)]
     scorer = Scorer(card("feature_ensemble", parts=parts), arrays)
-    assert scorer.layers == ["00_conv", "01_dense"]
+    assert scorer.layers == {"00_conv": 3, "01_dense": None}
     held_in = scorer.scores_of(val, {key: value[val] for key, value in outputs.items()})
     # Each layer is standardised so that its validation median is 0 and 95th percentile 1.
     assert -1.0 < np.median(held_in.score) < 1.0
