@@ -4,9 +4,10 @@ familiarity score tells its test split from inputs it was never meant to see.
 Per model and out-of-distribution set: AUROC (test split against the set, the score as the
 classifier) and the false-positive rate at 95% true-positive rate (the share of the set scored
 as familiar at the score that keeps 95% of the test split familiar), and the share of the set
-the card's own threshold flags. Image models are scored by both candidate methods, Mahalanobis
-distance to the nearest class at the penultimate layer and the energy of the logits, which is
-how the card's method was chosen (docs/models.md). `--record` writes the card's method's rows
+the card's own threshold flags. Image models are scored by every candidate method, Mahalanobis
+distance to the nearest class at the penultimate layer, the energy of the logits and (where the
+pipeline names its layers) the feature ensemble, which is how the card's method was chosen
+(docs/models.md). `--record` writes the card's method's rows
 into each card's `familiarity.measured`. The table goes to `bench/results/familiarity_*.md`
 (and `.json`).
 
@@ -44,10 +45,10 @@ from app.artifact.imaging import preprocess
 from app.core.errors import BadInput
 from bench.report import RESULTS
 from training import PIPELINES
-from training.familiarity import LayerValues, fit, layer_values
+from training.familiarity import fit, layer_values, options_of, scored
 
 ROOT = Path(__file__).resolve().parent.parent
-IMAGE_METHODS = ("class_mahalanobis", "energy")
+IMAGE_METHODS = ("class_mahalanobis", "energy", "feature_ensemble")
 SEED = 0
 CROPS = 10  # random crops of each sample photo
 SAMPLE = 500  # photos, digits and noise inputs per set
@@ -234,23 +235,31 @@ def measure(name: str, data_dir: Path) -> tuple[ModelCard, list[dict]]:
     else:
         sets = image_sets(name, card, data_dir)
         values = layer_values(version_dir, card.input.name)
-        x_train, y_train, _, _ = splits.familiarity_inputs()
+        ensemble = options_of(PIPELINES[name])[2]
         methods = {}
-        for method in IMAGE_METHODS:  # each fitted on the training split as an export fits it
+        for method in IMAGE_METHODS:  # each fitted as an export fits it
             candidate = scorer
+            if method == "feature_ensemble" and not ensemble:
+                continue
             if method != block.method:
-                candidate = Scorer(
-                    *fit(card.input, card.layers, x_train, y_train, values, method=method)
+                fitted = fit(
+                    card.input,
+                    card.layers,
+                    splits.familiarity_inputs(),
+                    values,
+                    method=method,
+                    ensemble=ensemble,
                 )
-            methods[method] = partial(_image_scores, candidate, values)
+                candidate = Scorer(*fitted)
+            methods[method] = partial(scored, candidate, values)
     rows = []
     for method, score in methods.items():
         chosen = method == block.method
         inside = score(x_test)
-        test_flagged = 1 - scorer.familiar(inside).mean()
+        test_flagged = 1 - scorer.familiar(inside, x_test).mean()
         for set_name, (x, refused) in sets.items():
             outside = score(x) if len(x) else np.zeros(0)
-            flagged = refused + (len(x) - scorer.familiar(outside).sum() if len(x) else 0)
+            flagged = refused + (len(x) - scorer.familiar(outside, x).sum() if len(x) else 0)
             rows.append(
                 {
                     "model": name,
@@ -265,10 +274,6 @@ def measure(name: str, data_dir: Path) -> tuple[ModelCard, list[dict]]:
                 }
             )
     return card, rows
-
-
-def _image_scores(scorer: Scorer, values: LayerValues, x: np.ndarray) -> np.ndarray:
-    return scorer.scores(values(scorer.card.layer, x)).score
 
 
 def markdown(rows: list[dict]) -> str:

@@ -46,6 +46,8 @@ BOUNDS = {"Latitude": (30.0, 44.0), "Longitude": (-127.0, -112.0)}
 LOG_COLUMNS = (2, 3, 4, 5)
 # The familiarity score standardises the same count columns after log1p (training/familiarity.py).
 FAMILIARITY_LOG_FEATURES = tuple(FEATURES[column][0] for column in LOG_COLUMNS)
+# Block groups crowd around Los Angeles and the Bay Area: no one Gaussian describes them.
+FAMILIARITY_METHOD = "input_mixture"
 GEO_CENTRES = 50
 GEO_GAMMA = 1.0
 DEFAULT_EPOCHS = 200

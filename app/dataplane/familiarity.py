@@ -37,7 +37,7 @@ def columns(runtime: ModelRuntime, batch: np.ndarray, scores: Scores) -> Familia
     return Familiarities(
         threshold=scorer.card.threshold,
         score=scores.score,
-        familiar=scorer.familiar(scores.score),
+        familiar=scorer.familiar(scores.score, batch),
         percentile=scorer.percentiles(scores.score),
         nearest_class=nearest,
         features_outside=scorer.outside(batch.reshape(len(batch), -1)),

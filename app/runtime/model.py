@@ -4,7 +4,7 @@ The runtime knows TensorFlow and the model card, never HTTP. `load()` verifies t
 the card's hashes, loads the SavedModel and warms both signatures up; `predict()` and `trace()`
 take a float32 batch shaped as the card says. `predict_scored()` adds each row's familiarity
 score (app/artifact/familiarity.py) from the same model call: a function made at load from the
-trace signature that returns the serving output and the one layer the score reads (TensorFlow
+trace signature that returns the serving output and the layers the score reads (TensorFlow
 prunes the rest), for a card with a familiarity block.
 """
 
@@ -74,7 +74,7 @@ class ModelRuntime:
         # The SavedModel's concrete functions (TensorFlow has no type information).
         self._serve: Any = None
         self._trace: Any = None
-        self._scored: Any = None  # serving output and the familiarity layer, one call
+        self._scored: Any = None  # serving output and the familiarity layers, one call
         self.familiarity: Scorer | None = None
         self._weights: dict[str, dict[str, np.ndarray]] = {}
         self.fingerprint = folder_fingerprint(path)
@@ -149,8 +149,8 @@ class ModelRuntime:
                     f"the card has a familiarity block but {FAMILIARITY_FILE} is missing"
                 )
             self.familiarity = Scorer.read(card.familiarity, self.path)
-            if card.familiarity.layer is not None:
-                self._scored = self._scored_function(card.familiarity.layer)
+            if self.familiarity.layers:
+                self._scored = self._scored_function(self.familiarity.layers)
         for variable in loaded.variables:
             layer, _, weight = variable.name.rpartition(":")[0].rpartition("/")
             self._weights.setdefault(layer, {})[weight] = variable.numpy()
@@ -160,16 +160,26 @@ class ModelRuntime:
         self.predict_scored(warm)
         self.trace(warm)
 
-    def _scored_function(self, layer: str) -> Any:
+    def _scored_function(self, layers: dict[str, int | None]) -> Any:
         import tensorflow as tf
 
         card, trace = self.loaded_card, self._trace
         last = card.layers[-1].trace_key  # the serving output (the export's own check)
         spec = tf.TensorSpec([None, *card.input.shape[1:]], tf.float32)
 
+        def read(value: Any, channels: int | None) -> Any:
+            if channels is None:
+                return value
+            # Averaged in the graph: a convolution's positions never leave it (mnist's first:
+            # 21,632 values a digit, against its 32 channels).
+            return tf.reduce_mean(value, axis=list(range(1, value.shape.rank - 1)))
+
         def scored(batch: Any) -> dict[str, Any]:
             outputs = trace(**{card.input.name: batch})
-            return {"output": outputs[last], "layer": outputs[layer]}
+            return {
+                "output": outputs[last],
+                **{layer: read(outputs[layer], channels) for layer, channels in layers.items()},
+            }
 
         return tf.function(scored, input_signature=[spec])
 
@@ -195,16 +205,18 @@ class ModelRuntime:
             return ScoredOutputs(self.predict(batch))
         if self._scored is None:  # the score reads the input itself
             return ScoredOutputs(self.predict(batch), scorer.scores(batch))
-        outputs = self._scored(tf.constant(batch, dtype=tf.float32))
-        return ScoredOutputs(outputs["output"].numpy(), scorer.scores(outputs["layer"].numpy()))
+        outputs = {
+            key: value.numpy()
+            for key, value in self._scored(tf.constant(batch, tf.float32)).items()
+        }
+        return ScoredOutputs(outputs["output"], scorer.scores_of(batch, outputs))
 
     def trace_scores(self, batch: np.ndarray, outputs: dict[str, np.ndarray]) -> Scores | None:
         """Familiarity scores from a trace of `batch` (None without familiarity in the card)."""
         scorer = self.familiarity
         if scorer is None:
             return None
-        layer = scorer.card.layer
-        return scorer.scores(batch if layer is None else outputs[layer])
+        return scorer.scores_of(batch, outputs)
 
     def trace(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every layer's output, keyed as the card's layers say, in order."""

@@ -16,8 +16,8 @@ from training import PIPELINES, catdog, iris
 NAMES = sorted(PIPELINES)
 METHODS = {
     "iris": "input_mahalanobis",
-    "housing": "input_mahalanobis",
-    "mnist": "energy",
+    "housing": "input_mixture",
+    "mnist": "feature_ensemble",
     "catdog": "class_mahalanobis",
 }
 
@@ -36,7 +36,7 @@ def familiar(name: str, batch: np.ndarray) -> np.ndarray:
     scores = model.predict_scored(batch.astype(np.float32)).familiarity
     assert scores is not None
     assert model.familiarity is not None
-    return model.familiarity.familiar(scores.score)
+    return model.familiarity.familiar(scores.score, batch)
 
 
 @pytest.mark.parametrize("name", NAMES)

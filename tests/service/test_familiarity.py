@@ -7,11 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from app.artifact.familiarity import Familiarity, Scorer, Scores, quantiles_of
+from app.artifact.card import LayerSpec
+from app.artifact.familiarity import Familiarity, Scorer, Scores, channel_means, quantiles_of
 from app.core.settings import BatchPolicy
 from app.runtime.batching import Batcher
 from app.runtime.model import ScoredOutputs
-from training.familiarity import fit_class_mahalanobis, fit_inputs
+from training.familiarity import fit_class_mahalanobis, fit_ensemble, fit_inputs, fit_mixture
 
 
 def card(method, **extra) -> Familiarity:
@@ -61,6 +62,77 @@ def test_input_mahalanobis_standardises_after_log1p_and_names_features_outside_t
     # The mean squared distance of the training rows is their dimension (2).
     assert scorer.scores(x).score.mean() == pytest.approx(2.0, rel=0.01)
     assert scorer.outside(np.r_[centre, far, [[-100.0, centre[0, 1]]]]) == [[], ["b"], ["a"]]
+
+
+def test_input_mixture_finds_the_gap_between_two_modes_that_one_gaussian_calls_its_centre():
+    rng = np.random.default_rng(4)
+    modes = np.array([[-4.0, 0.0], [4.0, 0.0]])
+    x = modes[rng.integers(0, 2, 2000)] + rng.normal(size=(2000, 2)) * 0.5
+    no_log = np.zeros(2, bool)
+    mixture = Scorer(card("input_mixture"), fit_mixture(x, no_log))
+    one_gaussian = Scorer(card("input_mahalanobis"), fit_inputs(x, no_log))
+    at_mode, between = np.array([[4.0, 0.0]]), np.array([[0.0, 0.0]])
+    assert one_gaussian.scores(between).score[0] < one_gaussian.scores(at_mode).score[0]
+    assert mixture.scores(between).score[0] > np.quantile(mixture.scores(x).score, 0.99)
+
+
+def test_a_feature_outside_the_training_range_is_unfamiliar_only_where_the_card_says_so():
+    x = np.random.default_rng(2).normal(size=(500, 2))
+    quantiles = {"a": [x[:, 0].min(), x[:, 0].max()], "b": [x[:, 1].min(), x[:, 1].max()]}
+    beyond = np.array([[0.0, 0.0], [0.0, x[:, 1].max() + 0.01]])  # both below the threshold
+    scores = Scorer(card("input_mahalanobis"), fit_inputs(x, np.zeros(2, bool))).scores(beyond)
+    for unfamiliar, expected in ((True, [True, False]), (False, [True, True])):
+        block = card(
+            "input_mahalanobis",
+            threshold=100.0,
+            feature_quantiles=quantiles,
+            outside_range_unfamiliar=unfamiliar,
+        )
+        scorer = Scorer(block, fit_inputs(x, np.zeros(2, bool)))
+        assert scorer.familiar(scores.score, beyond).tolist() == expected
+        assert scorer.outside(beyond) == [[], ["b"]]
+
+
+def test_channel_means_average_positions_channel_by_channel():
+    activations = np.arange(2 * 3 * 3 * 4, dtype=float).reshape(2, 3, 3, 4)
+    rows = channel_means(activations, 4)
+    np.testing.assert_allclose(rows, activations.mean(axis=(1, 2)))
+    np.testing.assert_allclose(channel_means(rows, 4), rows)  # already averaged
+    assert channel_means(activations, None).shape == (2, 36)
+
+
+def test_a_feature_ensemble_sums_each_layers_standardised_distance():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 3000)
+    # Two layers of one input: a 2x2 map of 3 channels, and a dense layer of 2 values.
+    maps = labels[:, None, None, None] * 3.0 + rng.normal(size=(3000, 2, 2, 3))
+    dense = labels[:, None] * 4.0 + rng.normal(size=(3000, 2))
+    outputs = {"00_conv": maps, "01_dense": dense}
+    layers = [
+        LayerSpec(
+            name="conv", type="Conv2D", trace_key="00_conv", output_shape=[None, 2, 2, 3], params=0
+        ),
+        LayerSpec(
+            name="dense", type="Dense", trace_key="01_dense", output_shape=[None, 2], params=0
+        ),
+    ]
+    train, val = np.arange(2000), np.arange(2000, 3000)
+
+    def values(key, rows, channels):
+        return channel_means(outputs[key][rows], channels)
+
+    parts, arrays = fit_ensemble(
+        layers, ("conv", "dense"), (train, labels[train], val, val), values
+    )
+    assert [(part.layer, part.channels) for part in parts] == [("00_conv", 3), ("01_dense", None)]
+    scorer = Scorer(card("feature_ensemble", parts=parts), arrays)
+    assert scorer.layers == {"00_conv": 3, "01_dense": None}
+    held_in = scorer.scores_of(val, {key: value[val] for key, value in outputs.items()})
+    # Each layer is standardised so that its validation median is 0 and 95th percentile 1.
+    assert -1.0 < np.median(held_in.score) < 1.0
+    assert np.mean(held_in.nearest == labels[val]) > 0.95
+    far = {"00_conv": np.full((1, 2, 2, 3), 20.0), "01_dense": np.array([[0.0, 0.0]])}
+    assert scorer.scores_of(np.zeros(1), far).score[0] > np.quantile(held_in.score, 0.99)
 
 
 def test_percentiles_interpolate_the_validation_quantiles():

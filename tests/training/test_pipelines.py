@@ -142,9 +142,7 @@ def test_export_writes_familiarity_with_its_threshold_on_the_validation_split(ex
     card = ModelCard.read(path)
     block = card.familiarity
     assert block is not None
-    assert block.method == {"iris": "input_mahalanobis", "housing": "input_mahalanobis"}.get(
-        name, getattr(PIPELINES[name], "FAMILIARITY_METHOD", None)
-    )
+    assert block.method == getattr(PIPELINES[name], "FAMILIARITY_METHOD", "input_mahalanobis")
     assert "familiarity.npz" in card.files
     runtime = ModelRuntime(name, 1, path)
     runtime.load()
