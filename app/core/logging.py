@@ -67,7 +67,13 @@ class JsonFormatter(logging.Formatter):
     tracing is on), then the extras."""
 
     def format(self, record: logging.LogRecord) -> str:
-        extras = {key: value for key, value in record.__dict__.items() if key not in _NOT_EXTRA}
+        # A leading underscore is another library's private mark (Ray's record factory adds
+        # `_ray_timestamp_ns` to every record once it has started), never an `extra=` of ours.
+        extras = {
+            key: value
+            for key, value in record.__dict__.items()
+            if key not in _NOT_EXTRA and not key.startswith("_")
+        }
         if record.exc_info:
             extras["exc_info"] = self.formatException(record.exc_info)
         request_id = getattr(record, "request_id", None)

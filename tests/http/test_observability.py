@@ -238,6 +238,24 @@ def test_the_request_line_without_a_record_is_the_line_a_record_gives(
     assert line["request_id"] == "direct-1"
 
 
+def test_a_record_factorys_private_attributes_are_not_logged(monkeypatch):
+    # Ray installs a record factory that adds `_ray_timestamp_ns` to every record once started.
+    made = logging.getLogRecordFactory()
+
+    def with_private_mark(*args, **kwargs):
+        record = made(*args, **kwargs)
+        record._library_mark = 1
+        return record
+
+    monkeypatch.setattr(logging, "_logRecordFactory", with_private_mark)
+    record = logging.getLogger("app.test").makeRecord(
+        "app.test", logging.INFO, "", 0, "request", (), None, extra={"model": "iris"}
+    )
+    line = json.loads(JsonFormatter().format(record))
+    assert line["model"] == "iris"
+    assert "_library_mark" not in line
+
+
 def test_another_handler_gets_a_real_record(app_client, caplog):
     with caplog.at_level(logging.INFO, logger="app"):
         log_fields(
