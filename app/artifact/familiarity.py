@@ -140,6 +140,8 @@ class Scorer:
         if card.method == "class_mahalanobis":
             self._class_statistics = class_statistics(self.arrays, "")
         self._parts = [class_statistics(self.arrays, f"_{i}") for i in range(len(card.parts))]
+        if card.method == "input_mixture":
+            self._mixture = mixture_terms(self.arrays)
 
     @property
     def layers(self) -> dict[str, int | None]:
@@ -179,17 +181,11 @@ class Scorer:
         return Scores(*_class_distances(rows, self._class_statistics))
 
     def _log_density(self, z: np.ndarray) -> np.ndarray:
-        """The mixture's log density at each row (scikit-learn's parametrisation: each
-        component's precision as its Cholesky factor)."""
-        weights, means = self.arrays["weights"], self.arrays["component_means"]
-        cholesky = self.arrays["precision_cholesky"]
-        # y_k = (z - m_k) L_k, so that |y_k|^2 is the squared distance under precision L_k L_k'.
-        y = np.einsum("nd,kde->nke", z, cholesky) - np.einsum("kd,kde->ke", means, cholesky)
-        log_det = np.log(np.diagonal(cholesky, axis1=1, axis2=2)).sum(axis=1)
-        per_component = (
-            np.log(weights) + log_det - 0.5 * (z.shape[1] * np.log(2 * np.pi) + (y**2).sum(axis=2))
-        )
-        return _logsumexp(per_component)
+        """The mixture's log density at each row: each component's squared distance
+        z'P z - 2 m'P z + m'P m for all components in two matrix products."""
+        quadratic, linear, constant = self._mixture
+        pairs = (z[:, :, None] * z[:, None, :]).reshape(len(z), -1)
+        return _logsumexp(constant - 0.5 * (pairs @ quadratic - 2 * (z @ linear)))
 
     def percentiles(self, scores: np.ndarray) -> np.ndarray:
         """Where each score stands among the validation inputs' scores, 0 to 100."""
@@ -219,6 +215,28 @@ class Scorer:
         high = np.array([values[-1] for values in quantiles.values()])
         values = np.asarray(rows).reshape(len(rows), -1)
         return np.asarray((values < low) | (values > high))
+
+
+# Each component's precision flattened (d*d, k), precision times mean (d, k), and what does not
+# depend on the input (k): its log weight and normaliser less half its mean's own term.
+MixtureTerms = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def mixture_terms(arrays: Mapping[str, np.ndarray]) -> MixtureTerms:
+    """The mixture's terms from scikit-learn's parametrisation (each component's precision as
+    its Cholesky factor L, precision L L')."""
+    weights, means = arrays["weights"], arrays["component_means"]
+    cholesky = arrays["precision_cholesky"]
+    precisions = cholesky @ cholesky.transpose(0, 2, 1)
+    components, dimensions = means.shape
+    projected = np.einsum("kde,ke->kd", precisions, means)
+    log_det = np.log(np.diagonal(cholesky, axis1=1, axis2=2)).sum(axis=1)
+    constant = (
+        np.log(weights)
+        + log_det
+        - 0.5 * (dimensions * np.log(2 * np.pi) + np.sum(projected * means, axis=1))
+    )
+    return precisions.reshape(components, -1).T, projected.T, constant
 
 
 # A precision, the class means through it and each mean's own term: what every batch needs.
