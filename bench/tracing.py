@@ -37,6 +37,7 @@ import tempfile
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
+from typing import TypeVar
 
 from app.artifact.card import ModelCard
 from bench import report, wrk
@@ -47,6 +48,7 @@ from bench.run_info import loadavg, run_header
 from bench.scenarios import Payload, features_body
 from bench.servers import ROOT, Server, Servers, child_env, free_port, uvicorn_command
 
+T = TypeVar("T")
 RATIO = "parentbased_traceidratio"
 # The traced servers' samplers; `before` and `off` have no OTEL_* variable at all.
 SAMPLED = {
@@ -133,10 +135,10 @@ def measured(server: Server, payload: Payload, concurrency: int, seconds: float)
     return {**result, "cpu_ms": round(spent * 1000 / max(result["ok"], 1), 4)}
 
 
-def in_turn(rows: list[Row], round_index: int) -> list[Row]:
-    """The rows in round `round_index`'s order: all of them, from one further on each round."""
-    start = round_index % len(rows)
-    return rows[start:] + rows[:start]
+def in_turn(items: list[T], round_index: int) -> list[T]:
+    """The items in round `round_index`'s order: all of them, from one further on each round."""
+    start = round_index % len(items)
+    return items[start:] + items[:start]
 
 
 def summary(row: Row) -> dict:

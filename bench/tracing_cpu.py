@@ -35,6 +35,7 @@ from bench import report
 from bench.cards import newest_versions
 from bench.run_info import loadavg, run_header
 from bench.scenarios import features_body
+from bench.tracing import in_turn
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH = "/api/models/iris/predict"
@@ -138,9 +139,7 @@ async def measure(args: argparse.Namespace, endpoint: str) -> dict[str, list[flo
     async with app.router.lifespan_context(app):
         await caller.block(args.requests, args.concurrency)  # warm-up: first calls, caches
         for round_index in range(args.rounds):
-            names = list(SETTINGS)
-            shift = round_index % len(names)
-            for name in names[shift:] + names[:shift]:
+            for name in in_turn(list(SETTINGS), round_index):
                 ratio = SETTINGS[name]
                 if ratio is not None:
                     os.environ.update(
