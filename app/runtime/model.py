@@ -181,7 +181,9 @@ class ModelRuntime:
                 **{layer: read(outputs[layer], channels) for layer, channels in layers.items()},
             }
 
-        return tf.function(scored, input_signature=[spec])
+        # The concrete function, called directly: the tf.function's own dispatch (binding the
+        # call to its signatures, looking up its traces) cost mnist 0.2-0.3 ms a call.
+        return tf.function(scored, input_signature=[spec]).get_concrete_function()
 
     def call(self, signature: str, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every output of a signature (serving_default or trace) for a float32 batch."""
