@@ -256,10 +256,11 @@ def measure(name: str, data_dir: Path) -> tuple[ModelCard, list[dict]]:
     for method, score in methods.items():
         chosen = method == block.method
         inside = score(x_test)
-        test_flagged = 1 - scorer.familiar(inside, x_test).mean()
+        test_flagged = 1 - scorer.familiar(inside, scorer.outside_mask(x_test)).mean()
         for set_name, (x, refused) in sets.items():
             outside = score(x) if len(x) else np.zeros(0)
-            flagged = refused + (len(x) - scorer.familiar(outside, x).sum() if len(x) else 0)
+            familiar = scorer.familiar(outside, scorer.outside_mask(x)).sum() if len(x) else 0
+            flagged = refused + len(x) - familiar
             rows.append(
                 {
                     "model": name,

@@ -235,7 +235,7 @@ def add(
     block.validation_quantiles = quantiles_of(validation)
     scorer = Scorer(block, arrays)
     test = scored(scorer, values, x_test)
-    block.test_familiar = float(scorer.familiar(test, x_test).mean())
+    block.test_familiar = float(scorer.familiar(test, scorer.outside_mask(x_test)).mean())
     np.savez(version_dir / FAMILIARITY_FILE, **{k: v.astype(np.float64) for k, v in arrays.items()})
     return block
 

@@ -191,26 +191,26 @@ class Scorer:
         """Where each score stands among the validation inputs' scores, 0 to 100."""
         return np.asarray(np.interp(scores, self._quantiles, np.arange(101.0)))
 
-    def outside(self, rows: np.ndarray) -> list[list[str]] | None:
-        """Tabular: the features of each row outside the training range (None: an image
-        model, which has no such range)."""
+    def named(self, mask: np.ndarray) -> list[list[str]]:
+        """The features set in each row of an `outside_mask`, by name."""
+        names = list(self.card.feature_quantiles or {})
+        return [[names[i] for i in np.flatnonzero(row)] for row in mask]
+
+    def familiar(self, scores: np.ndarray, outside: np.ndarray | None = None) -> np.ndarray:
+        """Which rows count as familiar: those scored at most the threshold and, where the card
+        says `outside_range_unfamiliar`, with no feature set in `outside` (the inputs'
+        `outside_mask`)."""
+        familiar = np.asarray(scores <= self.card.threshold)
+        if outside is not None and self.card.outside_range_unfamiliar:
+            familiar &= ~outside.any(axis=1)
+        return familiar
+
+    def outside_mask(self, rows: np.ndarray) -> np.ndarray | None:
+        """Tabular: for each row and feature, whether it lies outside the training range
+        (None: an image model)."""
         quantiles = self.card.feature_quantiles
         if quantiles is None:
             return None
-        names = list(quantiles)
-        return [[names[i] for i in np.flatnonzero(row)] for row in self.outside_mask(rows)]
-
-    def familiar(self, scores: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """Which rows count as familiar: those scored at most the threshold and, where the card
-        says `outside_range_unfamiliar`, with every feature of `rows` (the inputs) in range."""
-        familiar = np.asarray(scores <= self.card.threshold)
-        if rows is not None and self.card.outside_range_unfamiliar:
-            familiar &= ~self.outside_mask(rows).any(axis=1)
-        return familiar
-
-    def outside_mask(self, rows: np.ndarray) -> np.ndarray:
-        """Tabular: for each row and feature, whether it lies outside the training range."""
-        quantiles = self.card.feature_quantiles or {}
         low = np.array([values[0] for values in quantiles.values()])
         high = np.array([values[-1] for values in quantiles.values()])
         values = np.asarray(rows).reshape(len(rows), -1)

@@ -34,13 +34,14 @@ def columns(runtime: ModelRuntime, batch: np.ndarray, scores: Scores) -> Familia
     nearest: list[str | None] = [None] * len(batch)
     if scores.nearest is not None and labels:
         nearest = [labels[index] for index in scores.nearest.tolist()]
+    outside = scorer.outside_mask(batch)
     return Familiarities(
         threshold=scorer.card.threshold,
         score=scores.score,
-        familiar=scorer.familiar(scores.score, batch),
+        familiar=scorer.familiar(scores.score, outside),
         percentile=scorer.percentiles(scores.score),
         nearest_class=nearest,
-        features_outside=scorer.outside(batch.reshape(len(batch), -1)),
+        features_outside=None if outside is None else scorer.named(outside),
     )
 
 

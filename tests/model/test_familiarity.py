@@ -36,7 +36,7 @@ def familiar(name: str, batch: np.ndarray) -> np.ndarray:
     scores = model.predict_scored(batch.astype(np.float32)).familiarity
     assert scores is not None
     assert model.familiarity is not None
-    return model.familiarity.familiar(scores.score, batch)
+    return model.familiarity.familiar(scores.score, model.familiarity.outside_mask(batch))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -100,4 +100,4 @@ def test_a_housing_answer_names_the_features_outside_the_training_range():
     quantiles = model.loaded_card.familiarity.feature_quantiles
     row = np.array([[values[4] for values in quantiles.values()]])  # the medians
     row[0, 0] = quantiles["MedInc"][-1] * 1.2
-    assert model.familiarity.outside(row) == [["MedInc"]]
+    assert model.familiarity.named(model.familiarity.outside_mask(row)) == [["MedInc"]]

@@ -61,7 +61,8 @@ def test_input_mahalanobis_standardises_after_log1p_and_names_features_outside_t
     assert scorer.scores(far).score[0] > 9
     # The mean squared distance of the training rows is their dimension (2).
     assert scorer.scores(x).score.mean() == pytest.approx(2.0, rel=0.01)
-    assert scorer.outside(np.r_[centre, far, [[-100.0, centre[0, 1]]]]) == [[], ["b"], ["a"]]
+    rows = np.r_[centre, far, [[-100.0, centre[0, 1]]]]
+    assert scorer.named(scorer.outside_mask(rows)) == [[], ["b"], ["a"]]
 
 
 def test_input_mixture_finds_the_gap_between_two_modes_that_one_gaussian_calls_its_centre():
@@ -89,8 +90,8 @@ def test_a_feature_outside_the_training_range_is_unfamiliar_only_where_the_card_
             outside_range_unfamiliar=unfamiliar,
         )
         scorer = Scorer(block, fit_inputs(x, np.zeros(2, bool)))
-        assert scorer.familiar(scores.score, beyond).tolist() == expected
-        assert scorer.outside(beyond) == [[], ["b"]]
+        assert scorer.familiar(scores.score, scorer.outside_mask(beyond)).tolist() == expected
+        assert scorer.named(scorer.outside_mask(beyond)) == [[], ["b"]]
 
 
 def test_channel_means_average_positions_channel_by_channel():
