@@ -7,7 +7,8 @@ memory as the file grows.
   rows, --batch-clients at once, as a client with a file would send them) and with one-row
   requests (--single-clients at once, over the first --single-rows rows); and the command line
   on the rows ten times over, its rate once the model's first calls (slower than the next ones)
-  are paid, as the service's are by the warm-up requests before the rounds.
+  are paid, as the service's are by the warm-up requests before the rounds; and the command
+  line with `--familiarity`, scoring each row's familiarity as every typed answer does.
 - mnist: the test digits as PNG files in a folder; the command line against one upload a
   request (--upload-clients at once), the only way the typed endpoint takes images.
 
@@ -48,6 +49,9 @@ from bench.servers import ROOT, Servers, child_env
 # The command line on housing's rows ten times over: its rate once the model's first calls,
 # slower than the next ones, are paid, beside the service's after its warm-up requests.
 LARGE_CLI = "command line, 10x the rows"
+# The command line writing each row's familiarity too, as every typed answer carries it: the
+# like-for-like comparison with the service (without the option, no score is computed).
+FAMILIAR_CLI = "command line, --familiarity"
 RATE = re.compile(r"(\d+) read in ([\d.]+) s \(([\d,]+) a second\)")
 
 
@@ -72,9 +76,11 @@ def write_digits(folder: Path, pixels: np.ndarray) -> list[bytes]:
     return files
 
 
-def run_cli(model: str, source: Path, out: Path) -> dict:
+def run_cli(model: str, source: Path, out: Path, *options: str) -> dict:
     """One command line run: its scoring rate from the summary, wall time and peak RSS."""
-    command = [sys.executable, "-m", "app.batch", model, str(source), str(out), "--no-progress"]
+    command = [
+        sys.executable, "-m", "app.batch", model, str(source), str(out), "--no-progress", *options
+    ]  # fmt: skip
     started = time.perf_counter()
     process = subprocess.Popen(
         command, cwd=ROOT, env=child_env([]), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -155,6 +161,9 @@ async def measure(args: argparse.Namespace, work: Path) -> tuple[list[dict], lis
     paths = {
         ("housing", "command line"): lambda: run_cli("housing", small, work / "h.csv"),
         ("housing", LARGE_CLI): lambda: run_cli("housing", larger[0], work / "h10.csv"),
+        ("housing", FAMILIAR_CLI): lambda: run_cli(
+            "housing", small, work / "hf.csv", "--familiarity"
+        ),
         ("housing", f"HTTP, batches of {args.http_batch}"): lambda: run_http(
             url, "/api/models/housing/predict", batches, args.batch_clients
         ),
@@ -185,6 +194,8 @@ async def measure(args: argparse.Namespace, work: Path) -> tuple[list[dict], lis
         cli = statistics.median(r["per_second"] for r in runs[(model, "command line")])
         large = runs.get((model, LARGE_CLI))
         cli_large = statistics.median(r["per_second"] for r in large) if large else None
+        familiar = runs.get((model, FAMILIAR_CLI))
+        cli_familiar = statistics.median(r["per_second"] for r in familiar) if familiar else None
         rates.append(
             {
                 "model": model,
@@ -194,6 +205,7 @@ async def measure(args: argparse.Namespace, work: Path) -> tuple[list[dict], lis
                 "rounds": [round(r["per_second"], 1) for r in results],
                 "cli_vs_this": round(cli / rate, 2),
                 "cli_large_vs_this": round(cli_large / rate, 2) if cli_large else None,
+                "cli_familiar_vs_this": round(cli_familiar / rate, 2) if cli_familiar else None,
                 "wall_s": statistics.median(r.get("wall_s", r["seconds"]) for r in results),
             }
         )
@@ -219,15 +231,16 @@ def markdown(meta: dict, rates: list[dict], memory: list[dict]) -> str:
         "loading; wall s includes start-up.",
         "",
         "| model | path | inputs | inputs/s (median) | each round | command line / this "
-        "| 10x rows / this | wall s |",
-        "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |",
+        "| 10x rows / this | --familiarity / this | wall s |",
+        "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for r in rates:
         each = ", ".join(f"{v:,.0f}" for v in r["rounds"])
-        large = r.get("cli_large_vs_this")
+        large, familiar = r.get("cli_large_vs_this"), r.get("cli_familiar_vs_this")
         lines.append(
             f"| {r['model']} | {r['path']} | {r['inputs']:,} | {r['per_second']:,.0f} | {each} "
-            f"| {r['cli_vs_this']:.2f}x | {f'{large:.2f}x' if large else ''} | {r['wall_s']:.1f} |"
+            f"| {r['cli_vs_this']:.2f}x | {f'{large:.2f}x' if large else ''} "
+            f"| {f'{familiar:.2f}x' if familiar else ''} | {r['wall_s']:.1f} |"
         )
     lines += [
         "",

@@ -194,7 +194,10 @@ class Scorer:
     def named(self, mask: np.ndarray) -> list[list[str]]:
         """The features set in each row of an `outside_mask`, by name."""
         names = list(self.card.feature_quantiles or {})
-        return [[names[i] for i in np.flatnonzero(row)] for row in mask]
+        named: list[list[str]] = [[] for _ in range(len(mask))]
+        for row in np.flatnonzero(mask.any(axis=1)):  # few rows: no Python for the others
+            named[row] = [names[i] for i in np.flatnonzero(mask[row])]
+        return named
 
     def familiar(self, scores: np.ndarray, outside: np.ndarray | None = None) -> np.ndarray:
         """Which rows count as familiar: those scored at most the threshold and, where the card

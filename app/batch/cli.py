@@ -164,12 +164,13 @@ def run(args: argparse.Namespace, settings: Settings, console: Console) -> Summa
         settings.model_dir, args.model, args.model_version, verify_hashes=settings.verify_hashes
     )
     card = runtime.loaded_card
+    batch_size = args.batch_size or DEFAULT_BATCH[card.input.kind]
     source = Source(
         args.input,
         fmt,
         card,
         args.id_column,
-        batch_size=args.batch_size or DEFAULT_BATCH[card.input.kind],
+        batch_size=batch_size,
         max_image_bytes=settings.max_image_bytes,
     )
     scorer = Scorer(
@@ -180,6 +181,7 @@ def run(args: argparse.Namespace, settings: Settings, console: Console) -> Summa
         explain_steps=args.explain_steps,
         with_familiarity=args.familiarity,
     )
+    scorer.warm_up(batch_size)  # loading's, as the service's warm-up requests are
     predictions, refused = TableSink(args.output), TableSink(rejects)
     started = time.perf_counter()
 

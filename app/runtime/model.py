@@ -154,11 +154,17 @@ class ModelRuntime:
         for variable in loaded.variables:
             layer, _, weight = variable.name.rpartition(":")[0].rpartition("/")
             self._weights.setdefault(layer, {})[weight] = variable.numpy()
-        # Only the batch dimension of an input is unknown.
-        warm = np.zeros([1, *cast(list[int], card.input.shape[1:])], dtype=np.float32)
+        warm = self.zeros(1)
         self.predict(warm)
         self.predict_scored(warm)
         self.trace(warm)
+
+    def zeros(self, rows: int) -> np.ndarray:
+        """An input of `rows` rows of zeros, to warm a function up at a batch size: its first
+        call at one builds its kernels (oneDNN's, per shape), tens of milliseconds at
+        thousands of rows."""
+        card = self.loaded_card  # only the batch dimension of an input is unknown
+        return np.zeros([rows, *cast(list[int], card.input.shape[1:])], dtype=np.float32)
 
     def _scored_function(self, layers: dict[str, int | None]) -> Any:
         import tensorflow as tf

@@ -33,6 +33,22 @@ def test_predictions_are_the_models_on_the_same_rows(housing_runtime, housing_ro
     np.testing.assert_allclose(dollars, expected * 100_000, atol=0.01)
 
 
+def test_familiarity_is_computed_only_when_asked_for(housing_runtime, housing_rows, monkeypatch):
+    """Its score is a third to a half of housing's scoring time (docs/batch.md, "Speed")."""
+    table = feature_table(housing_rows.tolist(), [str(i) for i in range(len(housing_rows))])
+    asked = Scorer(housing_runtime, Settings(), "id", with_familiarity=True)
+    expected = asked.score(table).predictions.column("value")
+
+    def unwanted(rows):
+        raise AssertionError("familiarity computed without --familiarity")
+
+    monkeypatch.setattr(housing_runtime, "predict_scored", unwanted)
+    plain = Scorer(housing_runtime, Settings(), "id")
+    plain.warm_up(16)
+    found = plain.score(table).predictions.column("value").to_numpy()
+    np.testing.assert_allclose(found, expected.to_numpy(), rtol=1e-6)
+
+
 def test_numeric_columns_are_scored_as_text_ones_are(housing_runtime, housing_rows):
     scorer = Scorer(housing_runtime, Settings(), "id")
     text = scorer.score(feature_table(housing_rows.tolist(), ["a"] * len(housing_rows)))

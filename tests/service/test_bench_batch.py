@@ -19,10 +19,12 @@ def test_the_table_has_a_row_per_path_and_input():
         {"model": "housing", "path": "command line", "inputs": 10, "per_second": 100.0,
          "rounds": [100.0], "cli_vs_this": 1.0, "wall_s": 5.0},
         {"model": "housing", "path": "HTTP", "inputs": 10, "per_second": 20.0,
-         "rounds": [20.0], "cli_vs_this": 5.0, "cli_large_vs_this": 8.0, "wall_s": 0.5},
+         "rounds": [20.0], "cli_vs_this": 5.0, "cli_large_vs_this": 8.0,
+         "cli_familiar_vs_this": 3.0, "wall_s": 0.5},
     ]  # fmt: skip
     memory = [{"model": "housing", "input": "a.csv", "inputs": 10, "peak_rss_mib": 700.0,
                "seconds": 0.1, "per_second": 100.0}]  # fmt: skip
     text = batch.markdown(meta, rates, memory)
-    assert "| housing | HTTP | 10 | 20 | 20 | 5.00x | 8.00x | 0.5 |" in text
+    assert "| housing | command line | 10 | 100 | 100 | 1.00x |  |  | 5.0 |" in text
+    assert "| housing | HTTP | 10 | 20 | 20 | 5.00x | 8.00x | 3.00x | 0.5 |" in text
     assert "| housing | a.csv | 10 | 700.0 | 0.1 | 100 |" in text
