@@ -224,11 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--before", required=True, help="a commit without tracing (the docstring names two)"
     )
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--concurrency", type=int, default=16)
+    wrk.add_run_options(parser, concurrency=16, seconds=5.0, rounds=3)
     parser.add_argument("--startup-timeout", type=float, default=300.0)
-    parser.add_argument("--out", type=Path, default=report.RESULTS)
     args = parser.parse_args(argv)
     if not wrk.available():
         sys.stderr.write("wrk is not installed: apt-get install wrk\n")
