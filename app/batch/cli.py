@@ -153,6 +153,7 @@ def run(args: argparse.Namespace, settings: Settings, console: Console) -> Summa
     from app.batch.scoring import Scorer
     from app.batch.sinks import TableSink, output_format, rejects_path
     from app.batch.sources import Source, UnreadableInput, input_format
+    from app.runtime.model import configure_threads
 
     if not args.input.exists():
         raise UnreadableInput(f"{args.input} does not exist.")
@@ -160,6 +161,7 @@ def run(args: argparse.Namespace, settings: Settings, console: Console) -> Summa
     output_format(args.output)
     rejects = args.rejects or rejects_path(args.output)
     output_format(rejects)
+    configure_threads(settings.tf_intra_op_threads, settings.tf_inter_op_threads)
     runtime = load_runtime(
         settings.model_dir, args.model, args.model_version, verify_hashes=settings.verify_hashes
     )

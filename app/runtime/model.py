@@ -257,9 +257,17 @@ def folder_fingerprint(path: Path) -> tuple[int, float]:
 
 
 def configure_threads(intra_op: int, inter_op: int) -> None:
-    """TensorFlow's thread pools (0: TensorFlow's choice). Only possible before its first op."""
-    import tensorflow as tf
+    """TensorFlow's thread pools (0: TensorFlow's choice; only possible before its first op),
+    and numpy's BLAS on one thread.
 
+    The familiarity scores' matrix products (numpy) run between model calls. On its own threads,
+    OpenBLAS keeps them spinning for a while after a product, on the cores TensorFlow's threads
+    need next: housing's call on 8,192 rows took 30-31 ms after a score against 17-20 ms after
+    another call or a sleep, and 18-19 ms with BLAS on one thread (docs/performance.md)."""
+    import tensorflow as tf
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
     try:
         if intra_op:
             tf.config.threading.set_intra_op_parallelism_threads(intra_op)

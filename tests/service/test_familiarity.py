@@ -185,3 +185,15 @@ def test_a_card_with_familiarity_but_no_statistics_file_fails_to_load_and_says_w
     runtime.load()
     assert not runtime.ready
     assert "familiarity.npz is missing" in runtime.reason
+
+
+def test_numpys_blas_runs_on_one_thread_once_the_threads_are_configured():
+    """Its spinning threads would slow the model call after each score (configure_threads)."""
+    from threadpoolctl import threadpool_info
+
+    from app.runtime.model import configure_threads
+
+    configure_threads(0, 0)  # TensorFlow's own choice, as the service's defaults are
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas, "numpy has a BLAS library"
+    assert {pool["num_threads"] for pool in blas} == {1}
