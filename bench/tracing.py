@@ -227,8 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     wrk.add_run_options(parser, concurrency=16, seconds=5.0, rounds=3)
     parser.add_argument("--startup-timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
-    if not wrk.available():
-        sys.stderr.write("wrk is not installed: apt-get install wrk\n")
+    if wrk.missing("bench.tracing"):
         return 2
     if has_tracing(args.before):
         sys.stderr.write(f"--before {args.before} has tracing: name a commit without it\n")

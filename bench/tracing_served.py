@@ -155,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     wrk.add_run_options(parser, concurrency=16, seconds=3.0, rounds=12)
     parser.add_argument("--startup-timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
-    if not wrk.available():
-        sys.stderr.write("wrk is not installed: apt-get install wrk\n")
+    if wrk.missing("bench.tracing_served"):
         return 2
     header = run_header()
     with tempfile.TemporaryDirectory(prefix="glassbox-tracing-") as work:

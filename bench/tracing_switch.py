@@ -10,9 +10,11 @@ are the service's own.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
 
 from app.core import tracing
 from app.main import app as service
@@ -38,13 +40,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http" or scope["path"] != SWITCH_PATH:
         await service(scope, receive, send)
         return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    asked = json.loads(body)
+    asked = await Request(scope, receive).json()
     switch(asked["ratio"], asked.get("endpoint", ""))
-    await send({"type": "http.response.start", "status": 204, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
+    await Response(status_code=204)(scope, receive, send)
